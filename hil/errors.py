@@ -1,0 +1,25 @@
+"""Errors a user can act on. The CLI prints them as one message (no traceback) and exits 2."""
+
+
+class LabError(Exception):
+    """Base of every user-facing error in the lab."""
+
+
+class BoardError(LabError):
+    """A board file is malformed or inconsistent, or names an unknown board."""
+
+
+class BuildError(LabError):
+    """The firmware did not compile or link; the message carries the compiler's output."""
+
+
+class RunnerError(LabError):
+    """A backend (QEMU, a probe, Renode) could not start, crashed or timed out."""
+
+
+class ProtocolError(LabError):
+    """The device answered a command with nothing, an error, or something unexpected."""
+
+
+class StoreError(LabError):
+    """The results store could not be opened, read or written."""
