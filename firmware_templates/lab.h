@@ -1,0 +1,32 @@
+/* tinylab firmware: the interfaces between the harness, the board drivers and the workload. */
+#ifndef TINYLAB_LAB_H
+#define TINYLAB_LAB_H
+
+#include <stdint.h>
+
+/* Board support: soc/<soc>.c, uart/<kind>.c, timer/<kind>.c */
+void soc_init(void);
+void uart_init(void);
+void uart_putc(char c);
+int uart_getc(void); /* -1 when no byte is waiting */
+void timer_init(void);
+uint64_t timer_now(void);      /* ticks of the board's timer since timer_init */
+void timer_window_start(void); /* called just before a timed window */
+extern const char *const timer_name; /* "systick" or "dwt" */
+
+/* A workload is what a timed window runs: a model, or a calibration kernel. */
+typedef struct {
+    const char *name;
+    uint8_t *input;          /* where load_input copies the host's bytes; may be NULL */
+    uint32_t input_bytes;
+    const uint8_t *output;   /* read after invoke; may point into the arena */
+    uint32_t output_bytes;
+    uint8_t *arena;          /* painted before and scanned after, to measure bytes touched */
+    uint32_t arena_bytes;
+    void (*invoke)(void);
+} workload_t;
+
+extern const workload_t *const lab_workloads[];
+extern const uint32_t lab_workload_count;
+
+#endif

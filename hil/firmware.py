@@ -1,0 +1,244 @@
+"""Firmware: render the harness for a board from firmware_templates/, build it with
+arm-none-eabi-gcc, report its size. Builds are cached by the hash of everything that goes in."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import jinja2
+
+from hil.boards import BoardSpec
+from hil.errors import BuildError
+from hil.toolchain import require_tool, tool_version
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
+COMPILER = "arm-none-eabi-gcc"
+OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3", "Os", "Ofast")
+BUILD_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """Section totals of an ELF as `size` counts them (Berkeley format)."""
+
+    text: int
+    data: int
+    bss: int
+
+    @property
+    def flash(self) -> int:
+        return self.text + self.data
+
+    @property
+    def static_ram(self) -> int:
+        return self.data + self.bss
+
+
+@dataclass(frozen=True)
+class WorkloadSources:
+    """What a firmware links in besides the harness: the workload table and its code.
+
+    `files` are generated texts (name -> content); `library` are C files read from disk (a kernel
+    library), `include_dirs` their headers. `input_capacity` sizes the buffer that `db` fills."""
+
+    files: Mapping[str, str]
+    input_capacity: int = 64
+    library: tuple[Path, ...] = ()
+    include_dirs: tuple[Path, ...] = ()
+    label: str = "workload"
+
+
+@dataclass(frozen=True)
+class Firmware:
+    board: BoardSpec
+    elf: Path
+    size: ImageSize
+    digest: str
+    optimize: str
+    label: str
+    from_cache: bool = field(default=False, compare=False)
+
+    @property
+    def stack_bytes(self) -> int:
+        """RAM left above the static data: the stack's room."""
+        return self.board.ram.length - self.size.static_ram
+
+
+def cpu_flags(board: BoardSpec) -> list[str]:
+    flags = [f"-mcpu={board.core}", "-mthumb"]
+    if board.fpu == "none":
+        flags.append("-mfloat-abi=soft")
+    else:
+        flags += ["-mfloat-abi=hard", f"-mfpu={board.fpu}"]
+    return flags
+
+
+def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...]) -> list[str]:
+    return [
+        *cpu_flags(board),
+        f"-{optimize}",
+        "-g",
+        "-std=gnu11",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-I.",
+        *(f"-I{d}" for d in include_dirs),
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-Wl,--gc-sections",
+        "-Wl,-Map=firmware.map",
+        "-T",
+        "linker.ld",
+    ]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_template(name: str, **context: object) -> str:
+    """Render one template of firmware_templates/ (used for workloads such as calibration/)."""
+    return _environment().get_template(name).render(**context)
+
+
+def render_harness(board: BoardSpec, input_capacity: int) -> dict[str, str]:
+    """The board's harness files: startup, linker script, drivers, timer, command loop."""
+    env = _environment()
+    context = {"board": board, "input_capacity": max(1, input_capacity)}
+    parts = {
+        "startup.c": "startup.c.j2",
+        "linker.ld": "linker.ld.j2",
+        "main.c": "main.c.j2",
+        "soc.c": f"soc/{board.soc}.c.j2",
+        "uart.c": f"uart/{board.uart.kind}.c.j2",
+        "timer.c": f"timer/{board.timer}.c.j2",
+    }
+    rendered = {}
+    for out_name, template in parts.items():
+        try:
+            rendered[out_name] = env.get_template(template).render(**context)
+        except jinja2.TemplateNotFound as missing:
+            raise BuildError(
+                f"board {board.name}: no firmware template {missing.name} in {TEMPLATES_DIR}"
+            ) from None
+    rendered["lab.h"] = (TEMPLATES_DIR / "lab.h").read_text()
+    rendered["paint_stack.S"] = (TEMPLATES_DIR / "paint_stack.S").read_text()
+    return rendered
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("TINYLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinylab"
+    )
+    return Path(root) / "firmware"
+
+
+def build_firmware(
+    board: BoardSpec,
+    workload: WorkloadSources,
+    *,
+    optimize: str | None = None,
+    cache_dir: Path | None = None,
+) -> Firmware:
+    """Build (or fetch from the cache) the firmware for `board` running `workload`."""
+    optimize = optimize or board.optimize
+    if optimize not in OPTIMIZE_LEVELS:
+        raise BuildError(f"optimisation level {optimize!r} is not one of {', '.join(OPTIMIZE_LEVELS)}")
+    compiler = require_tool(COMPILER)
+    sources = render_harness(board, workload.input_capacity)
+    clashes = sorted(set(sources) & set(workload.files))
+    if clashes:
+        raise BuildError(f"workload file names clash with the harness: {', '.join(clashes)}")
+    sources.update(workload.files)
+    flags = compile_flags(board, optimize, workload.include_dirs)
+
+    digest = _digest(sources, workload.library, flags)
+    cache_root = cache_dir or default_cache_dir()
+    final_dir = cache_root / digest
+    if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
+        size = ImageSize(**json.loads((final_dir / "size.json").read_text()))
+        return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, True))
+
+    cache_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"build-{digest[:12]}-", dir=cache_root))
+    for name, text in sources.items():
+        (work / name).write_text(text)
+    inputs = [n for n in sources if n.endswith((".c", ".S"))] + [str(p) for p in workload.library]
+    command = [compiler, *flags, *inputs, "-o", "firmware.elf"]
+    (work / "build-command.txt").write_text(" ".join(command) + "\n")
+    try:
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{COMPILER} took more than {BUILD_TIMEOUT_S} s for {board.name}; sources in {work}") from None
+    if result.returncode != 0:
+        raise BuildError(_explain_failure(board, result.stderr + result.stdout, work))
+    size = measure_size(work / "firmware.elf")
+    (work / "size.json").write_text(json.dumps(size.__dict__))
+    try:
+        work.rename(final_dir)
+    except OSError:  # another process built the same firmware at the same time: keep theirs
+        shutil.rmtree(work, ignore_errors=True)
+    return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False))
+
+
+def measure_size(elf: Path) -> ImageSize:
+    size_tool = require_tool("arm-none-eabi-size")
+    result = subprocess.run([size_tool, "-B", str(elf)], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise BuildError(f"arm-none-eabi-size failed on {elf}: {result.stderr.strip()}")
+    text, data, bss = (int(v) for v in result.stdout.splitlines()[1].split()[:3])
+    return ImageSize(text=text, data=data, bss=bss)
+
+
+def _checked(firmware: Firmware) -> Firmware:
+    board, size = firmware.board, firmware.size
+    if firmware.stack_bytes < board.min_stack_bytes:
+        raise BuildError(
+            f"firmware '{firmware.label}' does not fit {board.name}: static data {size.static_ram} B "
+            f"leaves {firmware.stack_bytes} B of its {board.ram.length} B RAM for the stack, "
+            f"less than the board's min_stack_bytes {board.min_stack_bytes}"
+        )
+    return firmware
+
+
+def _digest(sources: Mapping[str, str], library: tuple[Path, ...], flags: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(tool_version(COMPILER).encode())
+    h.update("\0".join(flags).encode())
+    for name in sorted(sources):
+        h.update(f"\0{name}\0".encode())
+        h.update(sources[name].encode())
+    for path in library:
+        h.update(f"\0{path}\0".encode())
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _explain_failure(board: BoardSpec, output: str, work: Path) -> str:
+    overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", output)
+    if overflow:
+        region, excess = overflow.group(1), int(overflow.group(2))
+        budget = board.ram.length if region == "RAM" else board.flash.length
+        head = (
+            f"firmware does not fit {board.name}: {region} overflowed by {excess} B "
+            f"(the board has {budget} B of {region.lower()})"
+        )
+    else:
+        head = f"{COMPILER} failed building firmware for {board.name}"
+    return f"{head}; sources kept in {work}\n{output.strip()}"

@@ -1,0 +1,189 @@
+"""The host side of the firmware's line protocol (MLPerf Tiny conventions plus `m-lab-` lines).
+
+Commands end with `%`; the device answers with `m-` lines (or `e-` for an error) and `m-ready`.
+Every read has a deadline; a missing, erroneous or garbled reply raises ProtocolError naming the
+board, the command and what came back."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import serial
+
+from hil.errors import ProtocolError
+
+READY = "m-ready"
+LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
+HEX_CHUNK_BYTES = 64
+
+
+class Port(Protocol):
+    """What the link needs of a pyserial port (a real one, socket:// or loop://)."""
+
+    timeout: float | None
+
+    def read(self, size: int = 1) -> bytes: ...
+    def write(self, data: bytes) -> int | None: ...
+    def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class InferenceReport:
+    """What one `infer N W%` measured: timer ticks (in the board's timer unit) and memory."""
+
+    count: int
+    warmup: int
+    ticks_total: int
+    ticks_min: int
+    ticks_max: int
+    stack_high_water: int
+    stack_at_call: int
+    arena_touched: int
+    checksum: str
+    results: tuple[int, ...]
+
+
+class DeviceLink:
+    """A connected device: sends commands and parses replies, with a deadline on every read."""
+
+    def __init__(
+        self,
+        port: Port,
+        board: str,
+        *,
+        timeout_s: float = 10.0,
+        health: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.port = port
+        self.board = board
+        self.timeout_s = timeout_s
+        self._health = health or (lambda: None)
+        self._pending = b""
+        port.timeout = 0.05
+
+    # ---- lines ----
+    def read_line(self, during: str, timeout_s: float | None = None) -> str:
+        """The next non-empty line, without its line ending."""
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        while True:
+            while b"\n" in self._pending:
+                raw, self._pending = self._pending.split(b"\n", 1)
+                line = raw.decode("ascii", errors="replace").strip()
+                if line:
+                    return line
+            try:
+                chunk = self.port.read(4096)
+            except (serial.SerialException, OSError) as error:
+                raise self._error(during, f"the connection was lost ({error})") from None
+            if chunk:
+                self._pending += chunk
+                continue
+            if time.monotonic() > deadline:
+                limit = timeout_s if timeout_s is not None else self.timeout_s
+                raise self._error(during, f"no complete reply within {limit:g} s")
+            problem = self._health()
+            if problem:
+                raise self._error(during, problem)
+
+    def read_until_ready(self, during: str, timeout_s: float | None = None) -> list[str]:
+        """Lines up to (not including) `m-ready`. An `e-` line or a line that is neither `m-` nor
+        `e-` is an error."""
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        lines: list[str] = []
+        while True:
+            line = self.read_line(during, max(0.0, deadline - time.monotonic()))
+            if line == READY:
+                return lines
+            lines.append(line)
+            if line.startswith("e-"):
+                self._drain_to_ready(during, deadline)
+                raise self._error(during, f"the device reported an error: {line}", lines)
+            if not line.startswith("m-"):
+                raise self._error(during, f"garbled reply {line!r}", lines)
+
+    def _drain_to_ready(self, during: str, deadline: float) -> None:
+        try:
+            while self.read_line(during, max(0.0, deadline - time.monotonic())) != READY:
+                pass
+        except ProtocolError:
+            pass
+
+    def _error(self, during: str, problem: str, lines: list[str] | None = None) -> ProtocolError:
+        received = lines if lines is not None else []
+        partial = self._pending.decode("ascii", errors="replace")
+        seen = "; ".join(received + ([partial] if partial else [])) or "nothing"
+        return ProtocolError(f"board {self.board}, command {during!r}: {problem}; received: {seen[-600:]}")
+
+    # ---- commands ----
+    def wait_boot(self, timeout_s: float | None = None) -> list[str]:
+        """The boot banner, up to the first `m-ready`."""
+        return self.read_until_ready("(boot)", timeout_s)
+
+    def command(self, text: str, timeout_s: float | None = None) -> list[str]:
+        """Send `text%` and return the reply lines before `m-ready`."""
+        wire = f"{text}%"
+        try:
+            self.port.write(wire.encode("ascii"))
+            self.port.flush()
+        except (serial.SerialException, OSError) as error:
+            raise self._error(wire, f"could not send ({error})") from None
+        return self.read_until_ready(wire, timeout_s)
+
+    def profile(self) -> dict[str, str]:
+        """`profile%` as a dict: profile, model, and each `m-lab-` figure."""
+        lines = self.command("profile")
+        info: dict[str, str] = {}
+        for line in lines:
+            match = LAB_FIGURE.match(line)
+            if match:
+                info[match.group(1)] = match.group(2)
+            elif line.startswith("m-profile-["):
+                info["profile"] = line[len("m-profile-[") : -1]
+            elif line.startswith("m-model-["):
+                info["model"] = line[len("m-model-[") : -1]
+        return info
+
+    def select(self, workload: str) -> None:
+        self.command(f"select {workload}")
+
+    def load_input(self, data: bytes) -> None:
+        """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`."""
+        reply = self.command(f"db load {len(data)}")
+        if not any(line == f"m-[Expecting {len(data)} bytes]" for line in reply):
+            raise self._error(f"db load {len(data)}%", "no 'm-[Expecting N bytes]' in the reply", reply)
+        done = False
+        for start in range(0, len(data), HEX_CHUNK_BYTES):
+            reply = self.command(f"db {data[start:start + HEX_CHUNK_BYTES].hex()}")
+            done = "m-load-done" in reply
+        if not done:
+            raise self._error("db HEX%", f"the device did not confirm all {len(data)} bytes (no m-load-done)")
+
+    def infer(self, count: int = 1, warmup: int = 1, timeout_s: float | None = None) -> InferenceReport:
+        wire = f"infer {count} {warmup}"
+        lines = self.command(wire, timeout_s)
+        figures = {m.group(1): m.group(2) for m in map(LAB_FIGURE.match, lines) if m}
+        results = next((l for l in lines if l.startswith("m-results-[")), None)
+        needed = ("ticks-total", "ticks-min", "ticks-max", "stack-high-water", "stack-at-call", "arena-touched", "checksum")
+        missing = [name for name in needed if name not in figures]
+        if missing or results is None or "m-infer-done" not in lines:
+            what = ", ".join(missing + ([] if results else ["m-results"]) + ([] if "m-infer-done" in lines else ["m-infer-done"]))
+            raise self._error(f"{wire}%", f"the reply lacks {what}", lines)
+        try:
+            body = results[len("m-results-[") : -1]
+            values = tuple(int(v) for v in body.split(",")) if body else ()
+            return InferenceReport(
+                count=count,
+                warmup=warmup,
+                ticks_total=int(figures["ticks-total"]),
+                ticks_min=int(figures["ticks-min"]),
+                ticks_max=int(figures["ticks-max"]),
+                stack_high_water=int(figures["stack-high-water"]),
+                stack_at_call=int(figures["stack-at-call"]),
+                arena_touched=int(figures["arena-touched"]),
+                checksum=figures["checksum"],
+                results=values,
+            )
+        except ValueError as error:
+            raise self._error(f"{wire}%", f"a figure is not a number ({error})", lines) from None

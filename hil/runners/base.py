@@ -1,0 +1,47 @@
+"""The one small interface every backend implements: boot or flash a firmware, hand back a
+connected DeviceLink, and say what the board's timer ticks mean."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from hil.boards import BoardSpec
+from hil.firmware import Firmware
+from hil.protocol import DeviceLink
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency with its unit: 'cycles' (hardware DWT) or 'instructions' (QEMU -icount)."""
+
+    value: float
+    unit: str
+    resolution: float  # one timer tick, in the same unit
+
+    def __str__(self) -> str:
+        return f"{self.value:,.0f} {self.unit}"
+
+
+class Runner(ABC):
+    """A backend that runs firmware for one board."""
+
+    backend: str  # "qemu" | "hardware" | "renode": the results store's backend column
+    unit: str  # "instructions" | "cycles"
+
+    def __init__(self, board: BoardSpec, *, timeout_s: float = 30.0) -> None:
+        self.board = board
+        self.timeout_s = timeout_s
+
+    @abstractmethod
+    def open(self, firmware: Firmware) -> AbstractContextManager[DeviceLink]:
+        """Boot or flash `firmware`, wait for the device's `m-ready`, and yield the link.
+        Leaving the context always releases the backend (no process or probe left behind)."""
+
+    @abstractmethod
+    def ticks_per_unit(self) -> float:
+        """How many timer ticks make one unit of `self.unit`."""
+
+    def latency(self, ticks: float) -> Latency:
+        per_unit = self.ticks_per_unit()
+        return Latency(value=ticks / per_unit, unit=self.unit, resolution=1.0 / per_unit)

@@ -1,0 +1,152 @@
+"""Boot firmware in qemu-system-arm with -icount shift=0 (one instruction is one nanosecond of
+virtual time), its UART on a free TCP port of 127.0.0.1, opened through pyserial's socket://."""
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import serial
+
+from hil.errors import RunnerError
+from hil.firmware import Firmware
+from hil.protocol import DeviceLink
+from hil.runners.base import Runner
+from hil.toolchain import require_qemu
+
+CONNECT_TIMEOUT_S = 15.0
+PORT_ATTEMPTS = 5
+NS_PER_INSTRUCTION = 1.0  # -icount shift=0
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: QEMU gets SIGKILL if the lab process dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class QemuProcess:
+    """One qemu-system-arm process serving its UART on a TCP port; always cleaned up by stop()."""
+
+    def __init__(self, command: list[str], port: int) -> None:
+        self.port = port
+        self.command = command
+        self._stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def output(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()
+
+    def exit_problem(self) -> str | None:
+        """None while QEMU runs; otherwise what it said when it exited."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        said = self.output()
+        return f"QEMU exited with code {code}" + (f": {said[-400:]}" if said else "")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._stderr.close()
+
+
+class QemuRunner(Runner):
+    backend = "qemu"
+    unit = "instructions"
+    last_process: QemuProcess | None = None  # the QEMU most recently started, for inspection
+
+    def ticks_per_unit(self) -> float:
+        # SysTick runs on the CPU clock of virtual time; an instruction takes NS_PER_INSTRUCTION ns.
+        return self.board.clock_hz * NS_PER_INSTRUCTION / 1e9
+
+    def qemu_command(self, elf: Path, port: int) -> list[str]:
+        spec = self.board.qemu
+        if spec is None:
+            raise RunnerError(f"board {self.board.name} is not an emulated board (no 'qemu' section)")
+        return [
+            require_qemu(),
+            "-machine", spec.machine,
+            "-cpu", spec.cpu,
+            "-display", "none",
+            "-monitor", "none",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+            "-icount", "shift=0",
+            "-no-reboot",
+            "-kernel", str(elf),
+        ]
+
+    @contextmanager
+    def open(self, firmware: Firmware) -> Iterator[DeviceLink]:
+        qemu, port = self._start(firmware.elf)
+        try:
+            link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=qemu.exit_problem)
+            link.wait_boot()
+            yield link
+        finally:
+            try:
+                port.close()
+            finally:
+                qemu.stop()
+
+    def _start(self, elf: Path) -> tuple[QemuProcess, serial.SerialBase]:
+        """Start QEMU on a free port and connect; retry on a port taken in the meantime."""
+        last_problem = ""
+        for _ in range(PORT_ATTEMPTS):
+            tcp_port = free_tcp_port()
+            qemu = QemuProcess(self.qemu_command(elf, tcp_port), tcp_port)
+            self.last_process = qemu
+            try:
+                return qemu, self._connect(qemu)
+            except RunnerError as error:
+                qemu.stop()
+                last_problem = str(error)
+                if "in use" not in last_problem:
+                    raise
+            except BaseException:
+                qemu.stop()
+                raise
+        raise RunnerError(f"board {self.board.name}: no free TCP port for QEMU's UART: {last_problem}")
+
+    def _connect(self, qemu: QemuProcess) -> serial.SerialBase:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            problem = qemu.exit_problem()
+            if problem:
+                raise RunnerError(f"board {self.board.name}: {problem}")
+            try:
+                return serial.serial_for_url(f"socket://127.0.0.1:{qemu.port}", timeout=0.05)
+            except serial.SerialException:
+                if time.monotonic() > deadline:
+                    raise RunnerError(
+                        f"board {self.board.name}: QEMU did not open its UART on 127.0.0.1:{qemu.port} "
+                        f"within {CONNECT_TIMEOUT_S:g} s"
+                    ) from None
+                time.sleep(0.05)

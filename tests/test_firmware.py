@@ -1,0 +1,78 @@
+"""Rendering and building firmware with the real arm-none-eabi-gcc."""
+from __future__ import annotations
+
+import pytest
+
+from hil.boards import load_board
+from hil.calibration import CalibrationPlan
+from hil.errors import BuildError
+from hil.firmware import WorkloadSources, build_firmware, cpu_flags
+
+from conftest import EMULATED_BOARDS, needs_arm_gcc
+
+pytestmark = needs_arm_gcc
+
+TABLE = """
+#include <stddef.h>
+#include "lab.h"
+static void nothing(void) {}
+static const workload_t only = {"only", NULL, 0, NULL, 0, NULL, 0, nothing};
+const workload_t *const lab_workloads[] = {&only};
+const uint32_t lab_workload_count = 1;
+"""
+
+
+@pytest.mark.parametrize("board_name", EMULATED_BOARDS)
+def test_calibration_firmware_builds_and_reports_its_size(board_name, tmp_path):
+    board = load_board(board_name)
+    firmware = build_firmware(board, CalibrationPlan().sources(), cache_dir=tmp_path)
+    assert firmware.elf.is_file() and not firmware.from_cache
+    assert 1000 < firmware.size.text < 64 * 1024
+    assert firmware.size.bss >= CalibrationPlan().arena_bytes
+    assert firmware.size.flash == firmware.size.text + firmware.size.data
+    assert firmware.stack_bytes == board.ram.length - firmware.size.static_ram
+
+
+def test_unchanged_firmware_comes_from_the_cache(tmp_path):
+    board = load_board("qemu-f746")
+    first = build_firmware(board, CalibrationPlan().sources(), cache_dir=tmp_path)
+    second = build_firmware(board, CalibrationPlan().sources(), cache_dir=tmp_path)
+    assert second.from_cache and second.digest == first.digest and second.elf == first.elf
+    other = build_firmware(board, CalibrationPlan(repeats=7).sources(), cache_dir=tmp_path)
+    assert not other.from_cache and other.digest != first.digest
+    again = build_firmware(board, CalibrationPlan().sources(), optimize="Os", cache_dir=tmp_path)
+    assert not again.from_cache and again.optimize == "Os"
+
+
+def test_compiler_error_is_surfaced_with_its_output(tmp_path):
+    broken = WorkloadSources(files={"table.c": TABLE + "\nint broken(void) { return undefined_name; }\n"})
+    with pytest.raises(BuildError) as caught:
+        build_firmware(load_board("qemu-f746"), broken, cache_dir=tmp_path)
+    assert "arm-none-eabi-gcc failed building firmware for qemu-f746" in str(caught.value)
+    assert "undefined_name" in str(caught.value)
+
+
+def test_firmware_too_big_for_ram_names_the_numbers(tmp_path):
+    board = load_board("qemu-f412")
+    huge = WorkloadSources(files={"table.c": TABLE + f"\nunsigned char big[{board.ram.length + 4096}];\n"
+                                  "void *keep_big(void) { return big; }\n"})
+    with pytest.raises(BuildError, match=r"does not fit qemu-f412: RAM overflowed by \d+ B \(the board has 262144 B of ram\)"):
+        build_firmware(board, huge, cache_dir=tmp_path)
+
+
+def test_too_little_stack_left_is_refused_with_the_numbers(tmp_path):
+    board = load_board("qemu-f412")
+    leaves = board.min_stack_bytes // 2
+    almost = WorkloadSources(files={"table.c": TABLE + f"\n__attribute__((used)) unsigned char big[{board.ram.length - leaves}];\n"})
+    with pytest.raises(BuildError, match=r"leaves \d+ B of its 262144 B RAM for the stack, less than the board's min_stack_bytes"):
+        build_firmware(board, almost, cache_dir=tmp_path)
+
+
+def test_unknown_optimisation_level_is_refused(tmp_path):
+    with pytest.raises(BuildError, match="optimisation level 'O9'"):
+        build_firmware(load_board("qemu-f746"), CalibrationPlan().sources(), optimize="O9", cache_dir=tmp_path)
+
+
+def test_cpu_flags_follow_the_board():
+    assert cpu_flags(load_board("qemu-f412"))[:2] == ["-mcpu=cortex-m4", "-mthumb"]
+    assert "-mfpu=fpv4-sp-d16" in cpu_flags(load_board("qemu-f412"))

@@ -1,0 +1,161 @@
+"""The QEMU runner with real qemu-system-arm: calibration, failures, clean-up, concurrency."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.boards import load_board
+from hil.calibration import CalibrationPlan, calibrate
+from hil.cli import main
+from hil.errors import ProtocolError
+from hil.firmware import WorkloadSources, build_firmware
+from hil.results import open_store
+from hil.runners.qemu import QemuRunner
+
+from conftest import EMULATED_BOARDS, needs_arm_gcc, needs_qemu
+
+pytestmark = [needs_arm_gcc, needs_qemu]
+
+HANG = """
+#include <stddef.h>
+#include "lab.h"
+static void hang(void) { for (;;) { __asm volatile("nop"); } }
+static const workload_t spin = {"spin", NULL, 0, NULL, 0, NULL, 0, hang};
+const workload_t *const lab_workloads[] = {&spin};
+const uint32_t lab_workload_count = 1;
+"""
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+@pytest.mark.parametrize("board_name", EMULATED_BOARDS)
+def test_selftest_matches_the_known_counts(board_name):
+    report, _ = calibrate(load_board(board_name), CalibrationPlan(), runs=2)
+    assert report.unit == "instructions"
+    assert abs(report.block_measured - report.block_expected_instructions) <= report.resolution
+    assert abs(report.stack_measured - report.stack_expected) <= 16
+    assert report.arena_touched == report.arena_expected
+    assert report.repeatable and report.raw_ticks[0] == report.raw_ticks[1]
+    assert report.passed
+
+
+def test_selftest_command_json_is_stable_and_stored(private_store, capsys):
+    outputs = []
+    for _ in range(2):
+        assert main(["selftest", "--board", "qemu-f746", "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    first, second = outputs
+    assert first["passed"] and first["unit"] == "instructions"
+    assert first["block_measured"] == second["block_measured"]
+    assert first["stack_measured"] == second["stack_measured"]
+    assert abs(first["block_measured"] - first["block_expected_instructions"]) <= first["resolution"]
+    with open_store(private_store) as store:
+        rows = store.query(model="calibration", metric="latency")
+    assert len(rows) == 2 and {r.unit for r in rows} == {"instructions"}
+    assert rows[0].value == first["block_measured"] and rows[0].backend == "qemu"
+
+
+def test_a_wrong_block_length_would_be_caught():
+    """The check can fail: claim one instruction more per block than the firmware runs."""
+    board = load_board("qemu-f746")
+    report, _ = calibrate(board, CalibrationPlan(), runs=1)
+    off_by = CalibrationPlan().repeats  # one instruction per repeat
+    assert abs(report.block_measured - (report.block_expected_instructions + off_by)) > report.resolution
+
+
+def test_silent_firmware_times_out_and_leaves_no_qemu(tmp_path):
+    board = load_board("qemu-f746")
+    # A UART at the wrong address: the firmware runs but nothing reaches the host.
+    mute = board.__class__(**{**board.__dict__, "uart": board.uart.__class__(**{**board.uart.__dict__, "base": 0x40005000})})
+    firmware = build_firmware(mute, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
+    runner = QemuRunner(mute, timeout_s=1.5)
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match=r"board qemu-f746, command '\(boot\)': no complete reply within 1.5 s"):
+        with runner.open(firmware):
+            pass
+    assert time.monotonic() - started < 10
+    assert runner.last_process is not None and process_gone(runner.last_process.process.pid)
+
+
+def test_hanging_inference_times_out_and_leaves_no_qemu(tmp_path):
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
+    runner = QemuRunner(board, timeout_s=1.0)
+    with pytest.raises(ProtocolError, match=r"command 'infer 1 0%': no complete reply within 1 s; received: m-warmup-start-0"):
+        with runner.open(firmware) as link:
+            link.infer(1, 0)
+    assert process_gone(runner.last_process.process.pid)
+
+
+def test_qemu_killed_mid_run_is_a_clear_error(tmp_path):
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
+    runner = QemuRunner(board, timeout_s=20)
+    with runner.open(firmware) as link:
+        pid = runner.last_process.process.pid
+        threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(ProtocolError, match="connection was lost|QEMU exited"):
+            link.infer(1, 0)
+        assert time.monotonic() - started < 10
+    assert process_gone(pid)
+
+
+def test_ctrl_c_leaves_no_qemu(tmp_path):
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from hil.boards import load_board
+        from hil.firmware import Firmware
+        from hil.runners.qemu import QemuRunner
+        board = load_board("qemu-f746")
+        firmware = Firmware(board, Path({str(firmware.elf)!r}), None, "x", "O2", "hang")
+        runner = QemuRunner(board, timeout_s=60)
+        with runner.open(firmware) as link:
+            print(runner.last_process.process.pid, flush=True)
+            link.infer(1, 0)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    qemu_pid = int(child.stdout.readline())
+    child.send_signal(signal.SIGINT)
+    child.wait(timeout=15)
+    assert "KeyboardInterrupt" in child.stderr.read()
+    deadline = time.monotonic() + 5
+    while not process_gone(qemu_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_gone(qemu_pid)
+
+
+def test_several_runs_at_once_on_different_ports():
+    board = load_board("qemu-f746")
+    results, errors = [], []
+
+    def one() -> None:
+        try:
+            results.append(calibrate(board, CalibrationPlan(), runs=1)[0])
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(results) == 3
+    assert len({r.block_measured for r in results}) == 1 and all(r.passed for r in results)
