@@ -15,13 +15,12 @@ from typing import Mapping
 
 import jinja2
 
-from hil.boards import BoardSpec
+from hil.boards import OPTIMIZE_LEVELS, BoardSpec
 from hil.errors import BuildError
 from hil.toolchain import require_tool, tool_version
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
 COMPILER = "arm-none-eabi-gcc"
-OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3", "Os", "Ofast")
 BUILD_TIMEOUT_S = 300
 
 

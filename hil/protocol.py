@@ -61,12 +61,16 @@ class DeviceLink:
         self.timeout_s = timeout_s
         self._health = health or (lambda: None)
         self._pending = b""
+        self._received: list[str] = []  # the lines of the exchange in progress, for errors
         port.timeout = 0.05
 
     # ---- lines ----
     def read_line(self, during: str, timeout_s: float | None = None) -> str:
         """The next non-empty line, without its line ending."""
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        return self._next_line(during, time.monotonic() + limit, limit)
+
+    def _next_line(self, during: str, deadline: float, limit: float) -> str:
         while True:
             while b"\n" in self._pending:
                 raw, self._pending = self._pending.split(b"\n", 1)
@@ -81,7 +85,6 @@ class DeviceLink:
                 self._pending += chunk
                 continue
             if time.monotonic() > deadline:
-                limit = timeout_s if timeout_s is not None else self.timeout_s
                 raise self._error(during, f"no complete reply within {limit:g} s")
             problem = self._health()
             if problem:
@@ -90,28 +93,31 @@ class DeviceLink:
     def read_until_ready(self, during: str, timeout_s: float | None = None) -> list[str]:
         """Lines up to (not including) `m-ready`. An `e-` line or a line that is neither `m-` nor
         `e-` is an error."""
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        deadline = time.monotonic() + limit
         lines: list[str] = []
+        self._received = lines
         while True:
-            line = self.read_line(during, max(0.0, deadline - time.monotonic()))
+            line = self._next_line(during, deadline, limit)
             if line == READY:
                 return lines
             lines.append(line)
             if line.startswith("e-"):
-                self._drain_to_ready(during, deadline)
-                raise self._error(during, f"the device reported an error: {line}", lines)
+                self._drain_to_ready(during, deadline, limit)
+                raise self._error(during, f"the device reported an error: {line}")
             if not line.startswith("m-"):
-                raise self._error(during, f"garbled reply {line!r}", lines)
+                raise self._error(during, f"garbled reply {line!r}")
 
-    def _drain_to_ready(self, during: str, deadline: float) -> None:
+    def _drain_to_ready(self, during: str, deadline: float, limit: float) -> None:
+        """After an `e-` line: skip to `m-ready` so that the next command starts clean."""
         try:
-            while self.read_line(during, max(0.0, deadline - time.monotonic())) != READY:
+            while self._next_line(during, deadline, limit) != READY:
                 pass
         except ProtocolError:
             pass
 
-    def _error(self, during: str, problem: str, lines: list[str] | None = None) -> ProtocolError:
-        received = lines if lines is not None else []
+    def _error(self, during: str, problem: str) -> ProtocolError:
+        received = list(self._received)
         partial = self._pending.decode("ascii", errors="replace")
         seen = "; ".join(received + ([partial] if partial else [])) or "nothing"
         return ProtocolError(f"board {self.board}, command {during!r}: {problem}; received: {seen[-600:]}")
@@ -152,7 +158,7 @@ class DeviceLink:
         """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`."""
         reply = self.command(f"db load {len(data)}")
         if not any(line == f"m-[Expecting {len(data)} bytes]" for line in reply):
-            raise self._error(f"db load {len(data)}%", "no 'm-[Expecting N bytes]' in the reply", reply)
+            raise self._error(f"db load {len(data)}%", "no 'm-[Expecting N bytes]' in the reply")
         done = False
         for start in range(0, len(data), HEX_CHUNK_BYTES):
             reply = self.command(f"db {data[start:start + HEX_CHUNK_BYTES].hex()}")
@@ -169,7 +175,7 @@ class DeviceLink:
         missing = [name for name in needed if name not in figures]
         if missing or results is None or "m-infer-done" not in lines:
             what = ", ".join(missing + ([] if results else ["m-results"]) + ([] if "m-infer-done" in lines else ["m-infer-done"]))
-            raise self._error(f"{wire}%", f"the reply lacks {what}", lines)
+            raise self._error(f"{wire}%", f"the reply lacks {what}")
         try:
             body = results[len("m-results-[") : -1]
             values = tuple(int(v) for v in body.split(",")) if body else ()
@@ -186,4 +192,4 @@ class DeviceLink:
                 results=values,
             )
         except ValueError as error:
-            raise self._error(f"{wire}%", f"a figure is not a number ({error})", lines) from None
+            raise self._error(f"{wire}%", f"a figure is not a number ({error})") from None

@@ -12,12 +12,17 @@ from conftest import EMULATED_BOARDS, needs_arm_gcc
 
 pytestmark = needs_arm_gcc
 
-TABLE = """
+
+
+def table(arena_bytes: int = 16) -> str:
+    """A one-workload table whose arena is a static array of `arena_bytes`."""
+    return f"""
 #include <stddef.h>
 #include "lab.h"
-static void nothing(void) {}
-static const workload_t only = {"only", NULL, 0, NULL, 0, NULL, 0, nothing};
-const workload_t *const lab_workloads[] = {&only};
+static uint8_t arena[{arena_bytes}];
+static void nothing(void) {{}}
+static const workload_t only = {{"only", NULL, 0, NULL, 0, arena, sizeof arena, nothing}};
+const workload_t *const lab_workloads[] = {{&only}};
 const uint32_t lab_workload_count = 1;
 """
 
@@ -45,7 +50,7 @@ def test_unchanged_firmware_comes_from_the_cache(tmp_path):
 
 
 def test_compiler_error_is_surfaced_with_its_output(tmp_path):
-    broken = WorkloadSources(files={"table.c": TABLE + "\nint broken(void) { return undefined_name; }\n"})
+    broken = WorkloadSources(files={"table.c": table() + "\nint broken(void) { return undefined_name; }\n"})
     with pytest.raises(BuildError) as caught:
         build_firmware(load_board("qemu-f746"), broken, cache_dir=tmp_path)
     assert "arm-none-eabi-gcc failed building firmware for qemu-f746" in str(caught.value)
@@ -54,8 +59,7 @@ def test_compiler_error_is_surfaced_with_its_output(tmp_path):
 
 def test_firmware_too_big_for_ram_names_the_numbers(tmp_path):
     board = load_board("qemu-f412")
-    huge = WorkloadSources(files={"table.c": TABLE + f"\nunsigned char big[{board.ram.length + 4096}];\n"
-                                  "void *keep_big(void) { return big; }\n"})
+    huge = WorkloadSources(files={"table.c": table(board.ram.length + 4096)})
     with pytest.raises(BuildError, match=r"does not fit qemu-f412: RAM overflowed by \d+ B \(the board has 262144 B of ram\)"):
         build_firmware(board, huge, cache_dir=tmp_path)
 
@@ -63,7 +67,7 @@ def test_firmware_too_big_for_ram_names_the_numbers(tmp_path):
 def test_too_little_stack_left_is_refused_with_the_numbers(tmp_path):
     board = load_board("qemu-f412")
     leaves = board.min_stack_bytes // 2
-    almost = WorkloadSources(files={"table.c": TABLE + f"\n__attribute__((used)) unsigned char big[{board.ram.length - leaves}];\n"})
+    almost = WorkloadSources(files={"table.c": table(board.ram.length - leaves)})
     with pytest.raises(BuildError, match=r"leaves \d+ B of its 262144 B RAM for the stack, less than the board's min_stack_bytes"):
         build_firmware(board, almost, cache_dir=tmp_path)
 

@@ -1,6 +1,7 @@
 """The QEMU runner with real qemu-system-arm: calibration, failures, clean-up, concurrency."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -81,7 +82,7 @@ def test_a_wrong_block_length_would_be_caught():
 def test_silent_firmware_times_out_and_leaves_no_qemu(tmp_path):
     board = load_board("qemu-f746")
     # A UART at the wrong address: the firmware runs but nothing reaches the host.
-    mute = board.__class__(**{**board.__dict__, "uart": board.uart.__class__(**{**board.uart.__dict__, "base": 0x40005000})})
+    mute = dataclasses.replace(board, uart=dataclasses.replace(board.uart, base=0x40005000))
     firmware = build_firmware(mute, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
     runner = QemuRunner(mute, timeout_s=1.5)
     started = time.monotonic()
