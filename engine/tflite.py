@@ -1,0 +1,235 @@
+"""Import a .tflite flatbuffer into the Graph IR, through the TFLite schema that the
+`tflite-micro` package ships. Unsupported ops, options and types are refused with the op's name
+and index; a corrupt or non-int8 file is refused with a clear message."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from engine.errors import ModelFormatError, UnsupportedOpError
+from engine.ir import OP_KINDS, Graph, Op, Tensor
+
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+_ACTIVATIONS = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+_PADDINGS = {schema.Padding.SAME: "SAME", schema.Padding.VALID: "VALID"}
+_DTYPES = {"INT8": "int8", "INT16": "int16", "INT32": "int32", "FLOAT32": "float32", "UINT8": "uint8"}
+_NUMPY = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
+
+
+def load_tflite(path: str | Path) -> Graph:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelFormatError(f"cannot read model {path}: {error.strerror or error}") from None
+    return parse_tflite(data, name=path.stem)
+
+
+def parse_tflite(data: bytes, name: str = "model") -> Graph:
+    model = _unpack(data, name)
+    if len(model.subgraphs or []) != 1:
+        raise UnsupportedOpError(f"model {name}: {len(model.subgraphs or [])} subgraphs; the engine takes exactly one")
+    subgraph = model.subgraphs[0]
+    buffers = model.buffers or []
+    tensors = [_tensor(t, buffers, name, i) for i, t in enumerate(subgraph.tensors or [])]
+    ops = []
+    for index, op in enumerate(subgraph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = _op_name(code)
+        if kind not in OP_KINDS:
+            raise UnsupportedOpError(
+                f"model {name}: op {index} ({kind}) is not supported by the engine "
+                f"(supported: {', '.join(OP_KINDS)})"
+            )
+        inputs = tuple(int(i) for i in (op.inputs if op.inputs is not None else []))
+        outputs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
+        attrs = _ATTRIBUTES.get(kind, lambda *_: {})(op.builtinOptions, inputs, tensors, f"model {name}: op {index} ({kind})")
+        ops.append(Op(kind=kind, inputs=inputs, outputs=outputs, attrs=attrs, index=index))
+    graph = Graph(
+        name=name,
+        tensors=tensors,
+        ops=ops,
+        inputs=[int(i) for i in subgraph.inputs],
+        outputs=[int(i) for i in subgraph.outputs],
+    )
+    _check_types(graph)
+    return graph
+
+
+def _unpack(data: bytes, name: str) -> Any:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFormatError(f"model {name}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
+    try:
+        return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as error:  # a truncated or corrupt flatbuffer fails in many ways
+        raise ModelFormatError(f"model {name}: corrupt TFLite flatbuffer ({type(error).__name__}: {error})") from None
+
+
+def _op_name(code: Any) -> str:
+    value = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
+    if value == schema.BuiltinOperator.CUSTOM:
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        return f"CUSTOM:{custom}"
+    return _OP_NAMES.get(value, f"builtin operator {value}")
+
+
+def _tensor(t: Any, buffers: list[Any], model: str, index: int) -> Tensor:
+    type_name = _TYPE_NAMES.get(t.type, str(t.type))
+    if type_name not in _DTYPES:
+        raise ModelFormatError(f"model {model}: tensor {index} has type {type_name}, which the engine does not handle")
+    dtype = _DTYPES[type_name]
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    quant = t.quantization
+    scale = tuple(float(s) for s in (quant.scale if quant is not None and quant.scale is not None else []))
+    zero_point = tuple(int(z) for z in (quant.zeroPoint if quant is not None and quant.zeroPoint is not None else []))
+    data = None
+    buffer = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+    if buffer is not None and buffer.data is not None and len(buffer.data) > 0:
+        raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
+        try:
+            data = np.frombuffer(raw, dtype=_NUMPY[dtype]).reshape(shape).copy()
+        except ValueError:
+            raise ModelFormatError(
+                f"model {model}: tensor {index} holds {len(raw)} bytes, which do not fit its shape {shape} of {dtype}"
+            ) from None
+    name = t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
+    return Tensor(
+        name=name,
+        shape=shape,
+        dtype=dtype,
+        scale=scale,
+        zero_point=zero_point,
+        quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
+        data=data,
+    )
+
+
+# ---- options -> attributes, one function per op kind ----
+def _activation(options: Any, where: str) -> str:
+    name = _ACTIVATIONS.get(options.fusedActivationFunction, str(options.fusedActivationFunction))
+    if name not in ("NONE", "RELU", "RELU6"):
+        raise UnsupportedOpError(f"{where}: fused activation {name} is not supported (NONE, RELU, RELU6 are)")
+    return name
+
+
+def _window(options: Any, where: str) -> dict[str, Any]:
+    if getattr(options, "dilationHFactor", 1) != 1 or getattr(options, "dilationWFactor", 1) != 1:
+        raise UnsupportedOpError(
+            f"{where}: dilation {options.dilationHFactor}x{options.dilationWFactor} is not supported (only 1)"
+        )
+    return {
+        "padding": _PADDINGS[options.padding],
+        "stride_h": int(options.strideH),
+        "stride_w": int(options.strideW),
+        "activation": _activation(options, where),
+    }
+
+
+def _conv(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    return _window(options, where)
+
+
+def _depthwise(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    attrs = _window(options, where)
+    channels_in = tensors[inputs[0]].shape[-1]
+    channels_out = tensors[inputs[1]].shape[-1]
+    attrs["depth_multiplier"] = channels_out // channels_in if channels_in else int(options.depthMultiplier)
+    return attrs
+
+
+def _pool(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    attrs = _window(options, where)
+    attrs.update(filter_h=int(options.filterHeight), filter_w=int(options.filterWidth))
+    return attrs
+
+
+def _fully_connected(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    if options.weightsFormat != schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
+        raise UnsupportedOpError(f"{where}: shuffled weights are not supported")
+    return {"activation": _activation(options, where), "keep_num_dims": bool(options.keepNumDims)}
+
+
+def _add(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    return {"activation": _activation(options, where) if options is not None else "NONE"}
+
+
+def _concatenation(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    rank = len(tensors[inputs[0]].shape)
+    axis = int(options.axis)
+    return {"axis": axis + rank if axis < 0 else axis, "activation": _activation(options, where)}
+
+
+def _softmax(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    return {"beta": float(options.beta)}
+
+
+def _constant_input(inputs: tuple[int, ...], tensors: list[Tensor], position: int, where: str, what: str) -> np.ndarray:
+    if len(inputs) <= position or inputs[position] < 0 or tensors[inputs[position]].data is None:
+        raise UnsupportedOpError(f"{where}: the {what} must be a constant tensor")
+    return tensors[inputs[position]].data
+
+
+def _mean(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    rank = len(tensors[inputs[0]].shape)
+    axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in _constant_input(inputs, tensors, 1, where, "axis").ravel()})
+    return {"axes": tuple(axes), "keep_dims": bool(options.keepDims) if options is not None else False}
+
+
+def _pad(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    paddings = _constant_input(inputs, tensors, 1, where, "paddings")
+    return {"paddings": tuple((int(a), int(b)) for a, b in paddings.reshape(-1, 2))}
+
+
+def _reshape(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    return {}
+
+
+_ATTRIBUTES: dict[str, Callable[..., dict[str, Any]]] = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _add,
+    "AVERAGE_POOL_2D": _pool,
+    "MAX_POOL_2D": _pool,
+    "MEAN": _mean,
+    "PAD": _pad,
+    "RESHAPE": _reshape,
+    "SOFTMAX": _softmax,
+    "CONCATENATION": _concatenation,
+}
+
+
+def _check_types(graph: Graph) -> None:
+    """int8 activations, int8 weights, int32 biases; float only at QUANTIZE in / DEQUANTIZE out."""
+    for op in graph.ops:
+        where = f"model {graph.name}: op {op.index} ({op.kind})"
+        for role, indices in (("input", op.inputs), ("output", op.outputs)):
+            for position, t in enumerate(indices):
+                if t < 0:
+                    continue
+                tensor = graph.tensors[t]
+                allowed = _allowed_types(op.kind, role, position)
+                if tensor.dtype not in allowed:
+                    hint = " (a float model: quantise it to int8 first)" if tensor.dtype == "float32" else ""
+                    raise ModelFormatError(
+                        f"{where}: {role} {position} '{tensor.name}' is {tensor.dtype}; "
+                        f"the engine needs {' or '.join(allowed)}{hint}"
+                    )
+                if tensor.dtype == "int8" and not tensor.scale:
+                    raise ModelFormatError(f"{where}: {role} {position} '{tensor.name}' is int8 without quantisation parameters")
+
+
+def _allowed_types(kind: str, role: str, position: int) -> tuple[str, ...]:
+    if kind == "QUANTIZE" and role == "input":
+        return ("float32", "int8")
+    if kind == "DEQUANTIZE" and role == "output":
+        return ("float32",)
+    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and role == "input" and position == 2:
+        return ("int32",)
+    if kind in ("MEAN", "PAD", "RESHAPE") and role == "input" and position == 1:
+        return ("int32",)
+    return ("int8",)
