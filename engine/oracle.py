@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from tflite_micro.python.tflite_micro import runtime
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 DEFAULT_ARENA_BYTES = 16 << 20
 
@@ -35,14 +36,11 @@ def run_tflm(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     for index, value in enumerate(inputs):
         tflm.set_input(np.ascontiguousarray(value), index)
     tflm.invoke()
-    outputs = []
-    index = 0
-    while True:
-        try:
-            outputs.append(np.array(tflm.get_output(index)))
-        except (IndexError, RuntimeError, ValueError):
-            return outputs
-        index += 1
+    return [np.array(tflm.get_output(i)) for i in range(output_count(model))]
+
+
+def output_count(model: bytes) -> int:
+    return schema.Model.GetRootAs(bytearray(model), 0).Subgraphs(0).OutputsLength()
 
 
 def tflm_tensors(model: bytes, inputs: Sequence[np.ndarray], tensor_indices: Sequence[int]) -> dict[int, np.ndarray]:
