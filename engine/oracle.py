@@ -49,7 +49,7 @@ def tflm_tensors(model: bytes, inputs: Sequence[np.ndarray], tensor_indices: Seq
     for index, value in enumerate(inputs):
         tflm.set_input(np.ascontiguousarray(value), index)
     tflm.invoke()
-    return {i: np.array(tflm.GetTensor(i, 0)) for i in tensor_indices}
+    return {i: np.array(tflm.GetTensor(i, 0)["tensor_data"]) for i in tensor_indices}
 
 
 @contextmanager

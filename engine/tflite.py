@@ -57,6 +57,7 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
         outputs=[int(i) for i in subgraph.outputs],
     )
     _check_types(graph)
+    _check_concatenation(graph)
     return graph
 
 
@@ -201,6 +202,24 @@ _ATTRIBUTES: dict[str, Callable[..., dict[str, Any]]] = {
     "SOFTMAX": _softmax,
     "CONCATENATION": _concatenation,
 }
+
+
+def _check_concatenation(graph: Graph) -> None:
+    """TFLM concatenates int8 only as a copy: every input quantised like the output, no activation."""
+    for op in graph.ops:
+        if op.kind != "CONCATENATION":
+            continue
+        out = graph.tensors[op.outputs[0]]
+        if op.attrs.get("activation", "NONE") != "NONE":
+            raise UnsupportedOpError(f"model {graph.name}: op {op.index} (CONCATENATION) has a fused activation, which TFLite Micro does not support")
+        for position, t in enumerate(op.inputs):
+            tensor = graph.tensors[t]
+            if (tensor.scale, tensor.zero_point) != (out.scale, out.zero_point):
+                raise UnsupportedOpError(
+                    f"model {graph.name}: op {op.index} (CONCATENATION) input {position} is quantised with "
+                    f"scale {tensor.scale} zero point {tensor.zero_point}, the output with {out.scale} {out.zero_point}; "
+                    "TFLite Micro (and so the engine) needs them equal"
+                )
 
 
 def _check_types(graph: Graph) -> None:
