@@ -28,5 +28,6 @@ typedef struct {
 
 extern const workload_t *const lab_workloads[];
 extern const uint32_t lab_workload_count;
+void lab_workloads_init(void); /* called once at start-up, before any command */
 
 #endif

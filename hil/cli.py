@@ -6,6 +6,7 @@ import importlib
 import sys
 from types import ModuleType
 
+from engine.errors import EngineError
 from hil.errors import LabError
 
 # The one table of sub-commands: name -> module. Each module defines SUMMARY, EXAMPLES,
@@ -13,6 +14,9 @@ from hil.errors import LabError
 COMMANDS: dict[str, str] = {
     "boards": "hil.commands.boards",
     "selftest": "hil.commands.selftest",
+    "compile": "hil.commands.compile",
+    "run": "hil.commands.run",
+    "bench": "hil.commands.bench",
     "results": "hil.commands.results",
 }
 
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except LabError as error:
+    except (LabError, EngineError) as error:
         print(f"tinylab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -205,6 +205,18 @@ def measure_size(elf: Path) -> ImageSize:
     return ImageSize(text=text, data=data, bss=bss)
 
 
+def symbol_address(elf: Path, name: str) -> int:
+    """The address of a global symbol in the ELF (for instance the input buffer)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as handle:
+        table = ELFFile(handle).get_section_by_name(".symtab")
+        symbols = table.get_symbol_by_name(name) if table is not None else None
+    if not symbols:
+        raise BuildError(f"{elf}: no symbol {name!r}")
+    return int(symbols[0]["st_value"])
+
+
 def _checked(firmware: Firmware) -> Firmware:
     board, size = firmware.board, firmware.size
     if firmware.stack_bytes < board.min_stack_bytes:

@@ -16,7 +16,7 @@ from hil.errors import ProtocolError
 
 READY = "m-ready"
 LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
-HEX_CHUNK_BYTES = 64
+HEX_CHUNK_BYTES = 200  # 400 hex digits: a command well inside the firmware's 512-character buffer
 
 
 class Port(Protocol):
@@ -24,6 +24,8 @@ class Port(Protocol):
 
     timeout: float | None
 
+    @property
+    def in_waiting(self) -> int: ...
     def read(self, size: int = 1) -> bytes: ...
     def write(self, data: bytes) -> int | None: ...
     def flush(self) -> None: ...
@@ -78,7 +80,10 @@ class DeviceLink:
                 if line:
                     return line
             try:
-                chunk = self.port.read(4096)
+                # One byte (waiting up to the port timeout), then whatever else has arrived.
+                chunk = self.port.read(1)
+                if chunk:
+                    chunk += self.port.read(self.port.in_waiting)
             except (serial.SerialException, OSError) as error:
                 raise self._error(during, f"the connection was lost ({error})") from None
             if chunk:
@@ -154,8 +159,13 @@ class DeviceLink:
     def select(self, workload: str) -> None:
         self.command(f"select {workload}")
 
-    def load_input(self, data: bytes) -> None:
-        """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`."""
+    def load_input(self, data: bytes, preloaded: bool = False) -> None:
+        """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`. With
+        `preloaded`, the runner has already placed the bytes: `db preloaded N%` only."""
+        if preloaded:
+            if "m-load-done" not in self.command(f"db preloaded {len(data)}"):
+                raise self._error(f"db preloaded {len(data)}%", "no m-load-done in the reply")
+            return
         reply = self.command(f"db load {len(data)}")
         if not any(line == f"m-[Expecting {len(data)} bytes]" for line in reply):
             raise self._error(f"db load {len(data)}%", "no 'm-[Expecting N bytes]' in the reply")

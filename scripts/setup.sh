@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
-.venv/bin/tinylab selftest --board qemu-f746
+.venv/bin/tinylab bench --board qemu-f746

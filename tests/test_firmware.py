@@ -24,6 +24,7 @@ static void nothing(void) {{}}
 static const workload_t only = {{"only", NULL, 0, NULL, 0, arena, sizeof arena, nothing}};
 const workload_t *const lab_workloads[] = {{&only}};
 const uint32_t lab_workload_count = 1;
+void lab_workloads_init(void) {{}}
 """
 
 

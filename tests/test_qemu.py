@@ -33,6 +33,7 @@ static void hang(void) { for (;;) { __asm volatile("nop"); } }
 static const workload_t spin = {"spin", NULL, 0, NULL, 0, NULL, 0, hang};
 const workload_t *const lab_workloads[] = {&spin};
 const uint32_t lab_workload_count = 1;
+void lab_workloads_init(void) {}
 """
 
 

@@ -28,15 +28,18 @@ class Runner(ABC):
 
     backend: str  # "qemu" | "hardware" | "renode": the results store's backend column
     unit: str  # "instructions" | "cycles"
+    can_preload = False  # whether open() can place the input in memory before the firmware starts
 
     def __init__(self, board: BoardSpec, *, timeout_s: float = 30.0) -> None:
         self.board = board
         self.timeout_s = timeout_s
 
     @abstractmethod
-    def open(self, firmware: Firmware) -> AbstractContextManager[DeviceLink]:
+    def open(self, firmware: Firmware, preload: bytes | None = None) -> AbstractContextManager[DeviceLink]:
         """Boot or flash `firmware`, wait for the device's `m-ready`, and yield the link.
-        Leaving the context always releases the backend (no process or probe left behind)."""
+        With `preload` (where `can_preload`), those bytes are in the firmware's input buffer
+        before it starts: much faster than `db` lines for large inputs. Leaving the context
+        always releases the backend (no process or probe left behind)."""
 
     @abstractmethod
     def ticks_per_unit(self) -> float:

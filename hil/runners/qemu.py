@@ -15,7 +15,7 @@ from typing import Iterator
 import serial
 
 from hil.errors import RunnerError
-from hil.firmware import Firmware
+from hil.firmware import Firmware, symbol_address
 from hil.protocol import DeviceLink
 from hil.runners.base import Runner
 from hil.toolchain import require_qemu
@@ -23,6 +23,7 @@ from hil.toolchain import require_qemu
 CONNECT_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 5
 NS_PER_INSTRUCTION = 1.0  # -icount shift=0
+INPUT_BUFFER = "lab_input_buffer"  # the firmware's input buffer (main.c.j2)
 
 
 def free_tcp_port() -> int:
@@ -81,13 +82,14 @@ class QemuProcess:
 class QemuRunner(Runner):
     backend = "qemu"
     unit = "instructions"
+    can_preload = True  # through QEMU's generic loader device
     last_process: QemuProcess | None = None  # the QEMU most recently started, for inspection
 
     def ticks_per_unit(self) -> float:
         # SysTick runs on the CPU clock of virtual time; an instruction takes NS_PER_INSTRUCTION ns.
         return self.board.clock_hz * NS_PER_INSTRUCTION / 1e9
 
-    def qemu_command(self, elf: Path, port: int) -> list[str]:
+    def qemu_command(self, elf: Path, port: int, preload: Path | None = None) -> list[str]:
         spec = self.board.qemu
         if spec is None:
             raise RunnerError(f"board {self.board.name} is not an emulated board (no 'qemu' section)")
@@ -101,11 +103,25 @@ class QemuRunner(Runner):
             "-icount", "shift=0",
             "-no-reboot",
             "-kernel", str(elf),
-        ]
+        ] + (
+            ["-device", f"loader,file={preload},addr={symbol_address(elf, INPUT_BUFFER):#x},force-raw=on"]
+            if preload is not None
+            else []
+        )
 
     @contextmanager
-    def open(self, firmware: Firmware) -> Iterator[DeviceLink]:
-        qemu, port = self._start(firmware.elf)
+    def open(self, firmware: Firmware, preload: bytes | None = None) -> Iterator[DeviceLink]:
+        with tempfile.TemporaryDirectory(prefix="tinylab-qemu-") as scratch:
+            preload_file = None
+            if preload is not None:
+                preload_file = Path(scratch) / "input.bin"
+                preload_file.write_bytes(preload)
+            with self._session(firmware, preload_file) as link:
+                yield link
+
+    @contextmanager
+    def _session(self, firmware: Firmware, preload: Path | None) -> Iterator[DeviceLink]:
+        qemu, port = self._start(firmware.elf, preload)
         try:
             link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=qemu.exit_problem)
             link.wait_boot()
@@ -116,12 +132,12 @@ class QemuRunner(Runner):
             finally:
                 qemu.stop()
 
-    def _start(self, elf: Path) -> tuple[QemuProcess, serial.SerialBase]:
+    def _start(self, elf: Path, preload: Path | None) -> tuple[QemuProcess, serial.SerialBase]:
         """Start QEMU on a free port and connect; retry on a port taken in the meantime."""
         last_problem = ""
         for _ in range(PORT_ATTEMPTS):
             tcp_port = free_tcp_port()
-            qemu = QemuProcess(self.qemu_command(elf, tcp_port), tcp_port)
+            qemu = QemuProcess(self.qemu_command(elf, tcp_port, preload), tcp_port)
             self.last_process = qemu
             try:
                 return qemu, self._connect(qemu)

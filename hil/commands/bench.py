@@ -1,0 +1,50 @@
+"""`tinylab bench`: run several models on a board and store every figure."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from hil.boards import load_board
+from hil.modelrun import engine_provenance, run_model
+from hil.models import DEFAULT_MODEL, default_input, resolve_model
+from hil.results import add_store_argument, open_store
+
+SUMMARY = "benchmark models on a board (default: the project's own model) and store every figure"
+EXAMPLES = """\
+  tinylab bench                                  # the default model on qemu-f746
+  tinylab bench ../shared/models/*.tflite --board qemu-f412
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", default=[DEFAULT_MODEL],
+                        help=f".tflite files or built-in models (default: {DEFAULT_MODEL})")
+    parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
+    parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    add_store_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    summaries = []
+    with open_store(args.store) as store:
+        provenance = None
+        for spec in args.models:
+            source = resolve_model(spec)
+            if not args.json:
+                print(f"{source.name}: building and running on {board.name} ...", flush=True)
+            result = run_model(board, source, default_input(source.graph), optimize=args.optimize)
+            provenance = provenance or engine_provenance(board, result.backend)
+            store.add(result.measurements(provenance))
+            summaries.append(result.summary())
+        stored_in = str(store.path)
+    if args.json:
+        print(json.dumps({"runs": summaries, "store": stored_in}, indent=2))
+    else:
+        header = f"{'model':<32} {'latency':>16} {'unit':<12} {'peak SRAM':>10} {'arena':>9} {'flash':>9}  matches TFLM"
+        print(header)
+        for s in summaries:
+            print(f"{s['model']:<32} {s['latency']:>16,.0f} {s['latency_unit']:<12} {s['peak_sram_bytes']:>10,} "
+                  f"{s['arena_planned_bytes']:>9,} {s['flash_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
+        print(f"figures stored in {stored_in}")
+    return 0 if all(s["matches_reference"] for s in summaries) else 1

@@ -1,0 +1,53 @@
+"""`tinylab compile`: a model to C sources and its memory plan."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from engine.compiler import KERNELS_DIR, compile_graph, kernel_sources
+from hil.boards import load_board
+from hil.modelrun import check_fits
+from hil.models import DEFAULT_MODEL, resolve_model
+from hil.planreport import plan_rows, plan_summary
+
+SUMMARY = "compile a model into C sources (model.c, model.h, kernels) and print its memory plan"
+EXAMPLES = """\
+  tinylab compile ../shared/models/kws_ref_model.tflite -o build/kws
+  tinylab compile mcunet-tiny -o build/tiny --board qemu-f412 --json
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="directory for the C sources")
+    parser.add_argument("--board", help="refuse, with the numbers, when the model does not fit this board")
+
+
+def run(args: argparse.Namespace) -> int:
+    source = resolve_model(args.model)
+    compiled = compile_graph(source.graph)
+    if args.board:
+        check_fits(load_board(args.board), compiled)
+    out: Path = args.output
+    (out / "kernels").mkdir(parents=True, exist_ok=True)
+    for name, text in compiled.generated.files.items():
+        (out / name).write_text(text)
+    for path in [*kernel_sources(), *sorted(KERNELS_DIR.glob("*.h"))]:
+        shutil.copy2(path, out / "kernels" / path.name)
+    summary = {"model": source.name, "model_sha256": source.sha256, **plan_summary(compiled), "output": str(out)}
+    rows = plan_rows(compiled)
+    (out / "plan.json").write_text(json.dumps({**summary, "layers": rows}, indent=2) + "\n")
+    if args.json:
+        print(json.dumps({**summary, "layers": rows}, indent=2))
+        return 0
+    print(f"{source.name}: {len(compiled.graph.ops)} ops -> {out}/")
+    print(f"{'step':>4}  {'op':<18} {'model op':>8}  {'live tensors':>12}  {'scratch':>8}  {'live bytes':>10}")
+    for row in rows:
+        print(f"{row['step']:>4}  {row['op']:<18} {row['op_index']:>8}  {row['tensor_bytes']:>12,}  "
+              f"{row['scratch_bytes']:>8,}  {row['live_bytes']:>10,}")
+    print(f"arena {summary['arena_bytes']:,} B (lower bound {summary['lower_bound_bytes']:,} B); "
+          f"weights in flash {summary['weights_bytes']:,} B")
+    return 0

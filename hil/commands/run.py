@@ -1,0 +1,60 @@
+"""`tinylab run`: build a model for a board, run it, and compare its output with TFLite Micro's."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hil.boards import load_board
+from hil.modelrun import engine_provenance, run_model
+from hil.models import DEFAULT_MODEL, default_input, load_input, resolve_model
+from hil.results import add_store_argument, open_store
+
+SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, flash, and bit-exactness with TFLM"
+EXAMPLES = """\
+  tinylab run ../shared/models/vww_96_int8.tflite --board qemu-f746 --json
+  tinylab run mcunet-tiny --board qemu-f412 --input x.npy --output y.npy
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
+    parser.add_argument("--input", type=Path, help=".npy input (default: deterministic pseudo-random data)")
+    parser.add_argument("--output", type=Path, help="write the board's output here as .npy")
+    parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
+    add_store_argument(parser)
+
+
+def print_run(summary: dict[str, object]) -> None:
+    print(f"{summary['model']} on {summary['board']} ({summary['backend']})")
+    print(f"  latency          {summary['latency']:,.0f} {summary['latency_unit']} per inference")
+    print(f"  peak SRAM        {summary['peak_sram_bytes']:,} B (static {summary['static_ram_bytes']:,} + "
+          f"stack {summary['stack_high_water_bytes']:,})")
+    print(f"  arena            {summary['arena_touched_bytes']:,} B touched of {summary['arena_planned_bytes']:,} B "
+          f"planned (lower bound {summary['arena_lower_bound_bytes']:,})")
+    print(f"  flash            {summary['flash_bytes']:,} B (weights {summary['weights_bytes']:,})")
+    print(f"  matches TFLM     {'yes' if summary['matches_reference'] else 'NO'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    source = resolve_model(args.model)
+    value = load_input(args.input, source.graph) if args.input else default_input(source.graph)
+    result = run_model(board, source, value, optimize=args.optimize)
+    if args.output:
+        np.save(args.output, result.output)
+    summary = result.summary()
+    if not args.no_store:
+        with open_store(args.store) as store:
+            store.add(result.measurements(engine_provenance(board, result.backend)))
+            summary["store"] = str(store.path)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_run(summary)
+    return 0 if result.matches_reference else 1

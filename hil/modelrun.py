@@ -1,0 +1,180 @@
+"""Compile a model with the engine, build it into firmware for a board, run it, and compare its
+output with TFLite Micro's for the same input."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.compiler import ENGINE_NAME, ENGINE_VERSION, KERNELS_DIR, CompiledModel, compile_graph, kernel_sources
+from engine.errors import DoesNotFitError
+from engine.ir import DTYPES
+from engine.oracle import run_tflm
+from hil.boards import BoardSpec
+from hil.firmware import Firmware, WorkloadSources, build_firmware, render_template
+from hil.models import ModelSource
+from hil.results import Measurement, Provenance
+from hil.runners import Runner, runner_for
+from hil.toolchain import toolchain_summary
+
+
+@dataclass
+class ModelRun:
+    """What one run of a model on a board measured."""
+
+    model: str
+    model_sha256: str
+    board: str
+    backend: str
+    unit: str
+    latency: float  # per inference, in `unit`
+    resolution: float
+    static_ram: int  # .data + .bss of the whole firmware (the arena inside)
+    stack_high_water: int
+    arena_planned: int
+    arena_lower_bound: int
+    arena_touched: int
+    flash: int
+    weights_bytes: int
+    output: np.ndarray
+    reference: np.ndarray
+    checksum: str
+
+    @property
+    def peak_sram(self) -> int:
+        return self.static_ram + self.stack_high_water
+
+    @property
+    def matches_reference(self) -> bool:
+        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "board": self.board,
+            "backend": self.backend,
+            "latency": self.latency,
+            "latency_unit": self.unit,
+            "latency_resolution": self.resolution,
+            "peak_sram_bytes": self.peak_sram,
+            "static_ram_bytes": self.static_ram,
+            "stack_high_water_bytes": self.stack_high_water,
+            "arena_planned_bytes": self.arena_planned,
+            "arena_lower_bound_bytes": self.arena_lower_bound,
+            "arena_touched_bytes": self.arena_touched,
+            "flash_bytes": self.flash,
+            "weights_bytes": self.weights_bytes,
+            "matches_reference": self.matches_reference,
+            "output_checksum": self.checksum,
+        }
+
+    def measurements(self, provenance: Provenance) -> list[Measurement]:
+        extra = {"matches_reference": self.matches_reference, "resolution": self.resolution}
+
+        def row(metric: str, value: float, unit: str) -> Measurement:
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, extra)
+
+        return [
+            row("latency", self.latency, self.unit),
+            row("peak_sram", self.peak_sram, "bytes"),
+            row("static_ram", self.static_ram, "bytes"),
+            row("stack_high_water", self.stack_high_water, "bytes"),
+            row("arena_planned", self.arena_planned, "bytes"),
+            row("arena_touched", self.arena_touched, "bytes"),
+            row("flash", self.flash, "bytes"),
+            row("matches_reference", float(self.matches_reference), "bool"),
+        ]
+
+
+def check_fits(board: BoardSpec, compiled: CompiledModel) -> None:
+    """Refuse, with the numbers, a model whose plan or weights cannot fit the board at all."""
+    name = compiled.graph.name
+    arena, weights = compiled.plan.arena_bytes, compiled.generated.weight_bytes
+    room = board.sram_bytes - board.min_stack_bytes
+    if arena > room:
+        raise DoesNotFitError(
+            f"model {name} does not fit {board.name}: its arena needs {arena:,} B of SRAM; the board has "
+            f"{board.sram_bytes:,} B, of which {board.min_stack_bytes:,} B are kept for the stack"
+        )
+    if weights > board.flash_bytes:
+        raise DoesNotFitError(
+            f"model {name} does not fit {board.name}: its weights need {weights:,} B of flash; "
+            f"the board has {board.flash_bytes:,} B"
+        )
+
+
+def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
+    generated = compiled.generated
+    files = dict(generated.files)
+    files["model_workloads.c"] = render_template(
+        "model/workloads.c.j2", models=[{"prefix": generated.prefix, "name": name}]
+    )
+    return WorkloadSources(
+        files=files,
+        input_capacity=generated.input_bytes,
+        library=kernel_sources(),
+        include_dirs=(KERNELS_DIR,),
+        label=name,
+    )
+
+
+def build_model_firmware(board: BoardSpec, source: ModelSource, optimize: str | None = None) -> tuple[Firmware, CompiledModel]:
+    compiled = compile_graph(source.graph)
+    check_fits(board, compiled)
+    return build_firmware(board, model_workload(compiled, source.name), optimize=optimize), compiled
+
+
+def run_model(
+    board: BoardSpec,
+    source: ModelSource,
+    value: np.ndarray,
+    *,
+    optimize: str | None = None,
+    runner: Runner | None = None,
+    warmup: int = 1,
+) -> ModelRun:
+    """Build, run one timed inference after `warmup` ones, and compare with TFLM."""
+    firmware, compiled = build_model_firmware(board, source, optimize)
+    runner = runner or runner_for(board)
+    graph = compiled.graph
+    out_tensor = graph.tensors[graph.outputs[0]]
+    data = np.ascontiguousarray(value).tobytes()
+    with runner.open(firmware, preload=data if runner.can_preload else None) as link:
+        link.load_input(data, preloaded=runner.can_preload)
+        report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+    raw = np.array(report.results, dtype=np.int8).tobytes()
+    output = np.frombuffer(raw, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
+    reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
+    latency = runner.latency(report.ticks_min)
+    return ModelRun(
+        model=source.name,
+        model_sha256=source.sha256,
+        board=board.name,
+        backend=runner.backend,
+        unit=latency.unit,
+        latency=latency.value,
+        resolution=latency.resolution,
+        static_ram=firmware.size.static_ram,
+        stack_high_water=report.stack_high_water,
+        arena_planned=compiled.plan.arena_bytes,
+        arena_lower_bound=compiled.plan.lower_bound,
+        arena_touched=report.arena_touched,
+        flash=firmware.size.flash,
+        weights_bytes=compiled.generated.weight_bytes,
+        output=output,
+        reference=reference,
+        checksum=report.checksum,
+    )
+
+
+def engine_provenance(board: BoardSpec, backend: str, test_id: str = "") -> Provenance:
+    tools = ["arm-none-eabi-gcc"] + (["qemu-system-arm"] if backend == "qemu" else [])
+    return Provenance.collect(
+        engine=ENGINE_NAME,
+        engine_version=ENGINE_VERSION,
+        board=board.name,
+        backend=backend,
+        toolchain=toolchain_summary(*tools),
+        test_id=test_id,
+    )

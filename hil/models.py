@@ -1,0 +1,89 @@
+"""Models the lab runs: a .tflite file, or one of the project's own built-in models."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from engine.ir import DTYPES, Graph
+from engine.tflite import parse_tflite
+from hil.errors import LabError
+
+# Built-in models: name -> "module:function" returning a Graph (imported only when asked for,
+# since they need torch).
+BUILTIN_MODELS = {
+    "mcunet-tiny": "engine.zoo:default_model",
+}
+DEFAULT_MODEL = "mcunet-tiny"
+
+
+@dataclass
+class ModelSource:
+    """A model and its identity: the bytes of its .tflite form and their sha256."""
+
+    name: str
+    tflite: bytes
+    path: Path | None = None
+    _graph: Graph | None = field(default=None, repr=False)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.tflite).hexdigest()
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            self._graph = parse_tflite(self.tflite, name=self.name)
+        return self._graph
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """A path to a .tflite file, or the name of a built-in model."""
+    path = Path(spec)
+    if path.is_file():
+        return ModelSource(name=path.stem, tflite=path.read_bytes(), path=path)
+    if spec in BUILTIN_MODELS:
+        from engine.export import export_tflite
+
+        module, function = BUILTIN_MODELS[spec].split(":")
+        graph = getattr(importlib.import_module(module), function)()
+        graph.name = spec
+        return ModelSource(name=spec, tflite=export_tflite(graph), _graph=graph)
+    if spec.endswith(".tflite") or "/" in spec:
+        raise LabError(f"model file {spec} does not exist")
+    raise LabError(
+        f"unknown model {spec!r}: give a path to a .tflite file or a built-in model "
+        f"({', '.join(BUILTIN_MODELS)})"
+    )
+
+
+def default_input(graph: Graph, seed: int = 0) -> np.ndarray:
+    """Deterministic pseudo-random data for the model's input tensor."""
+    tensor = graph.tensors[graph.inputs[0]]
+    rng = np.random.default_rng(seed)
+    if tensor.dtype == "float32":
+        return rng.standard_normal(tensor.shape).astype(np.float32)
+    info = np.iinfo(DTYPES[tensor.dtype])
+    return rng.integers(info.min, info.max + 1, size=tensor.shape, dtype=DTYPES[tensor.dtype])
+
+
+def load_input(path: Path, graph: Graph) -> np.ndarray:
+    """An input from a .npy file, checked against the model's input tensor."""
+    tensor = graph.tensors[graph.inputs[0]]
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise LabError(f"cannot read input {path}: {error}") from None
+    wanted = np.dtype(DTYPES[tensor.dtype])
+    if value.dtype != wanted:
+        raise LabError(f"input {path} is {value.dtype}; model {graph.name} takes {wanted}")
+    if value.size != tensor.elements:
+        raise LabError(
+            f"input {path} has shape {value.shape} ({value.size} values); "
+            f"model {graph.name} takes {tensor.shape} ({tensor.elements} values)"
+        )
+    return value.reshape(tensor.shape)
