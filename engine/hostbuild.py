@@ -4,7 +4,6 @@ the repository (TINYLAB_CACHE, else ~/.cache/tinylab), under `hostbuild/`."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -13,12 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.cache import cache_root
 from engine.codegen import GeneratedModel, generate_c, kernel_scratch
+from engine.compiler import KERNELS_DIR, kernel_sources
 from engine.errors import EngineError
 from engine.ir import DTYPES, Graph
 from engine.planner import plan_memory
 
-KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
 HOST_CC = "gcc"
 HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 RUN_TIMEOUT_S = 120
@@ -54,15 +54,8 @@ class HostBuildError(EngineError):
     """The generated C did not compile, or the program failed; the message has the compiler output."""
 
 
-def kernel_sources() -> tuple[Path, ...]:
-    return tuple(sorted(KERNELS_DIR.glob("*.c")))
-
-
 def cache_dir() -> Path:
-    root = os.environ.get("TINYLAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinylab"
-    )
-    return Path(root) / "hostbuild"
+    return cache_root() / "hostbuild"
 
 
 def build_host_program(generated: GeneratedModel) -> Path:

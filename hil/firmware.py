@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from typing import Mapping
 
 import jinja2
 
+from engine.cache import cache_root
 from hil.boards import OPTIMIZE_LEVELS, BoardSpec
 from hil.errors import BuildError
 from hil.toolchain import require_tool, tool_version
@@ -142,10 +142,7 @@ def render_harness(board: BoardSpec, input_capacity: int) -> dict[str, str]:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("TINYLAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinylab"
-    )
-    return Path(root) / "firmware"
+    return cache_root() / "firmware"
 
 
 def build_firmware(

@@ -30,18 +30,12 @@ from engine.oracle import interpreter, run_tflm
 from engine.planner import plan_memory
 from engine.tflite import load_tflite
 
-_SYNTH_MISSING = ""
-try:
-    from engine import synth
-    from engine.export import export_tflite
-except ImportError as error:  # written by others; the synthetic tests wait for them
-    synth = None
-    _SYNTH_MISSING = f"engine.synth / engine.export not importable: {error}"
+from engine import synth
+from engine.export import export_tflite
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 SHARED_MODELS = sorted(MODELS.glob("*.tflite")) if MODELS.is_dir() else []
 needs_models = pytest.mark.skipif(not SHARED_MODELS, reason=f"no reference models in {MODELS}")
-needs_synth = pytest.mark.skipif(synth is None, reason=_SYNTH_MISSING)
 needs_gcc = pytest.mark.skipif(shutil.which(HOST_CC) is None, reason=f"{HOST_CC} is not installed")
 needs_arm_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc is not installed")
 
@@ -53,15 +47,7 @@ WARNINGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 
 
 def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    values = []
-    for index in graph.inputs:
-        t = graph.tensors[index]
-        if t.dtype == "int8":
-            values.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8))
-        else:
-            values.append(rng.uniform(-2.0, 2.0, size=t.shape).astype(np.float32))
-    return values
+    return synth.random_inputs(graph, np.random.default_rng(seed))
 
 
 def assert_same_as_tflm(graph: Graph, model: bytes, seeds=(0, 1, 2)) -> None:
@@ -183,21 +169,18 @@ def synth_graphs() -> list[tuple[str, Graph]]:
 SYNTH_GRAPHS = synth_graphs()
 
 
-@needs_synth
 def test_synth_graphs_cover_every_op_kind():
     kinds = {op.kind for _, g in SYNTH_GRAPHS for op in g.ops}
     assert kinds == set(OP_KINDS)
 
 
 @needs_gcc
-@needs_synth
 @pytest.mark.parametrize("graph", [g for _, g in SYNTH_GRAPHS], ids=[name for name, _ in SYNTH_GRAPHS])
 def test_synth_graph_matches_tflm(graph: Graph):
     assert_same_as_tflm(graph, export_tflite(graph))
 
 
 @needs_gcc
-@needs_synth
 def test_quantize_rounds_like_tflm_at_halves():
     """TFLM divides in float32 and rounds halves away from zero; values at k + 1/2 steps catch a
     division in double or round-half-even."""
@@ -211,7 +194,6 @@ def test_quantize_rounds_like_tflm_at_halves():
 
 
 # ---- what the generated code looks like ----
-@needs_synth
 def test_generated_files_and_figures():
     graph = synth.chain_model(np.random.default_rng(0))
     plan = plan_memory(graph, kernel_scratch(graph))
@@ -244,9 +226,7 @@ def test_int8_graph_generates_no_float():
 
 
 def test_kernel_scratch():
-    graph = synth.chain_model(np.random.default_rng(0)) if synth else None
-    if graph is None:
-        pytest.skip(_SYNTH_MISSING)
+    graph = synth.chain_model(np.random.default_rng(0))
     scratch = kernel_scratch(graph)
     assert set(scratch) == set(range(len(graph.ops)))
     for position, op in enumerate(graph.ops):
@@ -258,14 +238,12 @@ def test_kernel_scratch():
             assert scratch[position] == 0
 
 
-@needs_synth
 def test_refuses_more_than_one_input():
     graph = synth.add_model(np.random.default_rng(0), (1, 4), (1, 4), "NONE")
     with pytest.raises(UnsupportedOpError, match="exactly one input and one output; this graph has 2 inputs"):
         generate_c(graph, plan_memory(graph, kernel_scratch(graph)))
 
 
-@needs_synth
 def test_refuses_a_bad_prefix():
     graph = synth.reshape_model(np.random.default_rng(0), (1, 4), (4,))
     with pytest.raises(ValueError, match="not a C identifier"):
@@ -273,7 +251,6 @@ def test_refuses_a_bad_prefix():
 
 
 @needs_gcc
-@needs_synth
 def test_compile_failure_shows_the_compiler_output():
     graph = synth.reshape_model(np.random.default_rng(0), (1, 4), (4,))
     generated = generate_for_host(graph)
@@ -291,7 +268,6 @@ def test_kernels_compile_warning_free_on_the_host(tmp_path: Path):
 
 
 @needs_arm_gcc
-@needs_synth
 @pytest.mark.parametrize("target", sorted(ARM_TARGETS))
 def test_generated_code_compiles_for_cortex_m(target: str, tmp_path: Path):
     graphs = [("chain", synth.chain_model(np.random.default_rng(0)))]
@@ -308,7 +284,6 @@ def test_generated_code_compiles_for_cortex_m(target: str, tmp_path: Path):
 
 
 @needs_gcc
-@needs_synth
 def test_two_models_link_into_one_program(tmp_path: Path):
     rng = np.random.default_rng(9)
     first = synth.chain_model(rng)

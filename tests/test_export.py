@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from engine import synth
 from engine.errors import UnsupportedOpError
 from engine.export import BUFFER_ALIGNMENT, export_tflite
 from engine.ir import OP_KINDS, Graph, Op, Tensor
@@ -33,15 +34,7 @@ def assert_graphs_equal(a: Graph, b: Graph) -> None:
 
 
 def _random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    values = []
-    for i in graph.inputs:
-        t = graph.tensors[i]
-        if t.dtype == "int8":
-            values.append(rng.integers(-128, 128, size=t.shape, dtype=np.int8))
-        else:
-            values.append(rng.uniform(-1, 1, size=t.shape).astype(np.float32))
-    return values
+    return synth.random_inputs(graph, np.random.default_rng(seed))
 
 
 def every_op_graph() -> Graph:
