@@ -81,3 +81,65 @@ def test_plans_of_the_shared_models(path):
     )
     assert plan.arena_bytes >= largest_pair
     assert plan.lower_bound <= plan.arena_bytes
+
+
+def test_search_beats_greedy_by_size_on_a_crafted_graph():
+    """Sizes chosen so that largest-first leaves a hole: a (0-1), b (1-2) large; c small long-lived."""
+    tensors = [activation(n, (s,)) for n, s in [("in", 16), ("a", 1024), ("b", 1024), ("c", 512), ("d", 1536), ("out", 16)]]
+    ops = [
+        Op("FULLY_CONNECTED", (0,), (1,), index=0),
+        Op("FULLY_CONNECTED", (1,), (2,), index=1),
+        Op("FULLY_CONNECTED", (2,), (3,), index=2),
+        Op("FULLY_CONNECTED", (3,), (4,), index=3),
+        Op("ADD", (4, 3), (5,), index=4),
+    ]
+    graph = Graph("crafted", tensors, ops, [0], [5])
+    greedy = plan_memory(graph, search="greedy-by-size")
+    searched = plan_memory(graph)
+    check_no_overlap(greedy)
+    check_no_overlap(searched)
+    assert searched.arena_bytes <= greedy.arena_bytes
+    assert searched.arena_bytes == searched.lower_bound
+
+
+def pointwise_chain() -> Graph:
+    """in 8x8x8 -> depthwise 3x3 -> 1x1 conv to 16 ch -> depthwise -> 1x1 conv to 8 ch."""
+    def const(name, shape, dtype="int8"):
+        return Tensor(name, shape, dtype, (0.1,), (0,), data=np.zeros(shape, dtype=np.int8 if dtype == "int8" else np.int32))
+
+    tensors = [
+        activation("x", (1, 8, 8, 8)), const("dw1", (1, 3, 3, 8)), const("b1", (8,), "int32"), activation("y1", (1, 8, 8, 8)),
+        const("pw1", (16, 1, 1, 8)), const("b2", (16,), "int32"), activation("y2", (1, 8, 8, 16)),
+        const("dw2", (1, 3, 3, 16)), const("b3", (16,), "int32"), activation("y3", (1, 8, 8, 16)),
+        const("pw2", (8, 1, 1, 16)), const("b4", (8,), "int32"), activation("y4", (1, 8, 8, 8)),
+    ]
+    window = {"padding": "SAME", "stride_h": 1, "stride_w": 1, "activation": "RELU"}
+    ops = [
+        Op("DEPTHWISE_CONV_2D", (0, 1, 2), (3,), {**window, "depth_multiplier": 1}, 0),
+        Op("CONV_2D", (3, 4, 5), (6,), window, 1),
+        Op("DEPTHWISE_CONV_2D", (6, 7, 8), (9,), {**window, "depth_multiplier": 1}, 2),
+        Op("CONV_2D", (9, 10, 11), (12,), window, 3),
+    ]
+    return Graph("pointwise-chain", tensors, ops, [0], [12])
+
+
+def test_overlaps_shrink_a_mobilenet_chain_to_the_largest_tensor_plus_scratch():
+    graph = pointwise_chain()
+    without = plan_memory(graph)
+    plan = plan_memory(graph, overlap=True)
+    check_no_overlap(plan)
+    assert set(plan.overlaps) == {0, 1, 2, 3}
+    assert all(plan.offset(r.output) == plan.offset(r.input) + r.relative_offset for r in plan.overlaps.values())
+    assert without.arena_bytes == 1024 + 1024  # y2 and y3 (8x8x16 each) side by side
+    # the largest tensor (1024) plus the largest scratch: a 64-byte channel plane (or 16 input bytes)
+    assert plan.arena_bytes == plan.lower_bound == 1024 + 64
+
+
+def test_no_overlap_when_the_input_is_still_needed():
+    graph = pointwise_chain()
+    graph.ops.append(Op("ADD", (12, 0), (13,), {"activation": "NONE"}, 4))  # x is read again at the end
+    graph.tensors.append(activation("z", (1, 8, 8, 8)))
+    graph.outputs = [13]
+    plan = plan_memory(graph, overlap=True)
+    check_no_overlap(plan)
+    assert 0 not in plan.overlaps  # the depthwise may not overwrite x
