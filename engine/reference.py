@@ -139,6 +139,11 @@ def _pad_before(size: int, filter_size: int, stride: int, out: int) -> int:
 def _window_geometry(op: Op, height: int, width: int, kh: int, kw: int) -> tuple[int, int, int, int]:
     """(out_h, out_w, pad_top, pad_left) for the op's stride and padding."""
     sh, sw, padding = op.attrs["stride_h"], op.attrs["stride_w"], op.attrs["padding"]
+    if padding == "EXPLICIT":  # a folded PAD (engine.fold)
+        a = op.attrs
+        out_h = (height + a["pad_top"] + a["pad_bottom"] - kh) // sh + 1
+        out_w = (width + a["pad_left"] + a["pad_right"] - kw) // sw + 1
+        return out_h, out_w, a["pad_top"], a["pad_left"]
     out_h, out_w = _out_size(height, kh, sh, padding), _out_size(width, kw, sw, padding)
     return out_h, out_w, _pad_before(height, kh, sh, out_h), _pad_before(width, kw, sw, out_w)
 

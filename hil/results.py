@@ -33,7 +33,7 @@ STORE_ENV = "TINYLAB_STORE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STORE_PATH = REPO_ROOT / "results" / "lab.sqlite"
 
-BACKENDS = ("qemu", "hardware", "renode")
+BACKENDS = ("qemu", "hardware", "renode", "host")  # host: figures taken on this machine (TFLM's arena)
 LATENCY_UNITS = ("cycles", "instructions")
 # Units of time are never stored: milliseconds are derived from cycles and the board's clock.
 TIME_UNITS = frozenset({"s", "sec", "seconds", "ms", "msec", "milliseconds", "us", "µs", "usec",
