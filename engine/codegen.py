@@ -4,9 +4,17 @@ as literals. Weights, biases and per-channel multipliers are `static const` arra
 activation lives in one static arena at the planner's offsets.
 
 The constants are computed here exactly as TFLite Micro computes them in its Prepare step (float32
-scales widened to double, `quantize_multiplier`), so the C is bit-exact with TFLM."""
+scales widened to double, `quantize_multiplier`), so the C is bit-exact with TFLM.
+
+Two kernel sets: "portable" calls the C kernel library (engine/kernels/*.c) with literal arguments;
+"optimized" (the default) generates one static function per CONV_2D, DEPTHWISE_CONV_2D,
+FULLY_CONNECTED and ADD with every shape baked in, built from the inline blocks of
+engine/kernels/tl_opt.h (SIMD on cores with the DSP extension), and calls the library for the rest.
+Where the plan lets an output overwrite its input (`plan.overlaps`, engine.overlap), both sets use a
+kernel whose access order makes that safe."""
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,14 +26,21 @@ import numpy as np
 
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
+from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
 from engine.planner import MemoryPlan
-from engine.quant import activation_range, effective_scale, quantize_multiplier
+from engine.quant import activation_range, effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
 ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs are shifted left 20 bits before rescaling
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int16": "int16_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int16_t": 16, "int32_t": 10, "float": 6}
+KERNEL_SETS = ("optimized", "portable")
+# Extra flash the optimised kernels may spend on weights stored as int16 ("wide": no widening in
+# the inner loop), per model; layers whose weights are reused over the most pixels go first.
+WIDE_WEIGHT_BUDGET = 320 * 1024
+SCRATCH_ALIGNMENT = 8  # LDRD needs word-aligned operands; 8 keeps int64 views possible
 
 
 @dataclass(frozen=True)
@@ -63,17 +78,38 @@ class _Layer:
 
 
 # ---- scratch ----
-def kernel_scratch(graph: Graph) -> dict[int, int]:
-    """Bytes of scratch each op's kernel needs, by op position (0 where none)."""
+def kernel_scratch(graph: Graph, kernels: str = "portable") -> dict[int, int]:
+    """Bytes of scratch each op's kernel needs, by op position (0 where none), for the kernel set
+    `kernels`. Plan with kernels="optimized" to give the optimised kernels their scratch inside
+    the arena; otherwise generate_c finds them room in the arena (bytes no live tensor uses at
+    that step) or, failing that, a static buffer outside it."""
+    if kernels not in KERNEL_SETS:
+        raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
     needs: dict[int, int] = {}
     for position, op in enumerate(graph.ops):
         if op.kind == "AVERAGE_POOL_2D":
             needs[position] = 4 * graph.tensors[op.inputs[0]].shape[-1]  # int32 sums per channel
         elif op.kind == "MEAN":
             needs[position] = 4 * graph.tensors[op.outputs[0]].elements  # int32 sum per output
+        elif kernels == "optimized":
+            needs[position] = optimized_scratch(graph, op)
         else:
             needs[position] = 0
     return needs
+
+
+def optimized_scratch(graph: Graph, op: Op) -> int:
+    """Scratch of the optimised kernel of one op (0 if it has none or falls back to the library)."""
+    try:
+        if op.kind == "CONV_2D":
+            shape = _conv_shape(graph, op)
+            return shape.scratch if shape.optimizable else 0
+        if op.kind == "DEPTHWISE_CONV_2D":
+            shape = _depthwise_shape(graph, op)
+            return shape.scratch if shape.optimizable else 0
+    except (KeyError, ValueError, IndexError, UnsupportedOpError):
+        return 0
+    return 0
 
 
 # ---- literals ----
@@ -102,13 +138,63 @@ def _extend4(shape: Sequence[int], where: str) -> tuple[int, int, int, int]:
 
 
 class _Generator:
-    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str, kernels: str = "portable") -> None:
         self.graph = graph
         self.plan = plan
         self.prefix = prefix
+        self.kernels = kernels
         self.arrays: list[_Array] = []
         self.array_of_tensor: dict[int, str] = {}
         self.uses_float = False
+        self.functions: list[str] = []  # static per-layer functions (optimised kernels)
+        self.static_scratch = 0  # bytes of the scratch buffer outside the arena (0: none needed)
+        self.overlaps = dict(getattr(plan, "overlaps", {}) or {})
+        self.wide: set[int] = _choose_wide(graph) if kernels == "optimized" else set()
+
+    @property
+    def optimized(self) -> bool:
+        return self.kernels == "optimized"
+
+    def function(self, position: int, body: list[str]) -> str:
+        """Define `static void {prefix}_op{position}(void)` with `body`; the call to it."""
+        name = f"{self.prefix}_op{position}"
+        text = "\n".join([f"static __attribute__((noinline)) void {name}(void)", "{"] + [("    " + line) if line else "" for line in body] + ["}"])
+        self.functions.append(text)
+        return f"{name}();"
+
+    def room(self, position: int, op: Op, needed: int) -> str:
+        """A `uint8_t *` expression for `needed` bytes of scratch at this op, 8-byte aligned: the
+        plan's scratch for the op if large enough, else arena bytes that no tensor alive at this
+        step uses, else a static buffer outside the arena."""
+        if needed <= 0:
+            return "NULL"
+        size = self.plan.scratch_sizes.get(position, 0)
+        if size >= needed and self.plan.scratch_offsets[position] % SCRATCH_ALIGNMENT == 0:
+            return f"&{self.prefix}_arena[{self.plan.scratch_offsets[position]}]"
+        if position in self.overlaps and not self.optimized:
+            raise UnsupportedOpError(
+                f"{self.where(op)}: the plan overlaps its output with its input but gives its kernel {size} bytes "
+                f"of scratch; it needs {needed}"
+            )
+        free = self.free_arena(position, needed)
+        if free is not None:
+            return f"&{self.prefix}_arena[{free}]"
+        self.static_scratch = max(self.static_scratch, needed)
+        return f"(uint8_t *){self.prefix}_scratch"
+
+    def free_arena(self, position: int, needed: int) -> int | None:
+        """The lowest aligned arena offset with `needed` bytes that nothing alive at this step uses."""
+        busy = [(p.offset, p.offset + p.size) for p in self.plan.placements.values()
+                if p.first_step <= position <= p.last_step and p.size > 0]
+        if position in self.plan.scratch_offsets:
+            start = self.plan.scratch_offsets[position]
+            busy.append((start, start + self.plan.scratch_sizes[position]))
+        candidate = 0
+        for start, end in sorted(busy):
+            if candidate + needed <= start:
+                return candidate
+            candidate = max(candidate, -(-end // SCRATCH_ALIGNMENT) * SCRATCH_ALIGNMENT)
+        return candidate if candidate + needed <= self.plan.arena_bytes else None
 
     # -- naming and pointers --
     def where(self, op: Op) -> str:
@@ -228,10 +314,69 @@ def _window_padding(size: int, filter_size: int, stride: int, out_size: int, pad
     return max(total, 0) // 2
 
 
-# ---- one function per op kind ----
-def _conv(g: _Generator, position: int, op: Op) -> _Layer:
-    where = g.where(op)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+# ---- shapes of the windowed ops ----
+def _groups(k: int) -> int:
+    """Groups of four values in a vector of k (the last one padded with zeros)."""
+    return -(-k // 4)
+
+
+def _padding(op: Op, h: int, w: int, kh: int, kw: int, oh: int, ow: int, where: str) -> tuple[int, int, int, int]:
+    """(stride_h, stride_w, pad_top, pad_left): TFLM's for SAME/VALID, or a folded PAD's (EXPLICIT)."""
+    sh, sw = int(op.attrs["stride_h"]), int(op.attrs["stride_w"])
+    if op.attrs["padding"] == "EXPLICIT":
+        a = op.attrs
+        pt, pb, pl, pr = (int(a[k]) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+        expected = ((h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+        if expected != (oh, ow) or min(pt, pb, pl, pr) < 0:
+            raise UnsupportedOpError(f"{where}: output {oh}x{ow} does not match explicit padding {(pt, pb, pl, pr)}")
+        return sh, sw, pt, pl
+    pt = _window_padding(h, kh, sh, oh, op.attrs["padding"], where, "height")
+    pl = _window_padding(w, kw, sw, ow, op.attrs["padding"], where, "width")
+    return sh, sw, pt, pl
+
+
+def _padding_text(op: Op, pt: int, pl: int) -> str:
+    return f"{op.attrs['padding']} (pad top {pt}, left {pl})"
+
+
+@dataclass(frozen=True)
+class _ConvShape:
+    n: int
+    h: int
+    w: int
+    ci: int
+    co: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+
+    @property
+    def pointwise(self) -> bool:
+        """1x1, stride 1, no padding: output pixel p reads input pixel p only."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0) and \
+            (self.oh, self.ow) == (self.h, self.w)
+
+    @property
+    def k4(self) -> int:
+        return _groups(self.kh * self.kw * self.ci)
+
+    @property
+    def scratch(self) -> int:
+        """Two pixels widened to int16 (16 bytes a group), and a window's bytes unless pointwise."""
+        return pixel_stream_bytes(self.ci) if self.pointwise else 20 * self.k4
+
+    @property
+    def optimizable(self) -> bool:
+        return self.n == 1 and min(self.ci, self.co, self.oh, self.ow) > 0
+
+
+def _conv_shape(graph: Graph, op: Op, where: str = "") -> _ConvShape:
+    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
     n, h, wd, c = x.shape
     oc, kh, kw, ic = w.shape
     _, oh, ow, occ = y.shape
@@ -239,52 +384,140 @@ def _conv(g: _Generator, position: int, op: Op) -> _Layer:
         raise UnsupportedOpError(f"{where}: grouped convolution (filter depth {ic}, input depth {c}) is not supported")
     if occ != oc:
         raise UnsupportedOpError(f"{where}: output depth {occ} differs from the filter's {oc}")
-    sh, sw = int(op.attrs["stride_h"]), int(op.attrs["stride_w"])
-    pt = _window_padding(h, kh, sh, oh, op.attrs["padding"], where, "height")
-    pl = _window_padding(wd, kw, sw, ow, op.attrs["padding"], where, "width")
-    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), oc, where)
-    lo, hi = _act_range(op, y, where)
-    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
-    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
-    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
-    call = (
-        f"tl_conv_s8({g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.inputs[1])}, {kh}, {kw}, {bias}, "
-        f"{g.ptr(op.outputs[0])}, {oh}, {ow}, {oc}, {sh}, {sw}, {pt}, {pl}, {_int(-_zp(x))}, {_int(_zp(y))}, "
-        f"{mult}, {shift}, {lo}, {hi});"
-    )
-    extra = f"stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl}), {op.attrs.get('activation', 'NONE')}"
-    return _Layer(g.describe(op, extra), [call])
+    sh, sw, pt, pl = _padding(op, h, wd, kh, kw, oh, ow, where)
+    return _ConvShape(n, h, wd, c, oc, kh, kw, oh, ow, sh, sw, pt, pl)
 
 
-def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
-    where = g.where(op)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+@dataclass(frozen=True)
+class _DepthwiseShape:
+    n: int
+    h: int
+    w: int
+    c: int
+    mult: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+
+    @property
+    def rows(self) -> int:
+        """Rows of the padded channel plane: those the windows reach."""
+        return (self.oh - 1) * self.sh + self.kh
+
+    @property
+    def width(self) -> int:
+        """Bytes a plane row: output pairs read whole words from x * stride on."""
+        return (self.ow + self.ow % 2 - 2) * self.sw + 4 * _groups(self.sw + self.kw)
+
+    @property
+    def scratch(self) -> int:
+        return padded_plane_bytes(self.oh, self.ow, self.kh, self.kw, self.sh, self.sw)
+
+    @property
+    def optimizable(self) -> bool:
+        """Batch 1, and a channel plane that costs little SRAM (engine.overlap.plane_fits: a
+        one-channel input would otherwise be copied whole)."""
+        fits = plane_fits(self.scratch, self.n * self.h * self.w * self.c)
+        return self.n == 1 and min(self.c, self.oh, self.ow) > 0 and fits
+
+
+def _depthwise_shape(graph: Graph, op: Op, where: str = "") -> _DepthwiseShape:
+    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
     n, h, wd, c = x.shape
     _, kh, kw, oc = w.shape
     _, oh, ow, occ = y.shape
     if c == 0 or oc % c != 0 or occ != oc:
         raise UnsupportedOpError(f"{where}: {oc} filter channels are not a multiple of {c} input channels")
-    multiplier = oc // c
-    sh, sw = int(op.attrs["stride_h"]), int(op.attrs["stride_w"])
-    pt = _window_padding(h, kh, sh, oh, op.attrs["padding"], where, "height")
-    pl = _window_padding(wd, kw, sw, ow, op.attrs["padding"], where, "width")
-    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), oc, where)
+    sh, sw, pt, pl = _padding(op, h, wd, kh, kw, oh, ow, where)
+    return _DepthwiseShape(n, h, wd, c, oc // c, kh, kw, oh, ow, sh, sw, pt, pl)
+
+
+def _bias_values(g: _Generator, op: Op, channels: int) -> np.ndarray:
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        return np.asarray(g.tensor(op.inputs[2]).data, dtype=np.int64).ravel()
+    return np.zeros(channels, dtype=np.int64)
+
+
+# ---- one function per op kind ----
+def _conv(g: _Generator, position: int, op: Op) -> _Layer:
+    where = g.where(op)
+    shape = _conv_shape(g.graph, op, where)
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), shape.co, where)
     lo, hi = _act_range(op, y, where)
+    extra = f"stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, {op.attrs.get('activation', 'NONE')}"
+    rule = g.overlaps.get(position)
+    if rule is not None and not shape.pointwise:
+        raise UnsupportedOpError(f"{where}: the plan overlaps its output with its input ({rule.kind}) but it is not a 1x1 stride-1 convolution")
+    if g.optimized and shape.optimizable:
+        body = _opt_conv(g, position, op, shape, mults, shifts, lo, hi)
+        how = "two pixels x two channels a step, " + ("int16 weights" if position in g.wide else "int8 weights")
+        if rule is not None:
+            how += f", output over its input ({rule.kind}, {'descending' if shape.co > shape.ci else 'ascending'})"
+        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
     mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
     shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
     bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+    if rule is not None:
+        call = (
+            f"tl_conv_1x1_stream_s8({g.ptr(op.inputs[0], const=True)}, {shape.h * shape.w}, {shape.ci}, {g.ptr(op.inputs[1])}, "
+            f"{bias}, {g.ptr(op.outputs[0])}, {shape.co}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi}, "
+            f"(int8_t *){g.room(position, op, shape.ci)});"
+        )
+        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call])
     call = (
-        f"tl_depthwise_conv_s8({g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.inputs[1])}, {kh}, {kw}, "
-        f"{multiplier}, {bias}, {g.ptr(op.outputs[0])}, {oh}, {ow}, {sh}, {sw}, {pt}, {pl}, {_int(-_zp(x))}, "
-        f"{_int(_zp(y))}, {mult}, {shift}, {lo}, {hi});"
+        f"tl_conv_s8({g.ptr(op.inputs[0], const=True)}, {shape.n}, {shape.h}, {shape.w}, {shape.ci}, {g.ptr(op.inputs[1])}, "
+        f"{shape.kh}, {shape.kw}, {bias}, {g.ptr(op.outputs[0])}, {shape.oh}, {shape.ow}, {shape.co}, {shape.sh}, {shape.sw}, "
+        f"{shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi});"
     )
-    extra = (f"depth multiplier {multiplier}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl}), "
-             f"{op.attrs.get('activation', 'NONE')}")
     return _Layer(g.describe(op, extra), [call])
 
 
-def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
+def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
+    shape = _depthwise_shape(g.graph, op, where)
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    channels = shape.c * shape.mult
+    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), channels, where)
+    lo, hi = _act_range(op, y, where)
+    extra = (f"depth multiplier {shape.mult}, stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, "
+             f"{op.attrs.get('activation', 'NONE')}")
+    rule = g.overlaps.get(position)
+    if rule is not None and (shape.mult != 1 or shape.n != 1):
+        raise UnsupportedOpError(f"{where}: the plan overlaps its output with its input ({rule.kind}) but its depth multiplier is {shape.mult}")
+    if g.optimized and shape.optimizable:
+        body = _opt_depthwise(g, position, op, shape, mults, shifts, lo, hi)
+        how = "channel planes, two outputs a step"
+        if rule is not None:
+            how += f", output over its input ({rule.kind})"
+        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
+    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
+    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
+    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+    if rule is not None:
+        call = (
+            f"tl_depthwise_conv_inplace_s8({g.ptr(op.inputs[0], const=True)}, {shape.h}, {shape.w}, {shape.c}, "
+            f"{g.ptr(op.inputs[1])}, {shape.kh}, {shape.kw}, {bias}, {g.ptr(op.outputs[0])}, {shape.oh}, {shape.ow}, "
+            f"{shape.sh}, {shape.sw}, {shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi}, "
+            f"(int8_t *){g.room(position, op, shape.oh * shape.ow)});"
+        )
+        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call])
+    call = (
+        f"tl_depthwise_conv_s8({g.ptr(op.inputs[0], const=True)}, {shape.n}, {shape.h}, {shape.w}, {shape.c}, "
+        f"{g.ptr(op.inputs[1])}, {shape.kh}, {shape.kw}, {shape.mult}, {bias}, {g.ptr(op.outputs[0])}, {shape.oh}, "
+        f"{shape.ow}, {shape.sh}, {shape.sw}, {shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, "
+        f"{lo}, {hi});"
+    )
+    return _Layer(g.describe(op, extra), [call])
+
+
+def _fc_shape(g: _Generator, op: Op, where: str) -> tuple[int, int, int]:
+    """(batches, depth, units) of a FULLY_CONNECTED."""
     x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
     if len(w.shape) != 2:
         raise UnsupportedOpError(f"{where}: weights of shape {_shape(w.shape)} (need [units, depth])")
@@ -294,20 +527,396 @@ def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
     batches = x.elements // depth
     if y.elements != batches * units:
         raise UnsupportedOpError(f"{where}: output {_shape(y.shape)} does not hold {batches} x {units} values")
+    return batches, depth, units
+
+
+def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
+    where = g.where(op)
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    batches, depth, units = _fc_shape(g, op, where)
     lo, hi = _act_range(op, y, where)
+    if len(w.scale) > 1:
+        mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), units, where)
+    else:
+        m, s = quantize_multiplier(effective_scale(_scale(x, where), w.scale[0], _scale(y, where)))
+        mults, shifts = [m] * units, [s] * units
+    filter_offset = -_zp(w) if len(w.scale) <= 1 else 0
+    if g.optimized and (filter_offset == 0 or position in g.wide):
+        body = _opt_fully_connected(g, position, op, batches, depth, units, filter_offset, mults, shifts, lo, hi)
+        how = f"one vector x {GEMV_ROWS} rows a step, widened on the fly, " + ("int16 weights" if position in g.wide else "int8 weights")
+        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; {how}"), [g.function(position, body)])
     bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
     head = f"{g.ptr(op.inputs[0], const=True)}, {g.ptr(op.inputs[1])}, {bias}, {g.ptr(op.outputs[0])}, {batches}, {depth}, {units}"
     if len(w.scale) > 1:
-        mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), units, where)
         mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
         shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
         call = (f"tl_fully_connected_per_channel_s8({head}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, "
                 f"{lo}, {hi});")
     else:
-        m, s = quantize_multiplier(effective_scale(_scale(x, where), w.scale[0], _scale(y, where)))
-        call = (f"tl_fully_connected_s8({head}, {_int(-_zp(x))}, {_int(-_zp(w))}, {_int(_zp(y))}, {_int(m)}, {s}, "
-                f"{lo}, {hi});")
+        call = (f"tl_fully_connected_s8({head}, {_int(-_zp(x))}, {_int(filter_offset)}, {_int(_zp(y))}, {_int(mults[0])}, "
+                f"{shifts[0]}, {lo}, {hi});")
     return _Layer(g.describe(op, op.attrs.get("activation", "NONE")), [call])
+
+
+# ---- the optimised kernels' constants and bodies ----
+GEMV_ROWS = 6  # TL_MV_ROWS of tl_opt.h
+WIDE_MIN_PIXELS = 256  # a convolution's weights go int16 if reused over this many output pixels (or if large)
+WIDE_MIN_BYTES = 1024  # a fully connected layer's only if it has this many weights
+
+
+def _choose_wide(graph: Graph) -> set[int]:
+    """Positions of the CONV_2D / FULLY_CONNECTED ops whose weights the optimised kernels store as
+    int16: the most-reused weights (most output pixels) first, within WIDE_WEIGHT_BUDGET."""
+    candidates = []
+    for position, op in enumerate(graph.ops):
+        try:
+            if op.kind == "CONV_2D":
+                shape = _conv_shape(graph, op)
+                if not shape.optimizable:
+                    continue
+                size, reuse = shape.co * shape.k4 * 4, shape.oh * shape.ow
+                worth = reuse >= WIDE_MIN_PIXELS or size >= WIDE_MIN_BYTES
+            elif op.kind == "FULLY_CONNECTED":
+                units, depth = graph.tensors[op.inputs[1]].shape
+                size, reuse = units * _groups(depth) * 4, graph.tensors[op.inputs[0]].elements // max(depth, 1)
+                worth = size >= WIDE_MIN_BYTES
+            else:
+                continue
+        except (KeyError, ValueError, IndexError, UnsupportedOpError):
+            continue
+        if worth:
+            candidates.append((reuse, size, position))
+    chosen, spent = set(), 0
+    for reuse, size, position in sorted(candidates, key=lambda c: (-c[0], c[2])):
+        if spent + size <= WIDE_WEIGHT_BUDGET:
+            chosen.add(position)
+            spent += size
+    return chosen
+
+
+def _int32_words(values: np.ndarray) -> list[int]:
+    """int64 values taken modulo 2^32 as signed int32."""
+    words = (np.asarray(values, dtype=np.int64).ravel() + (1 << 31)) % (1 << 32) - (1 << 31)
+    return [int(v) for v in words]
+
+
+def _pack_gemm(weights: np.ndarray, block: int, wide: bool) -> list[int]:
+    """Weights [rows][k] (int8 values, or int16 ones when wide) as int32 words for tl_gemm_2px
+    (block 2) or tl_gemv (block GEMV_ROWS): blocks of `block` rows, each k4 groups of `block` rows of one
+    group (int16 pairs (k0,k2),(k1,k3) when wide, else the four bytes as one word), then the rows
+    left over one by one. k is padded with zeros to a multiple of 4."""
+    rows, k = weights.shape
+    k4 = _groups(k)
+    padded = np.zeros((rows, 4 * k4), dtype=np.int64)
+    padded[:, :k] = weights
+    g = padded.reshape(rows, k4, 4)
+    if wide:
+        units = np.stack([(g[..., 0] & 0xFFFF) | (g[..., 2] << 16), (g[..., 1] & 0xFFFF) | (g[..., 3] << 16)], axis=-1)
+    else:
+        units = ((g[..., 0] & 0xFF) | ((g[..., 1] & 0xFF) << 8) | ((g[..., 2] & 0xFF) << 16) | (g[..., 3] << 24))[..., None]
+    full = rows // block * block
+    lanes = units.shape[-1]
+    parts = [units[:full].reshape(full // block, block, k4, lanes).transpose(0, 2, 1, 3).ravel(), units[full:].ravel()]
+    return _int32_words(np.concatenate(parts))
+
+
+# Requantisation modes of tl_opt.h's tl_out8 (TL_RQ_*), cheapest last.
+RQ_PORTABLE, RQ_ANY, RQ_EVEN, RQ_EVEN_ZP = 0, 1, 2, 3
+EVEN_ZP_MAX_SHIFT = 23  # with zp folded into the rounding constant, hi stays within 32 bits
+
+
+def _requant_mode(mults: Sequence[int], shifts: Sequence[int]) -> int:
+    """The cheapest tl_out8 mode that is exact for every channel (right shifts e = -shift)."""
+    shifts_used = [-s for m, s in zip(mults, shifts) if m != 0]
+    if all(e >= 3 for e in shifts_used):
+        return RQ_EVEN_ZP if all(e <= EVEN_ZP_MAX_SHIFT for e in shifts_used) else RQ_EVEN
+    if all(e >= 1 for e in shifts_used):
+        return RQ_ANY
+    return RQ_PORTABLE
+
+
+def _rq_params(m: int, shift: int, mode: int, zp: int) -> tuple[int, int]:
+    """(h, sh) of one channel for tl_out8 in `mode` (see tl_opt.h); a zero multiplier gives 0."""
+    if mode == RQ_PORTABLE:
+        return 0, shift
+    e = -shift if m != 0 else 3
+    h = 0
+    if mode in (RQ_EVEN, RQ_EVEN_ZP):
+        h = 1 << (e - 2)
+        if mode == RQ_EVEN_ZP:
+            h += zp << (e - 1)
+    return h, e - 1
+
+
+def _rq_rows(bias: np.ndarray, mults: Sequence[int], shifts: Sequence[int], zp: int, with_h: bool = True) -> tuple[list[int], int]:
+    """Per channel {bias, multiplier, h, sh} ({bias, multiplier, sh} without h), flattened; and the mode."""
+    mode = _requant_mode(mults, shifts)
+    rows = []
+    for b, m, s in zip(bias, mults, shifts):
+        h, sh = _rq_params(int(m), int(s), mode, zp)
+        rows += [int(b), int(m), h, sh] if with_h else [int(b), int(m), sh]
+    return rows, mode
+
+
+def _pair_literal(value: int) -> str:
+    """Two int16 lanes holding `value`, as an int32 literal (SXTAB16's addend)."""
+    return _int(_int32_words(np.array([(value & 0xFFFF) | (value << 16)]))[0])
+
+
+def _opt_conv(g: _Generator, position: int, op: Op, shape: _ConvShape, mults: list[int], shifts: list[int],
+              lo: int, hi: int) -> list[str]:
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    wide = position in g.wide
+    weights = np.asarray(w.data, dtype=np.int64).reshape(shape.co, -1)
+    kind = "int16 pairs" if wide else "int8 words"
+    wname = g.int32_array(f"op{position}_w", _pack_gemm(weights, 2, wide), f"op {op.index}: weights, {kind}, channel pairs")
+    rq, mode = _rq_rows(_bias_values(g, op, shape.co), mults, shifts, _zp(y))
+    rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel bias, multiplier, rounding, shift")
+    co, ci, k4, n = shape.co, shape.ci, shape.k4, shape.oh * shape.ow
+    room = g.room(position, op, shape.scratch)
+    off2 = _pair_literal(-_zp(x))
+    tail = f"{mode}, {_int(_zp(y))}, {lo}, {hi}"
+
+    def gemm(a: str, b: str, store_b: str) -> str:
+        return f"tl_gemm_2px(xq, {wname}, {int(wide)}, {rqname}, {k4}, {co}, {a}, {store_b}, {tail});"
+
+    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};",
+            f"int32_t *xq = (int32_t *)({room});", "int p;"]
+    if shape.pointwise:
+        # Two pixels read, then written; descending when the output is wider (in-place safe).
+        step = ["    tl_expand(in + p * {ci}, {ci}, xq, 4, {off2});".format(ci=ci, off2=off2),
+                "    tl_expand(in + (p + 1) * {ci}, {ci}, xq + 2, 4, {off2});".format(ci=ci, off2=off2),
+                "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", "1")]
+        single = [f"tl_expand(in + {{p}} * {ci}, {ci}, xq, 4, {off2});", gemm(f"out + {{p}} * {co}", "out", "0")]
+        if co > ci:
+            body += [f"for (p = {n - 2}; p >= 0; p -= 2) {{", *step, "}"]
+            if n % 2:
+                body += [line.replace("{p}", "0") for line in single]
+        else:
+            body += [f"for (p = 0; p + 1 < {n}; p += 2) {{", *step, "}"]
+            if n % 2:
+                body += [line.replace("{p}", str(n - 1)) for line in single]
+        return body
+    k = shape.kh * shape.kw * ci
+    window = (f"tl_window(in, {shape.h}, {shape.w}, {ci}, {shape.kh}, {shape.kw}, oy * {shape.sh} - {shape.pt}, "
+              f"ox * {shape.sw} - {shape.pl}, {_zp(x)}, win);")
+    advance = f"if (++ox == {shape.ow}) {{ ox = 0; ++oy; }}"
+    body += [f"int8_t *win = (int8_t *)(xq + {4 * k4});", "int oy = 0, ox = 0;", f"for (p = 0; p < {n}; p += 2) {{",
+             f"    {window}", f"    tl_expand(win, {k}, xq, 4, {off2});", f"    {advance}"]
+    second = [window, f"tl_expand(win, {k}, xq + 2, 4, {off2});", advance]
+    if n % 2:
+        body += [f"    if (p + 1 < {n}) {{", *("        " + line for line in second), "    }",
+                 "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", f"p + 1 < {n}")]
+    else:
+        body += [*("    " + line for line in second), "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", "1")]
+    body.append("}")
+    return body
+
+
+def _dw_schedule(kw: int, sw: int) -> list[list[tuple]]:
+    """The multiply-accumulates of one kernel row for the two outputs of a pair, whose window
+    starts at plane byte o * stride (o = 0, 1) of words loaded from the pair's first byte on.
+    Column c is byte c % 4 of word c // 4: SXTAB16 gives e = (byte 0, byte 2), its ROR #8 form
+    o = (byte 1, byte 3). Taps j and j+2 in one register go through one SMLAD ("pair"); the
+    others through one SMLAxy each ("single"). Entries: (kind, tap, register e|o, word, half)."""
+    schedule = []
+    for o in (0, 1):
+        ops, used = [], set()
+        for j in range(kw):
+            if j in used:
+                continue
+            t, lane = divmod(o * sw + j, 4)
+            if lane < 2 and j + 2 < kw and j + 2 not in used:
+                ops.append(("pair", j, "eo"[lane], t, "b"))
+                used.update((j, j + 2))
+            else:
+                ops.append(("single", j, "eo"[lane % 2], t, "bt"[lane // 2]))
+                used.add(j)
+        schedule.append(ops)
+    return schedule
+
+
+def _opt_depthwise(g: _Generator, position: int, op: Op, shape: _DepthwiseShape, mults: list[int], shifts: list[int],
+                   lo: int, hi: int) -> list[str]:
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    co = shape.c * shape.mult
+    rq, mode = _rq_rows(_bias_values(g, op, co), mults, shifts, _zp(y), with_h=False)
+    rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel bias, multiplier, shift")
+    wname = g.const_array(op.inputs[1])
+    width, rows = shape.width, shape.rows
+    room = g.room(position, op, shape.scratch)
+    schedule = _dw_schedule(shape.kw, shape.sw)
+    pair_taps = sorted({e[1] for ops in schedule for e in ops if e[0] == "pair"})
+    single_taps = sorted({e[1] for ops in schedule for e in ops if e[0] == "single"})
+
+    def weight(r: int, j: int) -> str:
+        return f"wk[{(r * shape.kw + j) * co}]"
+
+    # Taps no pair register holds go two to a register, (bottom, top).
+    loose = [(r, j) for r in range(shape.kh) for j in single_taps if j not in pair_taps and j - 2 not in pair_taps]
+    slots = {tap: (f"s{i // 2}", "bt"[i % 2]) for i, tap in enumerate(loose)}
+
+    def single_reg(r: int, j: int) -> tuple[str, str]:
+        if j in pair_taps:
+            return f"p{r}_{j}", "b"
+        if j - 2 in pair_taps:
+            return f"p{r}_{j - 2}", "t"
+        return slots[(r, j)]
+
+    used_regs: set[str] = set()
+
+    def step(outputs: tuple[tuple[int, int], ...]) -> list[str]:
+        """The multiply-accumulates of outputs (dy, o): output row dy (0, or 1 for the second of a
+        row pair at stride 1) and column o of the pair. Each plane row is loaded and widened once
+        for every output that reads it (row r of the kernel for output row dy is plane row
+        r + dy); accumulators are a{dy}{o}."""
+        lines = []
+        for ir in range(shape.kh + max(dy for dy, _ in outputs)):
+            users = [(dy, o, ir - dy) for dy, o in outputs if 0 <= ir - dy < shape.kh]
+            needed: dict[int, set[str]] = {}
+            for _, o, _ in users:
+                for e in schedule[o]:
+                    needed.setdefault(e[3], set()).add(e[2])
+            for t in sorted(needed):
+                lines.append(f"const uint32_t v{ir}_{t} = tl_ld32(p + {ir * width + 4 * t});")
+                if "e" in needed[t]:
+                    lines.append(f"const int32_t e{ir}_{t} = tl_sxtab16(off2, v{ir}_{t});")
+                if "o" in needed[t]:
+                    lines.append(f"const int32_t o{ir}_{t} = tl_sxtab16_r8(off2, v{ir}_{t});")
+            for dy, o, r in users:
+                acc = f"a{dy}{o}"
+                for kind, j, reg, t, half in schedule[o]:
+                    operand = f"{reg}{ir}_{t}"
+                    if kind == "pair":
+                        used_regs.add(f"p{r}_{j}")
+                        lines.append(f"{acc} = tl_smlad({operand}, p{r}_{j}, {acc});")
+                    else:
+                        wreg, whalf = single_reg(r, j)
+                        used_regs.add(wreg)
+                        lines.append(f"{acc} = tl_smla{half}{whalf}({operand}, {wreg}, {acc});")
+        return lines
+
+    two_rows = shape.sh == 1 and shape.oh >= 2  # stride 1: output rows in pairs share plane rows
+    pair_step, tail_step = step(((0, 0), (0, 1))), step(((0, 0),))
+    quad_step, quad_tail = (step(((0, 0), (0, 1), (1, 0), (1, 1))), step(((0, 0), (1, 0)))) if two_rows else ([], [])
+    weights = []
+    for r in range(shape.kh):
+        for j in pair_taps:
+            if f"p{r}_{j}" in used_regs:
+                weights.append(f"const int32_t p{r}_{j} = tl_pair({weight(r, j)}, {weight(r, j + 2)});")
+    for i in range(0, len(loose), 2):
+        name = f"s{i // 2}"
+        if name in used_regs:
+            top = weight(*loose[i + 1]) if i + 1 < len(loose) else "0"
+            weights.append(f"const int32_t {name} = tl_pair({weight(*loose[i])}, {top});")
+    copy_rows = max(0, min(shape.h, rows - shape.pt))
+    copy_cols = max(0, min(shape.w, width - shape.pl))
+    out_tail = f"{mode}, {_int(_zp(y))}, {lo}, {hi}"
+    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};",
+            f"int8_t *plane = (int8_t *)({room});", f"const int32_t off2 = {_pair_literal(-_zp(x))};", "int c, oy, ox;",
+            f"tl_plane_border(plane, {rows}, {width}, {min(shape.pt, rows)}, {min(shape.pl, width)}, {copy_rows}, "
+            f"{copy_cols}, {_zp(x)});",
+            f"for (c = 0; c < {shape.c}; ++c) {{",
+            f"    tl_plane_in(in + c, {copy_rows}, {copy_cols}, {shape.w * shape.c}, {shape.c}, plane + {shape.pt * width + shape.pl}, {width});"]
+    inner = []
+    if shape.mult > 1:
+        body += ["    int mm;", f"    for (mm = 0; mm < {shape.mult}; ++mm) {{", f"        const int oc = c * {shape.mult} + mm;"]
+        indent = "        "
+    else:
+        body += ["    const int oc = c;"]
+        indent = "    "
+    inner += [f"const int8_t *wk = {wname} + oc;", f"const int32_t *q = {rqname} + 3 * oc;",
+              "const int32_t bias = q[0], m = q[1], sh = q[2];",
+              f"const int32_t h = {'tl_rq_h(sh, ' + _int(_zp(y)) + ', ' + str(mode) + ')' if mode in (RQ_EVEN, RQ_EVEN_ZP) else '0'};",
+              *weights,
+              *rows_loop(shape, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
+    body += [indent + line for line in inner]
+    if shape.mult > 1:
+        body.append("    }")
+    body.append("}")
+    return body
+
+
+def rows_loop(shape: _DepthwiseShape, width: int, co: int, out_tail: str, pair_step: list[str], tail_step: list[str],
+              quad_step: list[str], quad_tail: list[str], two_rows: bool) -> list[str]:
+    """The output rows of one channel plane: pairs of rows two columns at a time (stride 1), or
+    single rows two columns at a time; then an odd column and an odd row."""
+    def store(acc: str, offset: int) -> str:
+        return f"o[{offset}] = tl_out8({acc}, m, h, sh, {out_tail});"
+
+    row = shape.ow * co
+    lines = []
+    if two_rows:
+        lines += [f"for (oy = 0; oy + 1 < {shape.oh}; oy += 2) {{",
+                  f"    const int8_t *p = plane + oy * {width};",
+                  f"    int8_t *o = out + oy * {row} + oc;",
+                  f"    for (ox = 0; ox < {shape.ow // 2}; ++ox) {{",
+                  "        int32_t a00 = bias, a01 = bias, a10 = bias, a11 = bias;",
+                  *("        " + line for line in quad_step),
+                  "        " + store("a00", 0), "        " + store("a01", co),
+                  "        " + store("a10", row), "        " + store("a11", row + co),
+                  "        p += 2;", f"        o += {2 * co};", "    }"]
+        if shape.ow % 2:
+            lines += ["    {", "        int32_t a00 = bias, a10 = bias;", *("        " + line for line in quad_tail),
+                      "        " + store("a00", 0), "        " + store("a10", row), "    }"]
+        lines.append("}")
+        first = shape.oh - shape.oh % 2
+        if shape.oh % 2 == 0:
+            return lines
+        header = [f"oy = {first};", "{"]
+    else:
+        header = [f"for (oy = 0; oy < {shape.oh}; ++oy) {{"]
+    lines += header + [f"    const int8_t *p = plane + oy * {shape.sh * width};",
+                       f"    int8_t *o = out + oy * {row} + oc;",
+                       "    _Pragma(\"GCC unroll 2\")",
+                       f"    for (ox = 0; ox < {shape.ow // 2}; ++ox) {{",
+                       "        int32_t a00 = bias, a01 = bias;",
+                       *("        " + line for line in pair_step),
+                       "        " + store("a00", 0), "        " + store("a01", co),
+                       f"        p += {2 * shape.sw};", f"        o += {2 * co};", "    }"]
+    if shape.ow % 2:
+        lines += ["    {", "        int32_t a00 = bias;", *("        " + line for line in tail_step),
+                  "        " + store("a00", 0), "    }"]
+    lines.append("}")
+    return lines
+
+
+def _opt_fully_connected(g: _Generator, position: int, op: Op, batches: int, depth: int, units: int, filter_offset: int,
+                         mults: list[int], shifts: list[int], lo: int, hi: int) -> list[str]:
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    wide = position in g.wide
+    weights = np.asarray(w.data, dtype=np.int64).reshape(units, depth) + filter_offset
+    kind = "int16 pairs" if wide else "int8 words"
+    wname = g.int32_array(f"op{position}_w", _pack_gemm(weights, GEMV_ROWS, wide), f"op {op.index}: weights, {kind}, blocks of {GEMV_ROWS} rows")
+    mode = _requant_mode(mults, shifts)
+    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 and op.inputs[2] >= 0 else "NULL"
+    if len(set(zip(mults, shifts))) > 1:
+        mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
+        sh_values = [_rq_params(m, s, mode, _zp(y))[1] for m, s in zip(mults, shifts)]
+        shift = g.int32_array(f"op{position}_sh", sh_values, f"op {op.index}: per-channel shifts")
+        quant = f"0, 0, 0, {mult}, {shift}"
+    else:
+        h, sh = _rq_params(mults[0], shifts[0], mode, _zp(y))
+        quant = f"{_int(mults[0])}, {_int(h)}, {sh}, NULL, NULL"
+    off2 = _pair_literal(-_zp(x))
+    tail = f"{mode}, {_int(_zp(y))}, {lo}, {hi}"
+    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};"]
+    call = f"tl_gemv(in{{b}}, {depth}, {off2}, {wname}, {int(wide)}, {units}, {bias}, {quant}, out{{o}}, {tail});"
+    if batches == 1:
+        body.append(call.format(b="", o=""))
+    else:
+        body += ["int b;", f"for (b = 0; b < {batches}; ++b) {{",
+                 "    " + call.format(b=f" + b * {depth}", o=f" + b * {units}"), "}"]
+    return body
+
+
+ADD_TABLE_MIN_ELEMENTS = 1024  # smaller ADDs keep the library kernel: 2 KB of tables would not pay
+
+
+def _add_table(offset: int, multiplier: int, shift: int) -> list[int]:
+    """An ADD input's rescaled value for each int8 value -128..127, as TFLM computes it."""
+    values = (np.arange(-128, 128, dtype=np.int64) + offset) << ADD_LEFT_SHIFT
+    return [int(v) for v in multiply_by_quantized_multiplier(values, multiplier, shift)]
 
 
 def _add(g: _Generator, position: int, op: Op) -> _Layer:
@@ -322,9 +931,21 @@ def _add(g: _Generator, position: int, op: Op) -> _Layer:
     quant = (f"{_int(-_zp(a))}, {_int(m1)}, {s1}, {_int(-_zp(b))}, {_int(m2)}, {s2}, {ADD_LEFT_SHIFT}, "
              f"{_int(_zp(y))}, {_int(mo)}, {so}, {lo}, {hi}")
     pa, pb, py = g.ptr(op.inputs[0], const=True), g.ptr(op.inputs[1], const=True), g.ptr(op.outputs[0])
+    rule = g.overlaps.get(position)
+    if rule is not None and tuple(a.shape) != tuple(b.shape):
+        raise UnsupportedOpError(f"{where}: the plan overlaps its output with an input ({rule.kind}) but it broadcasts")
+    overlap = f"; output over input '{_comment_safe(g.tensor(rule.input).name)}' ({rule.kind})" if rule is not None else ""
+    if tuple(a.shape) == tuple(b.shape) and g.optimized and y.elements >= ADD_TABLE_MIN_ELEMENTS:
+        mode = _requant_mode([mo], [so])
+        h, sh = _rq_params(mo, so, mode, _zp(y))
+        ta = g.int32_array(f"op{position}_ta", _add_table(-_zp(a), m1, s1), f"op {op.index}: input 1 rescaled, for -128..127")
+        tb = g.int32_array(f"op{position}_tb", _add_table(-_zp(b), m2, s2), f"op {op.index}: input 2 rescaled, for -128..127")
+        call = (f"tl_add_tables({pa}, {pb}, {py}, {y.elements}, {ta} + 128, {tb} + 128, {_int(mo)}, {_int(h)}, {sh}, "
+                f"{mode}, {_int(_zp(y))}, {lo}, {hi});")
+        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; tables{overlap}"), [call])
     if tuple(a.shape) == tuple(b.shape):
         call = f"tl_add_s8({pa}, {pb}, {py}, {y.elements}, {quant});"
-        return _Layer(g.describe(op, op.attrs.get("activation", "NONE")), [call])
+        return _Layer(g.describe(op, op.attrs.get("activation", "NONE") + overlap), [call])
     try:
         out_shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
     except ValueError:
@@ -360,6 +981,12 @@ def _pool(g: _Generator, position: int, op: Op) -> _Layer:
     lo, hi = _act_range(op, y, where)
     args = (f"{g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.outputs[0])}, {oh}, {ow}, "
             f"{fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}")
+    if op.kind == "AVERAGE_POOL_2D" and g.optimized and c % 4 == 0 and fh * fw <= 256:
+        lines = [f"tl_avgpool4({g.ptr(op.inputs[0], const=True)} + {b * h * wd * c}, {h}, {wd}, {c}, "
+                 f"{g.ptr(op.outputs[0])} + {b * oh * ow * c}, {oh}, {ow}, {fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi});"
+                 for b in range(n)]
+        extra = f"filter {fh}x{fw}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl}); four channels a step"
+        return _Layer(g.describe(op, extra), lines)
     if op.kind == "AVERAGE_POOL_2D":
         call = f"tl_avgpool_s8({args}, {g.scratch(position, op, 4 * c)});"
     else:
@@ -537,6 +1164,16 @@ _LAYERS: dict[str, Callable[[_Generator, int, Op], _Layer]] = {
 
 
 # ---- the model ----
+def kernel_library_digest() -> str:
+    """A short hash of the kernel library's sources and headers: generated C names it, so that a
+    build cached by the hash of the generated files is rebuilt when an included header changes."""
+    digest = hashlib.sha256()
+    for path in sorted(KERNELS_DIR.iterdir()):
+        if path.suffix in (".c", ".h"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -561,12 +1198,15 @@ def _check_interface(graph: Graph, plan: MemoryPlan) -> None:
             raise UnsupportedOpError(f"model {graph.name}: the graph {role} '{tensor.name}' has no place in the memory plan")
 
 
-def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model") -> GeneratedModel:
-    """`{prefix}.c` and `{prefix}.h` for the graph, its activations at the offsets of `plan`."""
+def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: str = "optimized") -> GeneratedModel:
+    """`{prefix}.c` and `{prefix}.h` for the graph, its activations at the offsets of `plan`, with
+    the "optimized" per-layer kernels or the "portable" library calls."""
     if not _PREFIX_RE.match(prefix):
         raise ValueError(f"prefix {prefix!r} is not a C identifier")
+    if kernels not in KERNEL_SETS:
+        raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
     _check_interface(graph, plan)
-    g = _Generator(graph, plan, prefix)
+    g = _Generator(graph, plan, prefix, kernels)
     layers = []
     for position, op in enumerate(graph.ops):
         emit = _LAYERS.get(op.kind)
@@ -590,6 +1230,10 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model") -> Generat
         input=_io(input_tensor, plan.placements[graph.inputs[0]].offset),
         output=_io(output_tensor, plan.placements[graph.outputs[0]].offset),
         op_count=len(graph.ops),
+        kernels=kernels,
+        library=kernel_library_digest(),
+        functions=g.functions,
+        static_scratch=g.static_scratch,
     )
     files = {
         f"{prefix}.c": env.get_template("model.c.j2").render(**context),

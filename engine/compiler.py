@@ -1,28 +1,35 @@
-"""The engine's pipeline: Graph -> per-op scratch needs -> memory plan -> generated C."""
+"""The engine's pipeline: Graph -> PAD folded -> memory plan (overlaps, the kernels' scratch) ->
+generated C."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.codegen import GeneratedModel, generate_c, kernel_scratch
+from engine.codegen import KERNEL_SETS, KERNELS_DIR, GeneratedModel, generate_c, kernel_scratch
+from engine.fold import fold_pad
 from engine.ir import Graph
 from engine.planner import MemoryPlan, plan_memory
 
-KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
 ENGINE_NAME = "tinylab"
-ENGINE_VERSION = "0.1"
+ENGINE_VERSION = "0.2"
 
 
 @dataclass(frozen=True)
 class CompiledModel:
-    graph: Graph
+    graph: Graph  # after the rewrites (PAD folded): what the plan and the C describe
     plan: MemoryPlan
     generated: GeneratedModel
+    kernels: str
 
 
-def compile_graph(graph: Graph, prefix: str = "model") -> CompiledModel:
-    plan = plan_memory(graph, kernel_scratch(graph))
-    return CompiledModel(graph, plan, generate_c(graph, plan, prefix))
+def compile_graph(graph: Graph, prefix: str = "model", kernels: str = "optimized") -> CompiledModel:
+    """`kernels`: "optimized" (per-layer specialised kernels) or "portable" (the C library: the
+    in-run baseline). Both use the same memory techniques."""
+    if kernels not in KERNEL_SETS:
+        raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
+    graph = fold_pad(graph)
+    plan = plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
+    return CompiledModel(graph, plan, generate_c(graph, plan, prefix, kernels), kernels)
 
 
 def kernel_sources() -> tuple[Path, ...]:

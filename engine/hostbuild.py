@@ -13,11 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from engine.cache import cache_root
-from engine.codegen import GeneratedModel, generate_c, kernel_scratch
-from engine.compiler import KERNELS_DIR, kernel_sources
+from engine.codegen import KERNELS_DIR, GeneratedModel
+from engine.compiler import compile_graph, kernel_sources
 from engine.errors import EngineError
 from engine.ir import DTYPES, Graph
-from engine.planner import plan_memory
 
 HOST_CC = "gcc"
 HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
@@ -167,17 +166,19 @@ def run_host_program(program: Path, graph: Graph, batches: Sequence[Sequence[np.
     ]
 
 
-def generate_for_host(graph: Graph, prefix: str = "model") -> GeneratedModel:
-    plan = plan_memory(graph, kernel_scratch(graph))
-    return generate_c(graph, plan, prefix)
+def generate_for_host(graph: Graph, prefix: str = "model", kernels: str = "optimized") -> GeneratedModel:
+    """The generated C of the engine's whole pipeline (engine.compiler), as a board would get it."""
+    return compile_graph(graph, prefix, kernels).generated
 
 
-def run_generated_on_host(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Plan, generate, compile with host gcc and run the graph on `inputs`; its outputs."""
-    return run_generated_on_host_many(graph, [inputs])[0]
+def run_generated_on_host(graph: Graph, inputs: Sequence[np.ndarray], kernels: str = "optimized") -> list[np.ndarray]:
+    """Compile with the engine, build with host gcc and run the graph on `inputs`; its outputs."""
+    return run_generated_on_host_many(graph, [inputs], kernels)[0]
 
 
-def run_generated_on_host_many(graph: Graph, batches: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+def run_generated_on_host_many(
+    graph: Graph, batches: Sequence[Sequence[np.ndarray]], kernels: str = "optimized"
+) -> list[list[np.ndarray]]:
     """As run_generated_on_host, for several input sets, with one build and one process."""
-    program = build_host_program(generate_for_host(graph))
+    program = build_host_program(generate_for_host(graph, kernels=kernels))
     return run_host_program(program, graph, batches)

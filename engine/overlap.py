@@ -6,12 +6,17 @@ An op with an OverlapRule has a kernel variant whose access order makes the over
   kernel computes output channel c for every output pixel into a scratch plane of Ho*Wo bytes,
   reading only input channel c, then stores the plane into the output's channel c. With the output
   at the input's offset, output (p, c) lands on input (p, c): a value of the channel just finished.
+  (The optimised kernel copies input channel c, padded, into the scratch plane instead and writes
+  output channel c from it: the same order. The scratch is the larger of the two planes,
+  `channel_plane_bytes`.)
 - "pixel-stream" (CONV_2D 1x1, stride 1, batch 1), output at the input's offset (relative 0):
   the kernel copies input pixel p (Ci bytes) into scratch, then writes output pixel p (Co bytes).
   When Co <= Ci it goes through the pixels in ascending order (output pixel p ends at or before
   input pixel p's end: only pixels already read are overwritten); when Co > Ci it goes in
   DESCENDING order (output pixel p starts at or after input pixel p's start: again only pixels
-  already read). The footprint is max(N*Ci, N*Co) plus Ci bytes of scratch.
+  already read). The footprint is max(N*Ci, N*Co) plus the scratch, `pixel_stream_bytes`: room for
+  two pixels widened to int16 (the optimised kernel reads pixels two at a time, which keeps
+  both orders safe).
 - "elementwise" (ADD of two same-shape tensors): element i of both inputs is read before output
   element i is written, in ascending order; the output may take either input's bytes exactly.
 
@@ -33,6 +38,36 @@ class OverlapRule:
     kind: str  # "channel-plane" | "pixel-stream" | "elementwise"
 
 
+PLANE_MAX_BYTES = 4096  # the optimised depthwise kernel takes a larger plane only under 1/8 of the input
+
+
+def padded_plane_bytes(out_h: int, out_w: int, k_h: int, k_w: int, stride_h: int, stride_w: int) -> int:
+    """The optimised depthwise kernel's padded input plane: the rows the windows reach,
+    (Ho-1)*sh + kh, each wide enough for output pairs read as whole words."""
+    rows = (out_h - 1) * stride_h + k_h
+    width = (out_w + out_w % 2 - 2) * stride_w + 4 * -(-(stride_w + k_w) // 4)
+    return rows * width
+
+
+def plane_fits(plane: int, input_bytes: int) -> bool:
+    """Whether the optimised depthwise kernel is used: its plane costs little SRAM."""
+    return plane <= max(PLANE_MAX_BYTES, input_bytes // 8)
+
+
+def channel_plane_bytes(out_h: int, out_w: int, k_h: int, k_w: int, stride_h: int, stride_w: int,
+                        input_bytes: int) -> int:
+    """Scratch of the channel-plane kernels: the portable one's output plane (Ho*Wo bytes) or, where
+    the optimised one runs (plane_fits), its padded input plane, whichever is larger."""
+    plane = padded_plane_bytes(out_h, out_w, k_h, k_w, stride_h, stride_w)
+    return max(plane if plane_fits(plane, input_bytes) else 0, out_h * out_w)
+
+
+def pixel_stream_bytes(c_in: int) -> int:
+    """Scratch of the pixel-stream kernels: two input pixels widened to int16 (Ci rounded up to a
+    multiple of 4); the portable kernel uses the first Ci bytes."""
+    return 16 * -(-c_in // 4)
+
+
 def _is_activation(graph: Graph, tensor: int) -> bool:
     return tensor >= 0 and graph.tensors[tensor].data is None
 
@@ -42,17 +77,18 @@ def _channel_plane(graph: Graph, position: int, op: Op) -> list[OverlapRule]:
     y = graph.tensors[op.outputs[0]]
     if len(x.shape) != 4 or x.shape[0] != 1 or x.shape[3] != w.shape[3] or y.shape[3] != x.shape[3]:
         return []
-    return [OverlapRule(position, op.inputs[0], op.outputs[0], 0, y.shape[1] * y.shape[2], "channel-plane")]
+    scratch = channel_plane_bytes(y.shape[1], y.shape[2], w.shape[1], w.shape[2],
+                                  int(op.attrs.get("stride_h", 1)), int(op.attrs.get("stride_w", 1)), x.nbytes)
+    return [OverlapRule(position, op.inputs[0], op.outputs[0], 0, scratch, "channel-plane")]
 
 
 def _pixel_stream(graph: Graph, position: int, op: Op) -> list[OverlapRule]:
-    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     if len(x.shape) != 4 or x.shape[0] != 1 or w.shape[1:3] != (1, 1):
         return []
     if (op.attrs.get("stride_h"), op.attrs.get("stride_w")) != (1, 1):
         return []
-    c_in = x.shape[3]
-    return [OverlapRule(position, op.inputs[0], op.outputs[0], 0, c_in, "pixel-stream")]
+    return [OverlapRule(position, op.inputs[0], op.outputs[0], 0, pixel_stream_bytes(x.shape[3]), "pixel-stream")]
 
 
 def _elementwise(graph: Graph, position: int, op: Op) -> list[OverlapRule]:

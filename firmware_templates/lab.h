@@ -30,4 +30,27 @@ extern const workload_t *const lab_workloads[];
 extern const uint32_t lab_workload_count;
 void lab_workloads_init(void); /* called once at start-up, before any command */
 
+/* How `results%` prints a workload's output as real numbers (MLPerf Tiny's `m-results-[...]`
+   are floats): the element type and, for a quantised integer tensor, its scale and zero point,
+   value = scale * (q - zero_point). The scale is the model's float32 scale written exactly as
+   scale_mantissa * 2^scale_exponent, so that the firmware prints it with integer arithmetic. */
+typedef enum {
+    LAB_OUTPUT_INT8,
+    LAB_OUTPUT_UINT8,
+    LAB_OUTPUT_INT16,
+    LAB_OUTPUT_INT32,   /* printed as the raw integers */
+    LAB_OUTPUT_FLOAT32, /* printed from its IEEE-754 bits */
+} lab_output_type_t;
+
+typedef struct {
+    lab_output_type_t type;
+    uint32_t scale_mantissa; /* 0: not quantised, the integers are printed as they are */
+    int32_t scale_exponent;
+    int32_t zero_point;
+} lab_output_format_t;
+
+/* The output format of a workload. Optional: a workload table that does not define it (the
+   calibration kernels) gets main.c's weak default, which prints the output as int8 values. */
+const lab_output_format_t *lab_output_format(const workload_t *workload);
+
 #endif

@@ -18,6 +18,9 @@ COMMANDS: dict[str, str] = {
     "run": "hil.commands.run",
     "bench": "hil.commands.bench",
     "results": "hil.commands.results",
+    "mlperf": "hil.commands.mlperf",
+    "build": "hil.commands.build",
+    "serve": "hil.commands.serve",
 }
 
 

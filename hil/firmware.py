@@ -164,7 +164,7 @@ def build_firmware(
     sources.update(workload.files)
     flags = compile_flags(board, optimize, workload.include_dirs)
 
-    digest = _digest(sources, workload.library, flags)
+    digest = _digest(sources, workload.library, workload.include_dirs, flags)
     cache_root = cache_dir or default_cache_dir()
     final_dir = cache_root / digest
     if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
@@ -225,7 +225,7 @@ def _checked(firmware: Firmware) -> Firmware:
     return firmware
 
 
-def _digest(sources: Mapping[str, str], library: tuple[Path, ...], flags: list[str]) -> str:
+def _digest(sources: Mapping[str, str], library: tuple[Path, ...], include_dirs: tuple[Path, ...], flags: list[str]) -> str:
     h = hashlib.sha256()
     h.update(tool_version(COMPILER).encode())
     h.update("\0".join(flags).encode())
@@ -235,6 +235,10 @@ def _digest(sources: Mapping[str, str], library: tuple[Path, ...], flags: list[s
     for path in library:
         h.update(f"\0{path}\0".encode())
         h.update(Path(path).read_bytes())
+    for folder in include_dirs:  # headers the sources include (a kernel library's)
+        for header in sorted(Path(folder).glob("*.h")):
+            h.update(f"\0{header}\0".encode())
+            h.update(header.read_bytes())
     return h.hexdigest()[:32]
 
 

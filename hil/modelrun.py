@@ -2,6 +2,7 @@
 output with TFLite Micro's for the same input."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +105,46 @@ def check_fits(board: BoardSpec, compiled: CompiledModel) -> None:
         )
 
 
+OUTPUT_TYPES = {"int8": "LAB_OUTPUT_INT8", "uint8": "LAB_OUTPUT_UINT8", "int16": "LAB_OUTPUT_INT16",
+                "int32": "LAB_OUTPUT_INT32", "float32": "LAB_OUTPUT_FLOAT32"}
+
+
+def float32_parts(value: float) -> tuple[int, int]:
+    """(mantissa, exponent) with value == mantissa * 2**exponent exactly, for the value rounded to
+    float32 (a .tflite file's scales are float32); the mantissa is odd or 0."""
+    exact = float(np.float32(value))
+    if exact == 0.0:
+        return 0, 0
+    fraction, exponent = math.frexp(exact)
+    mantissa, exponent = int(fraction * (1 << 24)), exponent - 24
+    while mantissa % 2 == 0:
+        mantissa, exponent = mantissa // 2, exponent + 1
+    return mantissa, exponent
+
+
+def output_format(compiled: CompiledModel) -> dict[str, object]:
+    """How the firmware prints the model's output in `m-results-[...]`: its element type, and for a
+    quantised integer tensor (one scale) the scale as mantissa * 2^exponent and the zero point."""
+    graph = compiled.graph
+    tensor = graph.tensors[graph.outputs[0]]
+    quantised = tensor.dtype in ("int8", "uint8", "int16") and len(tensor.scale) == 1 and tensor.scale[0] > 0
+    mantissa, exponent = float32_parts(tensor.scale[0]) if quantised else (0, 0)
+    return {
+        "dtype": tensor.dtype,
+        "type": OUTPUT_TYPES[tensor.dtype],
+        "scale": float(np.float32(tensor.scale[0])) if quantised else 0.0,
+        "scale_mantissa": mantissa,
+        "scale_exponent": exponent,
+        "zero_point": int(tensor.zero_point[0]) if quantised and tensor.zero_point else 0,
+    }
+
+
 def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
     generated = compiled.generated
     files = dict(generated.files)
     files["model_workloads.c"] = render_template(
-        "model/workloads.c.j2", models=[{"prefix": generated.prefix, "name": name}]
+        "model/workloads.c.j2",
+        models=[{"prefix": generated.prefix, "name": name, "output": output_format(compiled)}],
     )
     return WorkloadSources(
         files=files,
@@ -119,8 +155,10 @@ def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
     )
 
 
-def build_model_firmware(board: BoardSpec, source: ModelSource, optimize: str | None = None) -> tuple[Firmware, CompiledModel]:
-    compiled = compile_graph(source.graph)
+def build_model_firmware(
+    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized"
+) -> tuple[Firmware, CompiledModel]:
+    compiled = compile_graph(source.graph, kernels=kernels)
     check_fits(board, compiled)
     return build_firmware(board, model_workload(compiled, source.name), optimize=optimize), compiled
 
@@ -133,9 +171,10 @@ def run_model(
     optimize: str | None = None,
     runner: Runner | None = None,
     warmup: int = 1,
+    kernels: str = "optimized",
 ) -> ModelRun:
     """Build, run one timed inference after `warmup` ones, and compare with TFLM."""
-    firmware, compiled = build_model_firmware(board, source, optimize)
+    firmware, compiled = build_model_firmware(board, source, optimize, kernels)
     runner = runner or runner_for(board)
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
@@ -143,8 +182,7 @@ def run_model(
     with runner.open(firmware, preload=data if runner.can_preload else None) as link:
         link.load_input(data, preloaded=runner.can_preload)
         report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
-    raw = np.array(report.results, dtype=np.int8).tobytes()
-    output = np.frombuffer(raw, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
+    output = np.frombuffer(report.output, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
     reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
     latency = runner.latency(report.ticks_min)
     return ModelRun(

@@ -10,12 +10,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+import numpy as np
 import serial
 
 from hil.errors import ProtocolError
 
 READY = "m-ready"
 LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
+LAP = re.compile(r"^m-lap-us-([0-9]+)$")
+RESULTS = re.compile(r"^m-results-\[(.*)\]$")
 HEX_CHUNK_BYTES = 200  # 400 hex digits: a command well inside the firmware's 512-character buffer
 
 
@@ -33,7 +36,11 @@ class Port(Protocol):
 
 @dataclass(frozen=True)
 class InferenceReport:
-    """What one `infer N W%` measured: timer ticks (in the board's timer unit) and memory."""
+    """What one `infer N W%` measured: timer ticks (in the board's timer unit) and memory.
+
+    `output` is the output tensor's raw bytes (`m-lab-output-[HEX]`), `results` the same bytes
+    as int8 values; `values` are the MLPerf Tiny `m-results-[...]` numbers (the output
+    dequantised), `lap_us` the two `m-lap-us-` timestamps."""
 
     count: int
     warmup: int
@@ -44,7 +51,14 @@ class InferenceReport:
     stack_at_call: int
     arena_touched: int
     checksum: str
-    results: tuple[int, ...]
+    output: bytes = b""
+    values: tuple[float, ...] = ()
+    lap_us: tuple[int, ...] = ()
+
+    @property
+    def results(self) -> tuple[int, ...]:
+        """The raw output bytes as int8 values."""
+        return tuple(int(v) for v in np.frombuffer(self.output, dtype=np.int8))
 
 
 class DeviceLink:
@@ -176,19 +190,48 @@ class DeviceLink:
         if not done:
             raise self._error("db HEX%", f"the device did not confirm all {len(data)} bytes (no m-load-done)")
 
+    def name(self) -> str:
+        """`name%`: the device's name from `m-name-dut-[NAME]`."""
+        for line in self.command("name"):
+            if line.startswith("m-name-dut-[") and line.endswith("]"):
+                return line[len("m-name-dut-[") : -1]
+        raise self._error("name%", "no m-name-dut-[...] in the reply")
+
+    def results(self) -> tuple[bytes, tuple[float, ...]]:
+        """`results%`: the last output's raw bytes and its `m-results-[...]` numbers."""
+        lines = self.command("results")
+        figures = {m.group(1): m.group(2) for m in map(LAB_FIGURE.match, lines) if m}
+        return self._output(figures, "results%"), self._values(lines, "results%")
+
+    def _output(self, figures: dict[str, str], wire: str) -> bytes:
+        try:
+            return bytes.fromhex(figures["output"])
+        except KeyError:
+            raise self._error(wire, "the reply lacks m-lab-output") from None
+        except ValueError:
+            raise self._error(wire, f"m-lab-output is not hex: {figures['output'][:80]!r}") from None
+
+    def _values(self, lines: list[str], wire: str) -> tuple[float, ...]:
+        line = next((m.group(1) for m in map(RESULTS.match, lines) if m), None)
+        if line is None:
+            raise self._error(wire, "the reply lacks m-results")
+        try:
+            return tuple(float(v) for v in line.split(",")) if line else ()
+        except ValueError as error:
+            raise self._error(wire, f"m-results holds a value that is not a number ({error})") from None
+
     def infer(self, count: int = 1, warmup: int = 1, timeout_s: float | None = None) -> InferenceReport:
         wire = f"infer {count} {warmup}"
         lines = self.command(wire, timeout_s)
         figures = {m.group(1): m.group(2) for m in map(LAB_FIGURE.match, lines) if m}
-        results = next((l for l in lines if l.startswith("m-results-[")), None)
-        needed = ("ticks-total", "ticks-min", "ticks-max", "stack-high-water", "stack-at-call", "arena-touched", "checksum")
+        has_results = any(RESULTS.match(line) for line in lines)
+        needed = ("ticks-total", "ticks-min", "ticks-max", "stack-high-water", "stack-at-call", "arena-touched",
+                  "checksum", "output")
         missing = [name for name in needed if name not in figures]
-        if missing or results is None or "m-infer-done" not in lines:
-            what = ", ".join(missing + ([] if results else ["m-results"]) + ([] if "m-infer-done" in lines else ["m-infer-done"]))
+        if missing or not has_results or "m-infer-done" not in lines:
+            what = ", ".join(missing + ([] if has_results else ["m-results"]) + ([] if "m-infer-done" in lines else ["m-infer-done"]))
             raise self._error(f"{wire}%", f"the reply lacks {what}")
         try:
-            body = results[len("m-results-[") : -1]
-            values = tuple(int(v) for v in body.split(",")) if body else ()
             return InferenceReport(
                 count=count,
                 warmup=warmup,
@@ -199,7 +242,9 @@ class DeviceLink:
                 stack_at_call=int(figures["stack-at-call"]),
                 arena_touched=int(figures["arena-touched"]),
                 checksum=figures["checksum"],
-                results=values,
+                output=self._output(figures, f"{wire}%"),
+                values=self._values(lines, f"{wire}%"),
+                lap_us=tuple(int(m.group(1)) for m in map(LAP.match, lines) if m),
             )
         except ValueError as error:
             raise self._error(f"{wire}%", f"a figure is not a number ({error})") from None

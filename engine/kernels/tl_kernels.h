@@ -30,6 +30,24 @@ void tl_depthwise_conv_s8(const int8_t *input, int batches, int in_h, int in_w, 
                           const int32_t *out_mult, const int32_t *out_shift,
                           int32_t act_min, int32_t act_max);
 
+/* DEPTHWISE_CONV_2D, multiplier 1, batch 1, whose output may be its input (the same address):
+ * engine.overlap's "channel-plane" variant. scratch: out_h * out_w bytes. */
+void tl_depthwise_conv_inplace_s8(const int8_t *input, int in_h, int in_w, int channels,
+                                  const int8_t *filter, int k_h, int k_w, const int32_t *bias,
+                                  int8_t *output, int out_h, int out_w,
+                                  int stride_h, int stride_w, int pad_top, int pad_left,
+                                  int32_t input_offset, int32_t output_offset,
+                                  const int32_t *out_mult, const int32_t *out_shift,
+                                  int32_t act_min, int32_t act_max, int8_t *scratch);
+
+/* CONV_2D 1x1, stride 1, batch 1, whose output may be its input (the same address): engine.overlap's
+ * "pixel-stream" variant. scratch: in_c bytes. */
+void tl_conv_1x1_stream_s8(const int8_t *input, int pixels, int in_c, const int8_t *filter,
+                           const int32_t *bias, int8_t *output, int out_c,
+                           int32_t input_offset, int32_t output_offset,
+                           const int32_t *out_mult, const int32_t *out_shift,
+                           int32_t act_min, int32_t act_max, int8_t *scratch);
+
 /* FULLY_CONNECTED with one multiplier (filter_offset = -filter zero point). filter [out_depth][accum_depth]. */
 void tl_fully_connected_s8(const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
                            int batches, int accum_depth, int out_depth,
@@ -44,7 +62,9 @@ void tl_fully_connected_per_channel_s8(const int8_t *input, const int8_t *filter
                                        int32_t act_min, int32_t act_max);
 
 /* ADD of two tensors of the same shape: both inputs rescaled to a common scale (after a left
- * shift of left_shift bits), summed, rescaled to the output. */
+ * shift of left_shift bits), summed, rescaled to the output. Element i of both inputs is read
+ * before output element i is written, in ascending order, so the output may be either input
+ * (engine.overlap's "elementwise" variant). */
 void tl_add_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int size,
                int32_t input1_offset, int32_t input1_mult, int32_t input1_shift,
                int32_t input2_offset, int32_t input2_mult, int32_t input2_shift,

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from hil.boards import load_board
+from hil.compare import compare
 from hil.modelrun import engine_provenance, run_model
 from hil.models import DEFAULT_MODEL, default_input, resolve_model
 from hil.results import add_store_argument, open_store
@@ -13,6 +14,7 @@ SUMMARY = "benchmark models on a board (default: the project's own model) and st
 EXAMPLES = """\
   tinylab bench                                  # the default model on qemu-f746
   tinylab bench ../shared/models/*.tflite --board qemu-f412
+  tinylab bench --compare ../shared/models/vww_96_int8.tflite   # against portable kernels and TFLM's arena
 """
 
 
@@ -21,11 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f".tflite files or built-in models (default: {DEFAULT_MODEL})")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
     add_store_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
+    if args.compare:
+        return run_comparison(args, board)
     summaries = []
     with open_store(args.store) as store:
         provenance = None
@@ -48,3 +54,36 @@ def run(args: argparse.Namespace) -> int:
                   f"{s['arena_planned_bytes']:>9,} {s['flash_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
         print(f"figures stored in {stored_in}")
     return 0 if all(s["matches_reference"] for s in summaries) else 1
+
+
+def run_comparison(args: argparse.Namespace, board) -> int:
+    summaries = []
+    with open_store(args.store) as store:
+        for spec in args.models:
+            source = resolve_model(spec)
+            if not args.json:
+                print(f"{source.name}: optimised and portable builds on {board.name}, TFLM arena on this host ...", flush=True)
+            comparison = compare(board, source, default_input(source.graph))
+            store.add(comparison.measurements(board))
+            summaries.append(comparison.summary())
+        stored_in = str(store.path)
+    if args.json:
+        print(json.dumps({"comparisons": summaries, "store": stored_in}, indent=2))
+    else:
+        print_comparison(summaries)
+        print(f"figures stored in {stored_in}")
+    return 0 if all(s["matches_reference"] for s in summaries) else 1
+
+
+def print_comparison(summaries: list[dict]) -> None:
+    unit = summaries[0]["latency_unit"] if summaries else ""
+    print(f"{'model':<30} {'ours':>13} {'portable':>13} {'ratio':>6}  {'SRAM':>8} {'TFLM arena':>10} {'ratio':>6} "
+          f"{'TFLM act.':>9} {'ratio':>6}  {'arena':>8} {'bound':>8}  bit-exact")
+    print(f"{'':<30} {unit:>13} {unit:>13} {'':>6}  {'bytes':>8} {'bytes':>10} {'':>6} {'bytes':>9}")
+    for s in summaries:
+        print(f"{s['model']:<30} {s['latency']:>13,.0f} {s['latency_portable']:>13,.0f} {s['latency_ratio']:>6.2f}  "
+              f"{s['engine_sram_bytes']:>8,} {s['tflm_arena_bytes']:>10,} {s['sram_vs_tflm_arena']:>6.2f} "
+              f"{s['tflm_activation_bytes']:>9,} {s['sram_vs_tflm_activations']:>6.2f}  "
+              f"{s['arena_bytes']:>8,} {s['arena_lower_bound_bytes']:>8,}  {'yes' if s['matches_reference'] else 'NO'}")
+    print("SRAM = our arena + the stack high-water mark measured on the target; TFLM act. = the activation "
+          "part of TFLM's arena (its head), TFLM arena = head + bookkeeping.")

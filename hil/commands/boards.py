@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from hil.boards import BoardSpec, list_boards, load_board
-from hil.errors import RunnerError
+from hil.errors import LabError, RunnerError
+from hil.hardware_map import map_from_probes, write_hardware_map
 from hil.probes import AttachedProbe, find_attached_probes
 
 SUMMARY = "list the board files and the debug probes attached to this host"
@@ -16,6 +18,7 @@ EXAMPLES = """\
   tinylab boards nucleo-f746zg        # one board
   tinylab boards --no-probes          # skip the USB scan
   tinylab boards --json
+  tinylab boards --write-map lab.yaml # a hardware map of the attached boards (pytest --hardware-map)
 """
 
 
@@ -24,9 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these boards (names from boards/, or paths of .yaml files)")
     parser.add_argument("--no-probes", action="store_true",
                         help="do not look for debug probes (no USB scan)")
+    parser.add_argument("--write-map", type=Path, metavar="FILE",
+                        help="write a hardware map (YAML) of the attached probes, matched to board "
+                        "files by board id, for `pytest --hardware-map FILE`")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.write_map is not None:
+        return write_map(args)
     boards = [load_board(name) for name in args.names] if args.names else list_boards()
     probes: list[AttachedProbe] = []
     probe_error: str | None = None
@@ -47,6 +55,37 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_probes:
         print()
         print(probe_lines(probes, probe_error))
+    return 0
+
+
+def write_map(args: argparse.Namespace) -> int:
+    """`--write-map FILE`: the attached probes that match a board file, with their serial ports."""
+    from hil.runners.board import probe_serial_port
+
+    if args.no_probes or args.names:
+        raise LabError("--write-map maps every attached probe: give it without --no-probes and "
+                       "without board names")
+    probes = find_attached_probes(list_boards())
+    # A port only where its USB serial number names the probe; else the runner finds it later.
+    hardware_map, unmatched = map_from_probes(probes, list_boards(), probe_serial_port)
+    path = write_hardware_map(args.write_map, hardware_map)
+    if args.json:
+        print(json.dumps({
+            "hardware_map": str(path),
+            "boards": [entry.as_yaml() for entry in hardware_map.entries],
+            "unmatched_probes": [asdict(probe) for probe in unmatched],
+        }, indent=2))
+        return 0
+    if not probes:
+        print(f"No debug probes attached: wrote an empty hardware map to {path}")
+    else:
+        print(f"Wrote a hardware map of {len(hardware_map.entries)} board(s) to {path}")
+        for entry in hardware_map.entries:
+            print(f"  {entry.board.name:<16} probe {entry.probe}  port {entry.port or '(found at run time)'}")
+    for probe in unmatched:
+        why = (f"board id {probe.board_id} is in no board file" if probe.board_id
+               else "it does not tell its board id")
+        print(f"  left out probe {probe.unique_id} ({probe.description or probe.vendor}): {why}")
     return 0
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 from hil.boards import BoardSpec
 from hil.errors import RunnerError
 from hil.runners.base import Latency, Runner
+from hil.runners.board import BoardRunner
 from hil.runners.qemu import QemuRunner
+from hil.runners.renode import RenodeRunner
 
 RUNNERS: dict[str, type[Runner]] = {
     "qemu": QemuRunner,
+    "renode": RenodeRunner,
+    "hardware": BoardRunner,
 }
 
 
@@ -22,4 +26,4 @@ def runner_for(board: BoardSpec, *, backend: str | None = None, timeout_s: float
     return RUNNERS[name](board, timeout_s=timeout_s)
 
 
-__all__ = ["Latency", "Runner", "RUNNERS", "runner_for", "QemuRunner"]
+__all__ = ["Latency", "Runner", "RUNNERS", "runner_for", "BoardRunner", "QemuRunner"]

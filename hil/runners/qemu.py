@@ -32,6 +32,21 @@ def free_tcp_port() -> int:
         return probe.getsockname()[1]
 
 
+def tcp_listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`, read from /proc/net/tcp (no connection is
+    made: QEMU's first client is the one that sees the boot). Off Linux: True (assume so)."""
+    try:
+        table = Path("/proc/net/tcp").read_text()
+    except OSError:
+        return True
+    wanted = f"0100007F:{port:04X}"
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            return True
+    return False
+
+
 def _die_with_parent() -> None:
     """In the child before exec: QEMU gets SIGKILL if the lab process dies (Linux)."""
     try:
@@ -42,6 +57,8 @@ def _die_with_parent() -> None:
 
 class QemuProcess:
     """One qemu-system-arm process serving its UART on a TCP port; always cleaned up by stop()."""
+
+    program = "QEMU"  # how errors name the emulator (the Renode runner reuses this class)
 
     def __init__(self, command: list[str], port: int) -> None:
         self.port = port
@@ -66,7 +83,7 @@ class QemuProcess:
         if code is None:
             return None
         said = self.output()
-        return f"QEMU exited with code {code}" + (f": {said[-400:]}" if said else "")
+        return f"{self.program} exited with code {code}" + (f": {said[-400:]}" if said else "")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -90,6 +107,7 @@ class QemuRunner(Runner):
         return self.board.clock_hz * NS_PER_INSTRUCTION / 1e9
 
     def qemu_command(self, elf: Path, port: int, preload: Path | None = None) -> list[str]:
+        """QEMU serving the UART on 127.0.0.1:`port`; the guest starts once a client connects."""
         spec = self.board.qemu
         if spec is None:
             raise RunnerError(f"board {self.board.name} is not an emulated board (no 'qemu' section)")
@@ -118,6 +136,36 @@ class QemuRunner(Runner):
                 preload_file.write_bytes(preload)
             with self._session(firmware, preload_file) as link:
                 yield link
+
+    @contextmanager
+    def serve(self, firmware: Firmware, port: int, preload: bytes | None = None) -> Iterator[QemuProcess]:
+        """Start QEMU with the UART on 127.0.0.1:`port` for any client, without connecting to it:
+        the firmware boots when the first client connects, and a client that leaves can come
+        back. Yields once the port is listening; leaving the context stops QEMU."""
+        with tempfile.TemporaryDirectory(prefix="tinylab-qemu-") as scratch:
+            preload_file = None
+            if preload is not None:
+                preload_file = Path(scratch) / "input.bin"
+                preload_file.write_bytes(preload)
+            qemu = QemuProcess(self.qemu_command(firmware.elf, port, preload_file), port)
+            self.last_process = qemu
+            try:
+                self._wait_listening(qemu)
+                yield qemu
+            finally:
+                qemu.stop()
+
+    def _wait_listening(self, qemu: QemuProcess) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not tcp_listening(qemu.port):
+            problem = qemu.exit_problem()
+            if problem:
+                raise RunnerError(f"board {self.board.name}: {problem}")
+            if time.monotonic() > deadline:
+                raise RunnerError(
+                    f"board {self.board.name}: QEMU did not listen on 127.0.0.1:{qemu.port} within {CONNECT_TIMEOUT_S:g} s"
+                )
+            time.sleep(0.05)
 
     @contextmanager
     def _session(self, firmware: Firmware, preload: Path | None) -> Iterator[DeviceLink]:

@@ -1,0 +1,69 @@
+"""`tinylab build`: a model's firmware ELF for a board, for other tools to flash, boot or drive."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from engine.compiler import compile_graph
+from hil.boards import BoardSpec, load_board
+from hil.errors import LabError
+from hil.firmware import Firmware, build_firmware
+from hil.modelrun import check_fits, model_workload
+from hil.models import DEFAULT_MODEL, ModelSource, resolve_model
+
+SUMMARY = "build a model's firmware ELF for a board (the MLPerf Tiny line protocol on its UART)"
+EXAMPLES = """\
+  tinylab build ../shared/models/kws_ref_model.tflite --board nucleo-f746zg -o kws.elf
+  tinylab build mcunet-tiny --board qemu-f746 -o tiny.elf --model-id ic01 --json
+"""
+
+
+def add_model_id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-id", metavar="NAME",
+                        help="the model name the firmware reports (profile%%: m-model-[NAME]); the MLPerf Tiny "
+                        "runner picks its test by it: kws01, ic01, vww01, ad01 (default: the model's name)")
+
+
+def build_model(board: BoardSpec, source: ModelSource, model_id: str | None = None,
+                optimize: str | None = None) -> Firmware:
+    """The model's firmware for the board, its workload named `model_id` (default: the model's name)."""
+    name = model_id or source.name
+    if not name or any(c.isspace() or c in "%[]\"\\" for c in name):
+        raise LabError(f"model id {name!r}: use a name without spaces, quotes, brackets or '%'")
+    compiled = compile_graph(source.graph)
+    check_fits(board, compiled)
+    return build_firmware(board, model_workload(compiled, name), optimize=optimize)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the ELF")
+    parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    add_model_id_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    source = resolve_model(args.model)
+    firmware = build_model(board, source, args.model_id, args.optimize)
+    out: Path = args.output
+    if out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(firmware.elf, out)
+    size = firmware.size
+    summary = {
+        "model": source.name, "model_sha256": source.sha256, "board": board.name, "elf": str(out),
+        "optimize": firmware.optimize, "text_bytes": size.text, "data_bytes": size.data, "bss_bytes": size.bss,
+        "flash_bytes": size.flash, "static_ram_bytes": size.static_ram,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{out}: {source.name} for {board.name} (-{firmware.optimize})")
+        print(f"  text {size.text:,} B  data {size.data:,} B  bss {size.bss:,} B")
+        print(f"  flash {size.flash:,} B of {board.flash_bytes:,}; static RAM {size.static_ram:,} B of {board.sram_bytes:,}")
+    return 0

@@ -1,0 +1,72 @@
+"""`tinylab mlperf`: MLPerf Tiny's performance mode, and its accuracy mode over a folder of inputs."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hil.boards import load_board
+from hil.mlperf import DEFAULT_WARMUP, EMULATED_WINDOW_S, HARDWARE_WINDOW_S, WINDOWS, run_mlperf
+from hil.modelrun import engine_provenance
+from hil.models import DEFAULT_MODEL, resolve_model
+from hil.results import add_store_argument, open_store
+
+SUMMARY = "MLPerf Tiny performance (median of 'infer N W' windows) and accuracy (top-1 or AUC) on a board"
+EXAMPLES = """\
+  tinylab mlperf ../shared/models/kws_ref_model.tflite --board qemu-f746 --inputs kws_inputs/
+  tinylab mlperf mcunet-tiny --board nucleo-f746zg --json
+
+  The input folder holds .npy or .bin files, in the model's input type (or float, quantised with
+  the input's scale and zero point). Labels come from labels.csv (file,label rows), MLPerf Tiny's
+  y_labels.csv (file,classes,class), or else the file name: 'normal'/'anomaly' between underscores
+  (normal_0003.npy), or the last '_' word as the class index (tst_000012_Stop_7.bin is class 7).
+  A classifier is scored by top-1, an anomaly detector (autoencoder, or one output) by ROC AUC.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
+    parser.add_argument("--inputs", type=Path,
+                        help="folder of labelled inputs for the accuracy pass (the first one is also the "
+                        "performance input); without it, performance only, on pseudo-random data")
+    parser.add_argument("--windows", type=int, default=WINDOWS, help=f"timed windows (default: {WINDOWS})")
+    parser.add_argument("--window-s", type=float,
+                        help=f"shortest window, in seconds of the board's clock (default: {HARDWARE_WINDOW_S:g} "
+                        f"on hardware, as MLPerf Tiny asks; {EMULATED_WINDOW_S:g} of virtual time under QEMU)")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help=f"warm-up inferences before each window (default: {DEFAULT_WARMUP})")
+    parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
+    add_store_argument(parser)
+
+
+def print_run(summary: dict[str, object]) -> None:
+    print(f"{summary['model']} on {summary['board']} ({summary['backend']}), MLPerf Tiny performance mode")
+    print(f"  latency      {summary['latency']:,.0f} {summary['latency_unit']} per inference "
+          f"(median of {summary['windows']} windows of {summary['inferences_per_window']} inferences, "
+          f"{summary['warmup']} warm-up)")
+    print(f"  lap clock    {summary['lap_clock']}")
+    if "accuracy" in summary:
+        metric = "top-1" if summary["accuracy_metric"] == "top1" else "ROC AUC"
+        print(f"  {metric:<12} {summary['accuracy']:.4f} over {summary['files']} inputs ({summary['task']})")
+        print(f"  matches TFLM {summary['outputs_matching_tflm']} of {summary['files']} outputs bit for bit")
+
+
+def run(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    source = resolve_model(args.model)
+    result = run_mlperf(board, source, args.inputs, windows=args.windows, window_s=args.window_s,
+                        warmup=args.warmup, optimize=args.optimize)
+    summary = result.summary()
+    if not args.no_store:
+        with open_store(args.store) as store:
+            store.add(result.measurements(engine_provenance(board, result.backend)))
+            summary["store"] = str(store.path)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_run(summary)
+    accuracy = result.accuracy
+    return 0 if accuracy is None or accuracy.matches_reference == accuracy.files else 1

@@ -1,0 +1,149 @@
+"""`tinylab build` and `tinylab serve`: firmware for other tools, and a client that knows only the
+MLPerf Tiny protocol (a plain socket, no hil code) driving the served firmware."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from elftools.elf.elffile import ELFFile
+
+from engine.oracle import run_tflm
+from hil.cli import main
+from hil.models import default_input, resolve_model
+from hil.runners.qemu import free_tcp_port
+
+from conftest import needs_arm_gcc, needs_qemu
+
+pytestmark = [needs_arm_gcc, needs_qemu]
+
+REPO = Path(__file__).resolve().parents[1]
+MLPERF_CHUNK_BYTES = 31  # the MLPerf Tiny runner sends at most 31 bytes per `db` command
+
+
+class MlperfClient:
+    """The host side of the MLPerf Tiny protocol over a TCP socket, written from the protocol
+    alone: commands end with '%', replies are lines up to 'm-ready'."""
+
+    def __init__(self, port: int, timeout_s: float = 20.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+        self.pending = b""
+
+    def line(self) -> str:
+        while b"\n" not in self.pending:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the device closed the connection")
+            self.pending += chunk
+        raw, self.pending = self.pending.split(b"\n", 1)
+        return raw.decode("ascii").strip()
+
+    def until_ready(self) -> list[str]:
+        lines = []
+        while (line := self.line()) != "m-ready":
+            if line:
+                lines.append(line)
+        return lines
+
+    def send(self, command: str) -> list[str]:
+        self.sock.sendall(f"{command}%".encode("ascii"))
+        return self.until_ready()
+
+    def load(self, data: bytes) -> list[str]:
+        assert f"m-[Expecting {len(data)} bytes]" in self.send(f"db load {len(data)}")
+        reply: list[str] = []
+        for start in range(0, len(data), MLPERF_CHUNK_BYTES):
+            reply = self.send(f"db {data[start:start + MLPERF_CHUNK_BYTES].hex()}")
+        return reply
+
+    @staticmethod
+    def results(lines: list[str]) -> list[float]:
+        match = next(m for m in map(re.compile(r"^m-results-\[([^]]+)\]$").match, lines) if m)
+        return [float(v) for v in match.group(1).split(",")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_build_writes_the_elf_and_its_size(tmp_path, capsys):
+    elf = tmp_path / "out" / "tiny.elf"
+    assert main(["build", "mcunet-tiny", "--board", "qemu-f412", "-o", str(elf), "--model-id", "ic01", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert elf.is_file() and summary["elf"] == str(elf)
+    assert summary["flash_bytes"] == summary["text_bytes"] + summary["data_bytes"] > 50_000
+    with open(elf, "rb") as stream:
+        elf_file = ELFFile(stream)
+        assert elf_file["e_machine"] == "EM_ARM"
+        assert elf_file.get_section_by_name(".symtab").get_symbol_by_name("lab_input_buffer")
+    assert b"ic01" in elf.read_bytes()  # profile% reports the MLPerf model id
+    assert main(["build", "mcunet-tiny", "-o", str(elf)]) == 0
+    assert "flash" in capsys.readouterr().out
+
+
+def test_serve_refuses_a_real_board(capsys):
+    assert main(["serve", "mcunet-tiny", "--board", "nucleo-f746zg", "--tcp", "0"]) == 2
+    assert "not emulated" in capsys.readouterr().err
+
+
+def test_an_mlperf_client_drives_the_served_firmware():
+    source = resolve_model("mcunet-tiny")
+    graph = source.graph
+    out = graph.tensors[graph.outputs[0]]
+    value = default_input(graph, seed=11)
+    reference = run_tflm(source.tflite, [value])[0].ravel()
+    scale = float(np.float32(out.scale[0]))
+    expected = [float(f"{scale * (int(q) - out.zero_point[0]):.6f}") for q in reference]
+
+    port = free_tcp_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hil.cli", "serve", "mcunet-tiny", "--board", "qemu-f746", "--tcp", str(port), "--json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    client = None
+    try:
+        started = json.loads(server.stdout.readline())
+        qemu_pid = started["qemu_pid"]
+        assert started["port"] == port
+        client = MlperfClient(port)
+        banner = client.until_ready()  # the firmware boots when the first client connects
+        assert "m-init-done" in banner and "m-timestamp-mode-performance" in banner
+        name = client.send("name")
+        assert any(re.match(r"^m-name-dut-\[[^]]+\]$", line) for line in name)
+        assert "m-load-done" in client.load(value.tobytes())
+        infer = client.send("infer 3 1")
+        laps = [int(m.group(1)) for m in map(re.compile(r"^m-lap-us-([0-9]+)$").match, infer) if m]
+        assert len(laps) == 2 and laps[1] > laps[0]
+        assert client.results(infer) == expected
+        assert client.results(client.send("results")) == expected
+        client.close()
+        client = MlperfClient(port)  # a second client can connect after the first one left
+        assert client.results(client.send("results")) == expected
+    finally:
+        if client is not None:
+            client.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=15)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert code == 0, server.stderr.read()
+    deadline = time.monotonic() + 5
+    while not process_gone(qemu_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_gone(qemu_pid)
