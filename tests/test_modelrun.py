@@ -92,3 +92,18 @@ def test_shared_models_match_tflm_on_the_emulated_boards(model, board):
     assert result.matches_reference, f"{model.stem} on {board}: output differs from TFLM"
     assert result.unit == "instructions" and result.latency > 0
     assert result.arena_touched <= result.arena_planned
+
+
+def test_bench_compare_prints_ratios_against_portable_kernels_and_tflm(private_store, capsys):
+    assert main(["bench", "--compare", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["comparisons"]
+    assert row["model"] == "mcunet-tiny" and row["matches_reference"]
+    assert row["latency_ratio"] == row["latency"] / row["latency_portable"] < 1
+    assert row["engine_sram_bytes"] == row["arena_bytes"] + row["stack_high_water_bytes"]
+    assert row["sram_vs_tflm_activations"] == row["engine_sram_bytes"] / row["tflm_activation_bytes"]
+    assert row["arena_bytes"] >= row["arena_lower_bound_bytes"]
+    with open_store(private_store) as store:
+        engines = {r.engine for r in store.query(model="mcunet-tiny", metric="latency")}
+        tflm = store.query(model="mcunet-tiny", metric="tflm_arena")
+    assert engines == {"tinylab", "tinylab-portable"}
+    assert tflm[0].value == row["tflm_arena_bytes"] and tflm[0].backend == "host"

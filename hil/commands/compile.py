@@ -44,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "layers": rows}, indent=2))
         return 0
     print(f"{source.name}: {len(compiled.graph.ops)} ops -> {out}/")
-    print(f"{'step':>4}  {'op':<18} {'model op':>8}  {'live tensors':>12}  {'scratch':>8}  {'live bytes':>10}")
+    print(f"{'step':>4}  {'op':<18} {'model op':>8}  {'live tensors':>12}  {'scratch':>8}  {'live bytes':>10}  output over input")
     for row in rows:
         print(f"{row['step']:>4}  {row['op']:<18} {row['op_index']:>8}  {row['tensor_bytes']:>12,}  "
-              f"{row['scratch_bytes']:>8,}  {row['live_bytes']:>10,}")
-    print(f"arena {summary['arena_bytes']:,} B (lower bound {summary['lower_bound_bytes']:,} B); "
-          f"weights in flash {summary['weights_bytes']:,} B")
+              f"{row['scratch_bytes']:>8,}  {row['live_bytes']:>10,}  {row['overlap']}")
+    gap = summary["arena_bytes"] - summary["lower_bound_bytes"]
+    print(f"arena {summary['arena_bytes']:,} B; lower bound {summary['lower_bound_bytes']:,} B "
+          f"(the most bytes live at one step; the arena is {gap:,} B above it); "
+          f"{summary['overlapped_ops']} ops write over their input; weights in flash {summary['weights_bytes']:,} B")
     return 0
