@@ -460,9 +460,7 @@ def _conv(g: _Generator, position: int, op: Op) -> _Layer:
         if rule is not None:
             how += f", output over its input ({rule.kind}, {'descending' if shape.co > shape.ci else 'ascending'})"
         return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
-    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
-    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
-    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+    mult, shift, bias = _library_constants(g, position, op, mults, shifts)
     if rule is not None:
         call = (
             f"tl_conv_1x1_stream_s8({g.ptr(op.inputs[0], const=True)}, {shape.h * shape.w}, {shape.ci}, {g.ptr(op.inputs[1])}, "
@@ -476,6 +474,14 @@ def _conv(g: _Generator, position: int, op: Op) -> _Layer:
         f"{shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi});"
     )
     return _Layer(g.describe(op, extra), [call])
+
+
+def _library_constants(g: _Generator, position: int, op: Op, mults: list[int], shifts: list[int]) -> tuple[str, str, str]:
+    """The per-channel multiplier and shift arrays and the bias pointer a library kernel takes."""
+    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
+    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
+    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+    return mult, shift, bias
 
 
 def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
@@ -496,9 +502,7 @@ def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
         if rule is not None:
             how += f", output over its input ({rule.kind})"
         return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
-    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
-    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
-    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+    mult, shift, bias = _library_constants(g, position, op, mults, shifts)
     if rule is not None:
         call = (
             f"tl_depthwise_conv_inplace_s8({g.ptr(op.inputs[0], const=True)}, {shape.h}, {shape.w}, {shape.c}, "
