@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "mlperf": "hil.commands.mlperf",
     "build": "hil.commands.build",
     "serve": "hil.commands.serve",
+    "lut": "hil.commands.lut",
 }
 
 
