@@ -5,7 +5,7 @@
  * then lands on input (p, c), a value of a channel already consumed. Same arithmetic as
  * tl_depthwise_conv_s8 (TFLite Micro semantics). */
 #include "tl_kernels.h"
-#include "tl_requant.h"
+#include "tl_depthwise.h"
 
 void tl_depthwise_conv_inplace_s8(const int8_t *input, int in_h, int in_w, int channels,
                                   const int8_t *filter, int k_h, int k_w, const int32_t *bias,
@@ -17,7 +17,7 @@ void tl_depthwise_conv_inplace_s8(const int8_t *input, int in_h, int in_w, int c
 {
     const long in_row = (long)in_w * channels;
     const long w_row = (long)k_w * channels;
-    int c, oy, ox, ky, kx;
+    int c, oy, ox;
     for (c = 0; c < channels; ++c) {
         int8_t *plane = scratch;
         for (oy = 0; oy < out_h; ++oy) {
@@ -28,22 +28,11 @@ void tl_depthwise_conv_inplace_s8(const int8_t *input, int in_h, int in_w, int c
                 const int ix0 = ox * stride_w - pad_left;
                 const int kx_start = ix0 < 0 ? -ix0 : 0;
                 const int kx_end = in_w - ix0 < k_w ? in_w - ix0 : k_w;
-                int32_t acc = 0;
-                for (ky = ky_start; ky < ky_end; ++ky) {
-                    const int8_t *x = input + (long)(iy0 + ky) * in_row + (long)(ix0 + kx_start) * channels + c;
-                    const int8_t *w = filter + ky * w_row + (long)kx_start * channels + c;
-                    for (kx = kx_start; kx < kx_end; ++kx) {
-                        acc += ((int32_t)*x + input_offset) * (int32_t)*w;
-                        x += channels;
-                        w += channels;
-                    }
-                }
-                if (bias) {
-                    acc += bias[c];
-                }
-                acc = tl_multiply_by_quantized_multiplier(acc, out_mult[c], out_shift[c]);
-                acc += output_offset;
-                *plane++ = (int8_t)tl_clamp_i32(acc, act_min, act_max);
+                *plane++ = tl_depthwise_output_s8(
+                    input + (long)(iy0 + ky_start) * in_row + (long)(ix0 + kx_start) * channels + c, in_row, channels,
+                    filter + ky_start * w_row + (long)kx_start * channels + c, w_row, channels,
+                    ky_end - ky_start, kx_end - kx_start, input_offset, bias ? bias[c] : 0, out_mult[c], out_shift[c],
+                    output_offset, act_min, act_max);
             }
         }
         {

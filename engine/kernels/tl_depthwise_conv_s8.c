@@ -2,7 +2,7 @@
  * (TFLite Micro semantics). Output channel oc = ic * depth_mult + m reads input channel ic; the
  * window is clamped to the input once per output pixel, so padded taps are skipped. */
 #include "tl_kernels.h"
-#include "tl_requant.h"
+#include "tl_depthwise.h"
 
 void tl_depthwise_conv_s8(const int8_t *input, int batches, int in_h, int in_w, int in_c,
                           const int8_t *filter, int k_h, int k_w, int depth_mult, const int32_t *bias,
@@ -15,7 +15,7 @@ void tl_depthwise_conv_s8(const int8_t *input, int batches, int in_h, int in_w, 
     const int out_c = in_c * depth_mult;
     const long in_row = (long)in_w * in_c;
     const long w_row = (long)k_w * out_c;
-    int b, oy, ox, ic, m, ky, kx;
+    int b, oy, ox, ic, m;
     for (b = 0; b < batches; ++b) {
         const int8_t *in_batch = input + (long)b * in_h * in_row;
         for (oy = 0; oy < out_h; ++oy) {
@@ -30,22 +30,11 @@ void tl_depthwise_conv_s8(const int8_t *input, int batches, int in_h, int in_w, 
                 for (ic = 0; ic < in_c; ++ic) {
                     for (m = 0; m < depth_mult; ++m) {
                         const int oc = ic * depth_mult + m;
-                        int32_t acc = 0;
-                        for (ky = ky_start; ky < ky_end; ++ky) {
-                            const int8_t *x = window + ky * in_row + (long)kx_start * in_c + ic;
-                            const int8_t *w = filter + ky * w_row + (long)kx_start * out_c + oc;
-                            for (kx = kx_start; kx < kx_end; ++kx) {
-                                acc += ((int32_t)*x + input_offset) * (int32_t)*w;
-                                x += in_c;
-                                w += out_c;
-                            }
-                        }
-                        if (bias) {
-                            acc += bias[oc];
-                        }
-                        acc = tl_multiply_by_quantized_multiplier(acc, out_mult[oc], out_shift[oc]);
-                        acc += output_offset;
-                        *output++ = (int8_t)tl_clamp_i32(acc, act_min, act_max);
+                        *output++ = tl_depthwise_output_s8(
+                            window + ky_start * in_row + (long)kx_start * in_c + ic, in_row, in_c,
+                            filter + ky_start * w_row + (long)kx_start * out_c + oc, w_row, out_c,
+                            ky_end - ky_start, kx_end - kx_start, input_offset, bias ? bias[oc] : 0, out_mult[oc],
+                            out_shift[oc], output_offset, act_min, act_max);
                     }
                 }
             }
