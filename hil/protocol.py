@@ -16,6 +16,7 @@ import serial
 from hil.errors import ProtocolError
 
 READY = "m-ready"
+BOOT_QUIET_S = 3.0  # silence at boot after which the device is asked whether it is there
 LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
 LAP = re.compile(r"^m-lap-us-([0-9]+)$")
 RESULTS = re.compile(r"^m-results-\[(.*)\]$")
@@ -143,8 +144,22 @@ class DeviceLink:
 
     # ---- commands ----
     def wait_boot(self, timeout_s: float | None = None) -> list[str]:
-        """The boot banner, up to the first `m-ready`."""
-        return self.read_until_ready("(boot)", timeout_s)
+        """The boot banner, up to the first `m-ready`.
+
+        A device that has said nothing for BOOT_QUIET_S is asked its name once: its banner may
+        have gone before the host listened (a board reset before the port opened; QEMU, rarely,
+        drops what the guest writes as the first client connects), and a device waiting for
+        commands answers. The banner's lines are then missing from the result."""
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        if limit <= BOOT_QUIET_S:
+            return self.read_until_ready("(boot)", limit)
+        try:
+            return self.read_until_ready("(boot)", BOOT_QUIET_S)
+        except ProtocolError as error:
+            if self._received or self._pending or "no complete reply" not in str(error):
+                raise
+        self.command("name", limit - BOOT_QUIET_S)
+        return []
 
     def command(self, text: str, timeout_s: float | None = None) -> list[str]:
         """Send `text%` and return the reply lines before `m-ready`."""

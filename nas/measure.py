@@ -3,10 +3,13 @@ of a search space, built through the engine and run on a board (or QEMU)."""
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import random
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -68,44 +71,107 @@ def measure(board: BoardSpec, source: ModelSource) -> ModelRun:
     return run
 
 
+def measure_layer(board: BoardSpec, layer: Layer, name: str) -> ModelRun:
+    """One layer alone, as a tiny network (a worker process runs this)."""
+    return measure(board, layer_source(layer, name))
+
+
+def measure_network(board: BoardSpec, config: TinyMobileNetConfig, name: str, seed: int) -> ModelRun:
+    """A whole network of the space (a worker process runs this)."""
+    return measure(board, network_source(config, name, seed))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement to make: `function(*args)`, a module-level function so that a worker
+    process can run it."""
+
+    label: str
+    function: Callable[..., ModelRun]
+    args: tuple
+
+
+def default_jobs() -> int:
+    """One QEMU instance per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_jobs(jobs: list[Job], workers: int) -> Iterator[tuple[Job, ModelRun]]:
+    """Run `jobs` on `workers` processes (each with its own QEMU), yielding each as it finishes.
+    An error or an interruption cancels the jobs not yet started and waits for the running ones."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, job.function(*job.args)
+        return
+    # spawn, not fork: the parent may hold torch's threads and an open results store.
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(job.function, *job.args): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def missing_keys(space: SearchSpace, table: LatencyTable) -> list[str]:
+    """The entries of `space` the table lacks, the fixed overhead first."""
+    from nas.layers import space_layers
+
+    return ([OVERHEAD_KEY] if table.overhead is None else []) + [k for k in space_layers(space) if k not in table.layers]
+
+
 @dataclass
 class BuildReport:
     measured: list[str]
     total_keys: int
 
 
+Progress = Callable[[str], None]
+
+
 def build_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, path, store=None,
-                progress: Callable[[str], None] | None = None) -> BuildReport:
-    """Measure the overhead and every key of `space` missing from `table`, writing the table after
-    each one (so an interrupted build resumes where it stopped)."""
+                progress: Progress | None = None, jobs: int = 1) -> BuildReport:
+    """Measure the overhead and every key of `space` missing from `table` on `jobs` QEMU instances
+    at once, writing the table after each one (so an interrupted build resumes where it stopped).
+    `progress` is called once per measured key."""
     from nas.layers import space_layers
 
     progress = progress or (lambda line: None)
     provenance: Provenance | None = None
     wanted = space_layers(space)
-    missing = ([OVERHEAD_KEY] if table.overhead is None else []) + [k for k in wanted if k not in table.layers]
+    missing = missing_keys(space, table)
     measured: list[str] = []
-    for index, key in enumerate(missing, 1):
-        layer = OVERHEAD_LAYER if key == OVERHEAD_KEY else wanted[key]
-        run = measure(board, layer_source(layer, f"lut:{key}"))
-        if table.unit and run.unit != table.unit:
-            raise LutError(f"{key}: measured in {run.unit}, but the table holds {table.unit}")
-        table.unit = run.unit
-        if key == OVERHEAD_KEY:
-            table.overhead = run.latency
-            value = run.latency
-        else:
-            value = run.latency - table.overhead
-            table.layers[key] = value
-        save_table(table, path)
-        if store is not None:
-            provenance = provenance or engine_provenance(board, run.backend)
-            store.add(run.measurements(provenance) + [provenance.measurement(
-                run.model, run.model_sha256, "overhead_latency" if key == OVERHEAD_KEY else "layer_latency", value, run.unit,
-                {"key": key, "overhead": table.overhead})])
-        measured.append(key)
-        progress(f"[{index}/{len(missing)}] {key}: {value:,.0f} {run.unit}")
+    if OVERHEAD_KEY in missing:  # every layer's figure is its network's latency less this overhead
+        missing.remove(OVERHEAD_KEY)
+        overhead_run = measure_layer(board, OVERHEAD_LAYER, f"lut:{OVERHEAD_KEY}")
+        provenance = _record(table, path, store, provenance, board, OVERHEAD_KEY, overhead_run)
+        measured.append(OVERHEAD_KEY)
+        progress(f"{OVERHEAD_KEY}: {table.overhead:,.0f} {table.unit}")
+    work = [Job(key, measure_layer, (board, wanted[key], f"lut:{key}")) for key in missing]
+    for job, run in run_jobs(work, jobs):
+        provenance = _record(table, path, store, provenance, board, job.label, run)
+        measured.append(job.label)
+        progress(f"{job.label}: {table.layers[job.label]:,.0f} {run.unit}")
     return BuildReport(measured=measured, total_keys=len(wanted) + 1)
+
+
+def _record(table: LatencyTable, path, store, provenance: Provenance | None, board: BoardSpec, key: str,
+            run: ModelRun) -> Provenance | None:
+    """Put one measured key into the table (saved at once) and its figures into the store."""
+    if table.unit and run.unit != table.unit:
+        raise LutError(f"{key}: measured in {run.unit}, but the table holds {table.unit}")
+    table.unit = run.unit
+    if key == OVERHEAD_KEY:
+        table.overhead = value = run.latency
+    else:
+        value = table.layers[key] = run.latency - table.overhead
+    save_table(table, path)
+    if store is not None:
+        provenance = provenance or engine_provenance(board, run.backend)
+        store.add(run.measurements(provenance) + [provenance.measurement(
+            run.model, run.model_sha256, "overhead_latency" if key == OVERHEAD_KEY else "layer_latency", value, run.unit,
+            {"key": key, "overhead": table.overhead})])
+    return provenance
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -152,46 +218,69 @@ def macs_fit(macs: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def macs_held_out(macs: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Each network's latency as predicted by a MACs-linear fit to the other networks (leave one
+    out), so that the baseline, like the table, never predicts a network it was fitted to."""
+    macs, measured = np.asarray(macs, float), np.asarray(measured, float)
+    predicted = np.empty(len(macs))
+    for i in range(len(macs)):
+        others = np.arange(len(macs)) != i
+        a, b = macs_fit(macs[others], measured[others])
+        predicted[i] = a * macs[i] + b
+    return predicted
+
+
 @dataclass
 class Validation:
     unit: str
     samples: list[dict]
     lut: dict[str, float]
     macs_linear: dict[str, float]
-    fit: tuple[float, float]
+    fit: tuple[float, float]  # the MACs-linear fit to all the networks (for the record)
 
 
 def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, samples: int, seed: int = 0,
-                   store=None, progress: Callable[[str], None] | None = None) -> Validation:
-    """Measure `samples` random networks of the space whole; compare with the table's prediction
-    and with a MACs-linear fit on the same networks."""
+                   store=None, progress: Progress | None = None, jobs: int = 1) -> Validation:
+    """Measure `samples` random networks of the space whole, on `jobs` QEMU instances at once;
+    compare with the table's prediction and with a MACs-linear fit scored on held-out networks."""
     progress = progress or (lambda line: None)
     rng = random.Random(seed)
-    rows: list[dict] = []
-    provenance = None
+    work: list[Job] = []
+    predicted: dict[str, float] = {}
+    macs: dict[str, int] = {}
     for index in range(samples):
         config = space.sample(rng)
-        predicted = predict_checked(table, config)
         name = f"lut-validate:{space.name}:{seed}:{index}"
-        run = measure(board, network_source(config, name, SEED + index))
+        predicted[name] = predict_checked(table, config)  # a missing key fails before anything runs
+        macs[name] = network_macs(config)
+        work.append(Job(name, measure_network, (board, config, name, SEED + index)))
+    measured: dict[str, float] = {}
+    provenance = None
+    for job, run in run_jobs(work, jobs):
+        name = job.label
         if run.unit != table.unit:
             raise LutError(f"{name}: measured in {run.unit}, but the table holds {table.unit}")
-        rows.append({"name": name, "measured": run.latency, "predicted": predicted, "macs": network_macs(config)})
+        measured[name] = run.latency
         if store is not None:
             provenance = provenance or engine_provenance(board, run.backend)
             store.add(run.measurements(provenance) + [provenance.measurement(
-                name, run.model_sha256, "latency_predicted", predicted, run.unit, {"space": space.name})])
-        progress(f"[{index + 1}/{samples}] {name}: measured {run.latency:,.0f}, predicted {predicted:,.0f} "
-                 f"{run.unit} ({(predicted - run.latency) / run.latency * 100:+.2f}%)")
-    measured = np.array([r["measured"] for r in rows])
-    predicted = np.array([r["predicted"] for r in rows])
-    macs = np.array([r["macs"] for r in rows], float)
-    a, b = macs_fit(macs, measured)
-    result = Validation(unit=table.unit, samples=rows, lut=error_figures(measured, predicted),
-                        macs_linear=error_figures(measured, a * macs + b), fit=(a, b))
+                name, run.model_sha256, "latency_predicted", predicted[name], run.unit, {"space": space.name})])
+        progress(f"{name}: measured {run.latency:,.0f}, predicted {predicted[name]:,.0f} {run.unit} "
+                 f"({(predicted[name] - run.latency) / run.latency * 100:+.2f}%)")
+    names = [job.label for job in work]
+    rows = [{"name": n, "measured": measured[n], "predicted": predicted[n], "macs": macs[n]} for n in names]
+    measured_values = np.array([measured[n] for n in names])
+    macs_values = np.array([macs[n] for n in names], float)
+    held_out = macs_held_out(macs_values, measured_values)
+    for row, value in zip(rows, held_out):
+        row["predicted_macs_linear"] = float(value)
+    a, b = macs_fit(macs_values, measured_values)
+    result = Validation(unit=table.unit, samples=rows,
+                        lut=error_figures(measured_values, np.array([predicted[n] for n in names])),
+                        macs_linear=error_figures(measured_values, held_out), fit=(a, b))
     if store is not None and provenance is not None:
         model = f"lut-validate:{space.name}:{seed}"
-        extra = {"samples": samples, "space": space.name, "macs_fit": [a, b]}
+        extra = {"samples": samples, "space": space.name, "macs_fit": [a, b], "macs_scored": "leave-one-out"}
         for method, figures in (("lut", result.lut), ("macs_linear", result.macs_linear)):
             for metric, value in figures.items():
                 if math.isfinite(value):

@@ -1,17 +1,24 @@
 """The latency lookup table: layer keys of a space, prediction, refusal, and a build on QEMU."""
 from __future__ import annotations
 
+import io
 import json
 import random
+
+import numpy as np
 
 import pytest
 
 from engine.torch_models import Stage
+from hil.boards import load_board
 from hil.cli import main
+from hil.commands.lut import measuring_jobs
+from hil.errors import LabError
+from hil.progress import ProgressBar
 from hil.results import open_store
 from nas.layers import network_layers, space_layers
 from nas.lut import LatencyTable, LutError, load_table, predict, save_table
-from nas.measure import error_figures, spearman
+from nas.measure import error_figures, macs_fit, macs_held_out, measure_layer, spearman
 from nas.space import SPACES
 
 from conftest import needs_arm_gcc, needs_qemu
@@ -68,14 +75,57 @@ def test_error_figures():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
 
 
+def test_macs_baseline_is_scored_on_networks_it_was_not_fitted_to():
+    macs = np.array([1e5, 2e5, 3e5, 4e5, 5e5])
+    measured = 2.0 * macs + 1000.0
+    measured[2] += 50_000  # one network off the line
+    held_out = macs_held_out(macs, measured)
+    a, b = macs_fit(np.delete(macs, 2), np.delete(measured, 2))
+    assert held_out[2] == pytest.approx(a * macs[2] + b)  # predicted without itself: the full miss
+    assert abs(held_out[2] - measured[2]) > abs(macs_fit(macs, measured)[0] * macs[2] + macs_fit(macs, measured)[1]
+                                                - measured[2])
+
+
+def test_jobs_default_to_cores_under_qemu_and_one_on_a_physical_board():
+    assert measuring_jobs(None, load_board("qemu-f746")) >= 1
+    assert measuring_jobs(3, load_board("qemu-f746")) == 3
+    assert measuring_jobs(None, load_board("nucleo-f746zg")) == 1
+    with pytest.raises(LabError, match="physical board"):
+        measuring_jobs(2, load_board("nucleo-f746zg"))
+    with pytest.raises(LabError, match="at least 1"):
+        measuring_jobs(0, load_board("qemu-f746"))
+
+
+def test_progress_bar_lines_and_redraw():
+    stream = io.StringIO()
+    bar = ProgressBar(4, "lut build", stream=stream)
+    for key in "abcd":
+        bar.advance(key)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("lut build [######..................] 1/4  25% eta ") and lines[0].endswith("  a")
+    assert lines[-1].startswith("lut build [########################] 4/4 100% took ")
+    terminal = io.StringIO()
+    bar = ProgressBar(2, stream=terminal, interactive=True)
+    bar.advance()
+    assert terminal.getvalue().startswith("\r\033[K[") and not terminal.getvalue().endswith("\n")
+    bar.advance()
+    assert terminal.getvalue().endswith("\n")
+
+
 @needs_arm_gcc
 @needs_qemu
 def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, private_store, capsys):
     table = tmp_path / "lut.json"
     args = ["lut", "build", "--board", "qemu-f746", "--space", "tiny", "--table", str(table), "--json"]
-    assert main(args) == 0
+    assert main(args + ["--jobs", "2"]) == 0  # two QEMU instances at once
     first = json.loads(capsys.readouterr().out)
     assert len(first["measured"]) == first["keys"] == len(space_layers(TINY)) + 1
+    # Parallel figures equal a serial measurement in this process.
+    parallel = load_table(table, "qemu-f746", first["engine_version"])
+    layers = space_layers(TINY)
+    for key in ("fc-in:32-out:10", "mbconv-in:8x8x16-out:16-e:6-k:5-s:1-res"):
+        alone = measure_layer(load_board("qemu-f746"), layers[key], f"lut:{key}")
+        assert parallel.layers[key] == alone.latency - parallel.overhead
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["measured"] == []
     built = load_table(table, "qemu-f746", first["engine_version"])
@@ -87,5 +137,6 @@ def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, pr
                  "--samples", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["samples"]) == 3 and result["lut"]["mape"] < 5.0
+    assert all("predicted_macs_linear" in sample for sample in result["samples"])
     assert main(["lut", "build", "--board", "qemu-f412", "--space", "tiny", "--table", str(table)]) == 2
     assert "measured on board 'qemu-f746', not 'qemu-f412'" in capsys.readouterr().err

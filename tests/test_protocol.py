@@ -1,13 +1,15 @@
 """The host side of the line protocol, over pyserial's loop:// port (what is written is read back)."""
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
 import serial
 
 from hil.errors import ProtocolError
-from hil.protocol import DeviceLink
+from hil.protocol import BOOT_QUIET_S, DeviceLink
 
 
 def device_says(text: str, *, timeout_s: float = 0.5) -> DeviceLink:
@@ -30,6 +32,33 @@ def test_silence_is_an_error_within_the_timeout_naming_board_and_command():
     message = str(caught.value)
     assert "test-board" in message and "(boot)" in message and "no complete reply within 0.3 s" in message
     assert "received: nothing" in message
+
+
+def test_a_silent_device_is_asked_its_name_and_counts_as_booted_when_it_answers():
+    """The banner lost before the host listened: after BOOT_QUIET_S of silence the host sends
+    `name%`; a device in its command loop answers (here a socket peer that answers only that)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    heard: list[bytes] = []
+    done = threading.Event()
+
+    def device() -> None:
+        connection, _ = server.accept()
+        with connection:
+            heard.append(connection.recv(64))
+            connection.sendall(b"m-name-dut\r\nm-ready\r\n")
+            done.wait(10)
+
+    thread = threading.Thread(target=device, daemon=True)
+    thread.start()
+    port = serial.serial_for_url(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=0.05)
+    started = time.monotonic()
+    assert DeviceLink(port, "test-board", timeout_s=BOOT_QUIET_S + 2).wait_boot() == []
+    assert heard == [b"name%"] and time.monotonic() - started >= BOOT_QUIET_S
+    done.set()
+    port.close()
+    server.close()
 
 
 def test_partial_line_is_reported():

@@ -6,7 +6,9 @@ import argparse
 import json
 
 from engine.compiler import ENGINE_VERSION
-from hil.boards import load_board
+from hil.boards import BoardSpec, load_board
+from hil.errors import LabError
+from hil.progress import ProgressBar
 from hil.results import add_store_argument, open_store
 
 SUMMARY = "build a per-layer latency lookup table on a board, or validate it against whole networks"
@@ -23,21 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", help="table file (default: the cache's, keyed by board and engine version)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
+    parser.add_argument("--jobs", "-j", type=int, default=None,
+                        help="QEMU instances measuring at once (default: one per core); 1 on a physical board")
     add_store_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.layers import space_layers
     from nas.lut import open_table
-    from nas.measure import build_table, validate_table
+    from nas.measure import build_table, missing_keys, validate_table
     from nas.space import get_space
 
     board = load_board(args.board)
     space = get_space(args.space)
+    jobs = measuring_jobs(args.jobs, board)
     table, path = open_table(args.table, board.name, ENGINE_VERSION)
-    progress = None if args.json else (lambda line: print(line, flush=True))
     with open_store(args.store) as store:
         if args.action == "build":
-            report = build_table(board, space, table, path, store=store, progress=progress)
+            missing = missing_keys(space, table)
+            if not args.json:
+                print(f"{len(missing)} of {len(space_layers(space)) + 1} entries to measure on {board.name} "
+                      f"({jobs} at once); table {path}", flush=True)
+            report = build_table(board, space, table, path, store=store, jobs=jobs,
+                                 progress=None if args.json else ProgressBar(len(missing), "lut build").advance)
             summary = {"table": str(path), "board": board.name, "engine_version": ENGINE_VERSION,
                        "space": space.name, "keys": report.total_keys, "measured": report.measured,
                        "unit": table.unit, "store": str(store.path)}
@@ -47,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{len(report.measured)} of {report.total_keys} entries measured (overhead included); "
                       f"table {path} ({table.unit})")
             return 0
-        if args.samples < 2:
-            from hil.errors import LabError
-            raise LabError("--samples must be at least 2 (a fit and a rank correlation need two networks)")
-        result = validate_table(board, space, table, args.samples, seed=args.seed, store=store, progress=progress)
+        if args.samples < 3:
+            raise LabError("--samples must be at least 3 (the MACs-linear baseline is fitted to all networks but "
+                           "the one it predicts, and a line needs two)")
+        if not args.json:
+            print(f"measuring {args.samples} random networks of {space.name} on {board.name} ({jobs} at once)", flush=True)
+        result = validate_table(board, space, table, args.samples, seed=args.seed, store=store, jobs=jobs,
+                                progress=None if args.json else ProgressBar(args.samples, "lut validate").advance)
         stored = str(store.path)
     if args.json:
         print(json.dumps({"board": board.name, "space": space.name, "unit": result.unit, "lut": result.lut,
@@ -61,6 +74,21 @@ def run(args: argparse.Namespace) -> int:
     for label, f in (("LUT", result.lut), ("MACs-linear", result.macs_linear)):
         print(f"{label:<12} {f['rmse']:>12,.0f} {f['mape']:>8.2f} {f['within_5pct']:>7.1f} "
               f"{f['within_10pct']:>7.1f} {f['spearman']:>9.3f}")
-    print(f"RMSE in {result.unit}; MACs-linear: latency = {result.fit[0]:.4g}·MACs + {result.fit[1]:,.0f} "
-          f"(least squares on these {len(result.samples)} networks); figures stored in {stored}")
+    print(f"RMSE in {result.unit}; MACs-linear: latency = a·MACs + b, each network predicted by the least-squares "
+          f"fit to the other {len(result.samples) - 1} (fit to all: a = {result.fit[0]:.4g}, b = {result.fit[1]:,.0f}); "
+          f"figures stored in {stored}")
     return 0
+
+
+def measuring_jobs(requested: int | None, board: BoardSpec) -> int:
+    """How many networks to measure at once: one per core under QEMU, one on a physical board."""
+    from nas.measure import default_jobs
+
+    emulated = board.emulated
+    if requested is None:
+        return default_jobs() if emulated else 1
+    if requested < 1:
+        raise LabError(f"--jobs must be at least 1, not {requested}")
+    if requested > 1 and not emulated:
+        raise LabError(f"{board.name} is a physical board: one probe measures one network at a time, use --jobs 1")
+    return requested

@@ -32,18 +32,42 @@ def free_tcp_port() -> int:
         return probe.getsockname()[1]
 
 
-def tcp_listening(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:`port`, read from /proc/net/tcp (no connection is
-    made: QEMU's first client is the one that sees the boot). Off Linux: True (assume so)."""
+def listening_inode(port: int) -> int | None:
+    """The socket inode listening on 127.0.0.1:`port`, read from /proc/net/tcp (no connection is
+    made: QEMU's first client is the one that sees the boot); None when nothing listens there.
+    Off Linux: 0, meaning "assume something listens, owner unknown"."""
     try:
         table = Path("/proc/net/tcp").read_text()
     except OSError:
-        return True
+        return 0
     wanted = f"0100007F:{port:04X}"
     for line in table.splitlines()[1:]:
         fields = line.split()
-        if len(fields) > 3 and fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
-            return True
+        if len(fields) > 9 and fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            return int(fields[9])
+    return None
+
+
+def tcp_listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port` (off Linux: True, assume so)."""
+    return listening_inode(port) is not None
+
+
+def owns_socket(pid: int, inode: int) -> bool:
+    """Whether process `pid` holds socket `inode` (True where /proc cannot tell)."""
+    if inode == 0:
+        return True
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return True
+    wanted = f"socket:[{inode}]"
+    for fd in fds:
+        try:
+            if fd.readlink().as_posix() == wanted:
+                return True
+        except OSError:
+            continue
     return False
 
 
@@ -200,11 +224,24 @@ class QemuRunner(Runner):
         raise RunnerError(f"board {self.board.name}: no free TCP port for QEMU's UART: {last_problem}")
 
     def _connect(self, qemu: QemuProcess) -> serial.SerialBase:
+        """Connect once our QEMU listens: another lab process may have picked the same port in the
+        meantime, and its QEMU would take this client as its own."""
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
             problem = qemu.exit_problem()
             if problem:
                 raise RunnerError(f"board {self.board.name}: {problem}")
+            inode = listening_inode(qemu.port)
+            if inode is None or not owns_socket(qemu.process.pid, inode):
+                # Not listening yet, or another process's listener: ours will then fail to bind
+                # and exit with "Address already in use", which _start retries on another port.
+                if time.monotonic() > deadline:
+                    raise RunnerError(
+                        f"board {self.board.name}: QEMU did not open its UART on 127.0.0.1:{qemu.port} "
+                        f"within {CONNECT_TIMEOUT_S:g} s"
+                    )
+                time.sleep(0.02)
+                continue
             try:
                 return serial.serial_for_url(f"socket://127.0.0.1:{qemu.port}", timeout=0.05)
             except serial.SerialException:

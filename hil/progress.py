@@ -1,0 +1,62 @@
+"""A progress bar for long lab work (a table build, a nightly suite): redrawn in place on a
+terminal, one line per finished item otherwise (so logs and CI keep every figure)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+BAR_WIDTH = 24
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+@dataclass
+class ProgressBar:
+    """`advance(message)` once per finished item of `total`."""
+
+    total: int
+    label: str = ""
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    interactive: bool | None = None  # None: redraw in place only when the stream is a terminal
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.interactive is None:
+            self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def eta_seconds(self) -> float | None:
+        if self.done == 0 or self.done >= self.total:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.done * (self.total - self.done)
+
+    def render(self, message: str = "") -> str:
+        fraction = self.done / self.total if self.total else 1.0
+        filled = int(round(fraction * BAR_WIDTH))
+        eta = self.eta_seconds()
+        timing = (f"eta {format_duration(eta)}" if eta is not None
+                  else f"took {format_duration(time.monotonic() - self.started)}")
+        head = f"{self.label} " if self.label else ""
+        return (f"{head}[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.done}/{self.total} "
+                f"{fraction:4.0%} {timing}" + (f"  {message}" if message else ""))
+
+    def advance(self, message: str = "") -> None:
+        self.done += 1
+        line = self.render(message)
+        if self.interactive:
+            self.stream.write("\r\033[K" + line + ("\n" if self.done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
