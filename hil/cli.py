@@ -18,10 +18,12 @@ COMMANDS: dict[str, str] = {
     "run": "hil.commands.run",
     "bench": "hil.commands.bench",
     "results": "hil.commands.results",
+    "report": "hil.commands.report",
     "mlperf": "hil.commands.mlperf",
     "build": "hil.commands.build",
     "serve": "hil.commands.serve",
     "lut": "hil.commands.lut",
+    "nightly": "hil.commands.nightly",
 }
 
 

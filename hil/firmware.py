@@ -1,5 +1,6 @@
 """Firmware: render the harness for a board from firmware_templates/, build it with
-arm-none-eabi-gcc, report its size. Builds are cached by the hash of everything that goes in."""
+arm-none-eabi-gcc (a workload's C++ sources with arm-none-eabi-g++), report its size. Builds are
+cached by the hash of everything that goes in."""
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +22,11 @@ from hil.toolchain import require_tool, tool_version
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
 COMPILER = "arm-none-eabi-gcc"
+CXX_COMPILER = "arm-none-eabi-g++"
+CXX_SUFFIXES = (".cc", ".cpp")
+# Linked after a workload's objects when it has C++ sources; nano.specs maps them to the _nano
+# variants (Debian: libstdc++-arm-none-eabi-newlib, headers in libstdc++-arm-none-eabi-dev).
+CXX_LINK_LIBRARIES = ("-lstdc++", "-lm")
 BUILD_TIMEOUT_S = 300
 
 
@@ -46,13 +52,16 @@ class WorkloadSources:
     """What a firmware links in besides the harness: the workload table and its code.
 
     `files` are generated texts (name -> content); `library` are C files read from disk (a kernel
-    library), `include_dirs` their headers. `input_capacity` sizes the buffer that `db` fills."""
+    library) or static archives (linked after the objects), `include_dirs` their headers.
+    `input_capacity` sizes the buffer that `db` fills. `cxx_flags` are added to the compilation of
+    the C++ sources among `files` (.cc, .cpp), for instance a C++ library's -isystem and -D flags."""
 
     files: Mapping[str, str]
     input_capacity: int = 64
     library: tuple[Path, ...] = ()
     include_dirs: tuple[Path, ...] = ()
     label: str = "workload"
+    cxx_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,28 @@ def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...
         "-Wl,-Map=firmware.map",
         "-T",
         "linker.ld",
+    ]
+
+
+def cxx_compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...], extra: tuple[str, ...]) -> list[str]:
+    """Flags for a workload's C++ sources (compiled to objects, then linked with the C sources):
+    no exceptions, no RTTI, no thread-safe statics, as embedded C++ libraries are built."""
+    return [
+        *cpu_flags(board),
+        f"-{optimize}",
+        "-g",
+        "-std=gnu++17",
+        "-fno-exceptions",
+        "-fno-rtti",
+        "-fno-threadsafe-statics",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-I.",
+        *(f"-I{d}" for d in include_dirs),
+        *extra,
     ]
 
 
@@ -163,8 +194,11 @@ def build_firmware(
         raise BuildError(f"workload file names clash with the harness: {', '.join(clashes)}")
     sources.update(workload.files)
     flags = compile_flags(board, optimize, workload.include_dirs)
+    cxx_sources = sorted(n for n in sources if n.endswith(CXX_SUFFIXES))
+    cxx_flags = cxx_compile_flags(board, optimize, workload.include_dirs, workload.cxx_flags) if cxx_sources else []
 
-    digest = _digest(sources, workload.library, workload.include_dirs, flags)
+    digest = _digest(sources, workload.library, workload.include_dirs,
+                     flags + ([tool_version(CXX_COMPILER), *cxx_flags] if cxx_sources else []))
     cache_root = cache_dir or default_cache_dir()
     final_dir = cache_root / digest
     if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
@@ -175,9 +209,11 @@ def build_firmware(
     work = Path(tempfile.mkdtemp(prefix=f"build-{digest[:12]}-", dir=cache_root))
     for name, text in sources.items():
         (work / name).write_text(text)
-    inputs = [n for n in sources if n.endswith((".c", ".S"))] + [str(p) for p in workload.library]
-    command = [compiler, *flags, *inputs, "-o", "firmware.elf"]
-    (work / "build-command.txt").write_text(" ".join(command) + "\n")
+    objects = _compile_cxx(board, work, cxx_sources, cxx_flags)
+    inputs = [n for n in sources if n.endswith((".c", ".S"))] + objects + [str(p) for p in workload.library]
+    command = [compiler, *flags, *inputs, *(CXX_LINK_LIBRARIES if objects else ()), "-o", "firmware.elf"]
+    with open(work / "build-command.txt", "a") as log:
+        log.write(" ".join(command) + "\n")
     try:
         result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -191,6 +227,28 @@ def build_firmware(
     except OSError:  # another process built the same firmware at the same time: keep theirs
         shutil.rmtree(work, ignore_errors=True)
     return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False))
+
+
+def _compile_cxx(board: BoardSpec, work: Path, names: list[str], flags: list[str]) -> list[str]:
+    """Compile the C++ sources in `work` to objects with arm-none-eabi-g++; their file names."""
+    if not names:
+        return []
+    compiler = require_tool(CXX_COMPILER)
+    objects = []
+    for name in names:
+        target = name.rsplit(".", 1)[0] + ".o"
+        command = [compiler, *flags, "-c", name, "-o", target]
+        with open(work / "build-command.txt", "a") as log:
+            log.write(" ".join(command) + "\n")
+        try:
+            result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"{CXX_COMPILER} took more than {BUILD_TIMEOUT_S} s on {name}; sources in {work}") from None
+        if result.returncode != 0:
+            raise BuildError(f"{CXX_COMPILER} failed on {name} for {board.name}; sources kept in {work}\n"
+                             f"{(result.stderr + result.stdout).strip()}")
+        objects.append(target)
+    return objects
 
 
 def measure_size(elf: Path) -> ImageSize:

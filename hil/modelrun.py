@@ -14,6 +14,7 @@ from engine.oracle import run_tflm
 from hil.boards import BoardSpec
 from hil.firmware import Firmware, WorkloadSources, build_firmware, render_template
 from hil.models import ModelSource
+from hil.planlayout import plan_layout
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
 from hil.toolchain import toolchain_summary
@@ -40,6 +41,7 @@ class ModelRun:
     output: np.ndarray
     reference: np.ndarray
     checksum: str
+    memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
 
     @property
     def peak_sram(self) -> int:
@@ -73,15 +75,15 @@ class ModelRun:
     def measurements(self, provenance: Provenance) -> list[Measurement]:
         extra = {"matches_reference": self.matches_reference, "resolution": self.resolution}
 
-        def row(metric: str, value: float, unit: str) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, extra)
+        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**extra, **(more or {})})
 
         return [
             row("latency", self.latency, self.unit),
             row("peak_sram", self.peak_sram, "bytes"),
             row("static_ram", self.static_ram, "bytes"),
             row("stack_high_water", self.stack_high_water, "bytes"),
-            row("arena_planned", self.arena_planned, "bytes"),
+            row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
             row("arena_touched", self.arena_touched, "bytes"),
             row("flash", self.flash, "bytes"),
             row("matches_reference", float(self.matches_reference), "bool"),
@@ -203,6 +205,7 @@ def run_model(
         output=output,
         reference=reference,
         checksum=report.checksum,
+        memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
     )
 
 

@@ -9,12 +9,14 @@ from hil.compare import compare
 from hil.modelrun import engine_provenance, run_model
 from hil.models import DEFAULT_MODEL, default_input, resolve_model
 from hil.results import add_store_argument, open_store
+from hil.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
 
 SUMMARY = "benchmark models on a board (default: the project's own model) and store every figure"
 EXAMPLES = """\
   tinylab bench                                  # the default model on qemu-f746
   tinylab bench ../shared/models/*.tflite --board qemu-f412
   tinylab bench --compare ../shared/models/vww_96_int8.tflite   # against portable kernels and TFLM's arena
+  tinylab bench --tflm-dir ~/tflm-m7     # also TFLM on the target, from a TFLM library built for the core
 """
 
 
@@ -25,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     parser.add_argument("--compare", action="store_true",
                         help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
+    parser.add_argument("--tflm-dir", metavar="DIR",
+                        help="a TFLM library built for the board's core (headers and libtensorflow-microlite.a, "
+                        f"with or without CMSIS-NN): also measure TFLM on the target (default: ${TFLM_DIR_ENV})")
     add_store_argument(parser)
 
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     if args.compare:
         return run_comparison(args, board)
-    summaries = []
+    summaries, tflm = [], []
     with open_store(args.store) as store:
         provenance = None
         for spec in args.models:
@@ -43,21 +48,25 @@ def run(args: argparse.Namespace) -> int:
             provenance = provenance or engine_provenance(board, result.backend)
             store.add(result.measurements(provenance))
             summaries.append(result.summary())
+            entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir, optimize=args.optimize)
+            store.add(rows)
+            tflm.append(entry)
         stored_in = str(store.path)
     if args.json:
-        print(json.dumps({"runs": summaries, "store": stored_in}, indent=2))
+        print(json.dumps({"runs": summaries, "tflm": tflm, "store": stored_in}, indent=2))
     else:
         header = f"{'model':<32} {'latency':>16} {'unit':<12} {'peak SRAM':>10} {'arena':>9} {'flash':>9}  matches TFLM"
         print(header)
         for s in summaries:
             print(f"{s['model']:<32} {s['latency']:>16,.0f} {s['latency_unit']:<12} {s['peak_sram_bytes']:>10,} "
                   f"{s['arena_planned_bytes']:>9,} {s['flash_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
+        print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")
-    return 0 if all(s["matches_reference"] for s in summaries) else 1
+    return 0 if all(s["matches_reference"] for s in summaries + [t for t in tflm if "reason" not in t]) else 1
 
 
 def run_comparison(args: argparse.Namespace, board) -> int:
-    summaries = []
+    summaries, tflm = [], []
     with open_store(args.store) as store:
         for spec in args.models:
             source = resolve_model(spec)
@@ -66,13 +75,17 @@ def run_comparison(args: argparse.Namespace, board) -> int:
             comparison = compare(board, source, default_input(source.graph))
             store.add(comparison.measurements(board))
             summaries.append(comparison.summary())
+            entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir)
+            store.add(rows)
+            tflm.append(entry)
         stored_in = str(store.path)
     if args.json:
-        print(json.dumps({"comparisons": summaries, "store": stored_in}, indent=2))
+        print(json.dumps({"comparisons": summaries, "tflm": tflm, "store": stored_in}, indent=2))
     else:
         print_comparison(summaries)
+        print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")
-    return 0 if all(s["matches_reference"] for s in summaries) else 1
+    return 0 if all(s["matches_reference"] for s in summaries + [t for t in tflm if "reason" not in t]) else 1
 
 
 def print_comparison(summaries: list[dict]) -> None:
