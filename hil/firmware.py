@@ -212,12 +212,7 @@ def build_firmware(
     objects = _compile_cxx(board, work, cxx_sources, cxx_flags)
     inputs = [n for n in sources if n.endswith((".c", ".S"))] + objects + [str(p) for p in workload.library]
     command = [compiler, *flags, *inputs, *(CXX_LINK_LIBRARIES if objects else ()), "-o", "firmware.elf"]
-    with open(work / "build-command.txt", "a") as log:
-        log.write(" ".join(command) + "\n")
-    try:
-        result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{COMPILER} took more than {BUILD_TIMEOUT_S} s for {board.name}; sources in {work}") from None
+    result = _build_step(command, work, f"{COMPILER} took more than {BUILD_TIMEOUT_S} s for {board.name}")
     if result.returncode != 0:
         raise BuildError(_explain_failure(board, result.stderr + result.stdout, work))
     size = measure_size(work / "firmware.elf")
@@ -229,6 +224,16 @@ def build_firmware(
     return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False))
 
 
+def _build_step(command: list[str], work: Path, too_slow: str) -> subprocess.CompletedProcess[str]:
+    """Run one compiler command in `work`, logging it to build-command.txt; BuildError on a timeout."""
+    with open(work / "build-command.txt", "a") as log:
+        log.write(" ".join(command) + "\n")
+    try:
+        return subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{too_slow}; sources in {work}") from None
+
+
 def _compile_cxx(board: BoardSpec, work: Path, names: list[str], flags: list[str]) -> list[str]:
     """Compile the C++ sources in `work` to objects with arm-none-eabi-g++; their file names."""
     if not names:
@@ -237,13 +242,8 @@ def _compile_cxx(board: BoardSpec, work: Path, names: list[str], flags: list[str
     objects = []
     for name in names:
         target = name.rsplit(".", 1)[0] + ".o"
-        command = [compiler, *flags, "-c", name, "-o", target]
-        with open(work / "build-command.txt", "a") as log:
-            log.write(" ".join(command) + "\n")
-        try:
-            result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise BuildError(f"{CXX_COMPILER} took more than {BUILD_TIMEOUT_S} s on {name}; sources in {work}") from None
+        result = _build_step([compiler, *flags, "-c", name, "-o", target], work,
+                             f"{CXX_COMPILER} took more than {BUILD_TIMEOUT_S} s on {name}")
         if result.returncode != 0:
             raise BuildError(f"{CXX_COMPILER} failed on {name} for {board.name}; sources kept in {work}\n"
                              f"{(result.stderr + result.stdout).strip()}")

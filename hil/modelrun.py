@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -20,8 +21,33 @@ from hil.runners import Runner, runner_for
 from hil.toolchain import toolchain_summary
 
 
+class TargetRun:
+    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM
+    from static data and the measured stack, bit-exactness, and rows for the results store.
+    Its users are dataclasses with model, model_sha256, resolution, static_ram,
+    stack_high_water, output and reference."""
+
+    @property
+    def peak_sram(self) -> int:
+        return self.static_ram + self.stack_high_water
+
+    @property
+    def matches_reference(self) -> bool:
+        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
+
+    def row_maker(self, provenance: Provenance, **extra: object) -> Callable[..., Measurement]:
+        """`row(metric, value, unit, more=None)`: a row of this run, its extra holding bit-exactness,
+        the latency resolution, `extra` and `more`."""
+        common = {"matches_reference": self.matches_reference, "resolution": self.resolution, **extra}
+
+        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**common, **(more or {})})
+
+        return row
+
+
 @dataclass
-class ModelRun:
+class ModelRun(TargetRun):
     """What one run of a model on a board measured."""
 
     model: str
@@ -42,14 +68,6 @@ class ModelRun:
     reference: np.ndarray
     checksum: str
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
-
-    @property
-    def peak_sram(self) -> int:
-        return self.static_ram + self.stack_high_water
-
-    @property
-    def matches_reference(self) -> bool:
-        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -73,11 +91,7 @@ class ModelRun:
         }
 
     def measurements(self, provenance: Provenance) -> list[Measurement]:
-        extra = {"matches_reference": self.matches_reference, "resolution": self.resolution}
-
-        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**extra, **(more or {})})
-
+        row = self.row_maker(provenance)
         return [
             row("latency", self.latency, self.unit),
             row("peak_sram", self.peak_sram, "bytes"),
@@ -125,19 +139,23 @@ def float32_parts(value: float) -> tuple[int, int]:
 
 
 def output_format(compiled: CompiledModel) -> dict[str, object]:
-    """How the firmware prints the model's output in `m-results-[...]`: its element type, and for a
-    quantised integer tensor (one scale) the scale as mantissa * 2^exponent and the zero point."""
-    graph = compiled.graph
-    tensor = graph.tensors[graph.outputs[0]]
-    quantised = tensor.dtype in ("int8", "uint8", "int16") and len(tensor.scale) == 1 and tensor.scale[0] > 0
-    mantissa, exponent = float32_parts(tensor.scale[0]) if quantised else (0, 0)
+    """How the firmware prints the model's output in `m-results-[...]`."""
+    tensor = compiled.graph.tensors[compiled.graph.outputs[0]]
+    return tensor_output_format(tensor.dtype, tensor.scale, tensor.zero_point)
+
+
+def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
+    """An output tensor's print format: its element type, and for a quantised integer tensor (one
+    scale) the scale as mantissa * 2^exponent and the zero point."""
+    quantised = dtype in ("int8", "uint8", "int16") and len(scale) == 1 and scale[0] > 0
+    mantissa, exponent = float32_parts(scale[0]) if quantised else (0, 0)
     return {
-        "dtype": tensor.dtype,
-        "type": OUTPUT_TYPES[tensor.dtype],
-        "scale": float(np.float32(tensor.scale[0])) if quantised else 0.0,
+        "dtype": dtype,
+        "type": OUTPUT_TYPES[dtype],
+        "scale": float(np.float32(scale[0])) if quantised else 0.0,
         "scale_mantissa": mantissa,
         "scale_exponent": exponent,
-        "zero_point": int(tensor.zero_point[0]) if quantised and tensor.zero_point else 0,
+        "zero_point": int(zero_point[0]) if quantised and zero_point else 0,
     }
 
 

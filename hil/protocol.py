@@ -17,6 +17,8 @@ from hil.errors import ProtocolError
 
 READY = "m-ready"
 BOOT_QUIET_S = 3.0  # silence at boot after which the device is asked whether it is there
+NAME_COMMAND = "name%"
+NAME_REPLY = "m-name-"
 LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
 LAP = re.compile(r"^m-lap-us-([0-9]+)$")
 RESULTS = re.compile(r"^m-results-\[(.*)\]$")
@@ -144,31 +146,50 @@ class DeviceLink:
 
     # ---- commands ----
     def wait_boot(self, timeout_s: float | None = None) -> list[str]:
-        """The boot banner, up to the first `m-ready`.
+        """The boot banner's `m-` lines, up to the first `m-ready`.
 
-        A device that has said nothing for BOOT_QUIET_S is asked its name once: its banner may
-        have gone before the host listened (a board reset before the port opened; QEMU, rarely,
-        drops what the guest writes as the first client connects), and a device waiting for
-        commands answers. The banner's lines are then missing from the result."""
+        A banner can be cut at its start: a board reset before the port opened, or QEMU (rarely,
+        under load) dropping what the guest writes as the first client connects. So at boot a
+        line that is not an `m-` or `e-` line (the tail of a cut line) is skipped, and a device
+        that has said nothing for BOOT_QUIET_S is asked its name: one waiting for commands
+        answers, and its answer (not a late banner's `m-ready`) ends the wait."""
         limit = timeout_s if timeout_s is not None else self.timeout_s
-        if limit <= BOOT_QUIET_S:
-            return self.read_until_ready("(boot)", limit)
-        try:
-            return self.read_until_ready("(boot)", BOOT_QUIET_S)
-        except ProtocolError as error:
-            if self._received or self._pending or "no complete reply" not in str(error):
-                raise
-        self.command("name", limit - BOOT_QUIET_S)
-        return []
+        started = time.monotonic()
+        deadline = started + limit
+        ask_at: float | None = started + BOOT_QUIET_S if limit > BOOT_QUIET_S else None
+        asked = answered = False
+        lines: list[str] = []
+        self._received = lines
+        while True:
+            try:
+                line = self._next_line("(boot)", min(deadline, ask_at or deadline), limit)
+            except ProtocolError as error:
+                if ask_at is None or lines or self._pending or "no complete reply" not in str(error):
+                    raise
+                ask_at, asked = None, True
+                self._send("(boot)", NAME_COMMAND)
+                continue
+            if line == READY:
+                if answered or not asked:
+                    return [text for text in lines if text.startswith("m-")]
+                continue  # a late banner's end: the answer to the question is still to come
+            lines.append(line)
+            answered = answered or line.startswith(NAME_REPLY)
+            if line.startswith("e-"):
+                self._drain_to_ready("(boot)", deadline, limit)
+                raise self._error("(boot)", f"the device reported an error: {line}")
 
-    def command(self, text: str, timeout_s: float | None = None) -> list[str]:
-        """Send `text%` and return the reply lines before `m-ready`."""
-        wire = f"{text}%"
+    def _send(self, during: str, wire: str) -> None:
         try:
             self.port.write(wire.encode("ascii"))
             self.port.flush()
         except (serial.SerialException, OSError) as error:
-            raise self._error(wire, f"could not send ({error})") from None
+            raise self._error(during, f"could not send {wire!r} ({error})") from None
+
+    def command(self, text: str, timeout_s: float | None = None) -> list[str]:
+        """Send `text%` and return the reply lines before `m-ready`."""
+        wire = f"{text}%"
+        self._send(wire, wire)
         return self.read_until_ready(wire, timeout_s)
 
     def profile(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from engine.oracle import run_tflm, tflm_arena
 from hil.boards import BoardSpec
 from hil.errors import LabError, ProtocolError
 from hil.firmware import COMPILER, CXX_COMPILER, Firmware, build_firmware
+from hil.modelrun import TargetRun
 from hil.models import ModelSource
 from hil.protocol import DeviceLink
 from hil.results import Measurement, Provenance
@@ -65,7 +66,7 @@ class TflmDoesNotFitError(TflmBaselineError):
 
 
 @dataclass
-class TflmRun:
+class TflmRun(TargetRun):
     """What one run of a model under TFLM on a board measured (the same figures as ModelRun's)."""
 
     model: str
@@ -86,14 +87,6 @@ class TflmRun:
     reference: np.ndarray
     checksum: str
     library: str  # the library's description: archive, architecture, kernels
-
-    @property
-    def peak_sram(self) -> int:
-        return self.static_ram + self.stack_high_water
-
-    @property
-    def matches_reference(self) -> bool:
-        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -121,11 +114,7 @@ class TflmRun:
         """The rows the engine's runs store, under TFLM's engine name. arena_planned is TFLM's own
         figure (arena_used_bytes() on the target); arena_touched is not measured (the harness does
         not paint TFLM's arena, whose tail holds the interpreter's state)."""
-        extra = {"matches_reference": self.matches_reference, "resolution": self.resolution, "library": self.library}
-
-        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**extra, **(more or {})})
-
+        row = self.row_maker(provenance, library=self.library)
         return [
             row("latency", self.latency, self.unit),
             row("peak_sram", self.peak_sram, "bytes"),

@@ -16,7 +16,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from hil.errors import BuildError
 from hil.boards import BoardSpec
 from hil.firmware import CXX_COMPILER, WorkloadSources, cpu_flags, render_template
-from hil.modelrun import OUTPUT_TYPES, float32_parts
+from hil.modelrun import tensor_output_format
 from hil.tflm_baseline_library import TflmBaselineError, TflmLibrary
 from hil.toolchain import require_tool
 
@@ -212,17 +212,8 @@ def resolver_calls(info: TfliteModelInfo) -> list[str]:
 
 
 def output_format(tensor: TensorInfo) -> dict[str, object]:
-    """How the firmware prints the output in `m-results-[...]` (as hil.modelrun does for the engine)."""
-    quantised = tensor.dtype in ("int8", "uint8", "int16") and len(tensor.scale) == 1 and tensor.scale[0] > 0
-    mantissa, exponent = float32_parts(tensor.scale[0]) if quantised else (0, 0)
-    return {
-        "dtype": tensor.dtype,
-        "type": OUTPUT_TYPES[tensor.dtype],
-        "scale": float(np.float32(tensor.scale[0])) if quantised else 0.0,
-        "scale_mantissa": mantissa,
-        "scale_exponent": exponent,
-        "zero_point": tensor.zero_point[0] if quantised and tensor.zero_point else 0,
-    }
+    """How the firmware prints the output in `m-results-[...]`, as for the engine's models."""
+    return tensor_output_format(tensor.dtype, tensor.scale, tensor.zero_point)
 
 
 def c_byte_array(data: bytes, per_line: int = 24) -> str:

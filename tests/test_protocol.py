@@ -34,31 +34,55 @@ def test_silence_is_an_error_within_the_timeout_naming_board_and_command():
     assert "received: nothing" in message
 
 
-def test_a_silent_device_is_asked_its_name_and_counts_as_booted_when_it_answers():
-    """The banner lost before the host listened: after BOOT_QUIET_S of silence the host sends
-    `name%`; a device in its command loop answers (here a socket peer that answers only that)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    heard: list[bytes] = []
-    done = threading.Event()
+def test_a_cut_banner_is_skipped_up_to_its_m_lines():
+    link = device_says("-performance\r\nm-init-done\r\nm-ready\r\n")
+    assert link.wait_boot() == ["m-init-done"]
 
-    def device() -> None:
-        connection, _ = server.accept()
+
+class SilentAtBoot:
+    """A device (a socket peer) whose banner the host never saw: it answers commands only. With
+    `late_banner`, the banner arrives after the host has asked, just before the answer."""
+
+    def __init__(self, late_banner: bool = False) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        self.heard: list[bytes] = []
+        self.done = threading.Event()
+        self.late_banner = late_banner
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        connection, _ = self.server.accept()
         with connection:
-            heard.append(connection.recv(64))
-            connection.sendall(b"m-name-dut\r\nm-ready\r\n")
-            done.wait(10)
+            for _ in range(2):
+                command = connection.recv(64)
+                self.heard.append(command)
+                if command == b"name%":
+                    banner = b"m-init-done\r\nm-ready\r\n" if self.late_banner else b""
+                    connection.sendall(banner + b"m-name-dut-[x]\r\nm-ready\r\n")
+                else:
+                    connection.sendall(b"m-" + command.rstrip(b"%") + b"-done\r\nm-ready\r\n")
+            self.done.wait(10)
 
-    thread = threading.Thread(target=device, daemon=True)
-    thread.start()
-    port = serial.serial_for_url(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=0.05)
+    def link(self) -> DeviceLink:
+        port = serial.serial_for_url(f"socket://127.0.0.1:{self.server.getsockname()[1]}", timeout=0.05)
+        return DeviceLink(port, "test-board", timeout_s=BOOT_QUIET_S + 2)
+
+
+@pytest.mark.parametrize("late_banner", [False, True], ids=["banner-lost", "banner-late"])
+def test_a_silent_device_is_asked_its_name_and_the_next_command_gets_its_own_reply(late_banner):
+    device = SilentAtBoot(late_banner)
+    link = device.link()
     started = time.monotonic()
-    assert DeviceLink(port, "test-board", timeout_s=BOOT_QUIET_S + 2).wait_boot() == []
-    assert heard == [b"name%"] and time.monotonic() - started >= BOOT_QUIET_S
-    done.set()
-    port.close()
-    server.close()
+    banner = link.wait_boot()
+    assert time.monotonic() - started >= BOOT_QUIET_S
+    assert banner == (["m-init-done", "m-name-dut-[x]"] if late_banner else ["m-name-dut-[x]"])
+    assert link.command("profile") == ["m-profile-done"]  # nothing of the boot exchange is left over
+    assert device.heard == [b"name%", b"profile%"]
+    device.done.set()
+    link.port.close()
+    device.server.close()
 
 
 def test_partial_line_is_reported():
