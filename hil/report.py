@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.compiler import ENGINE_NAME
 from hil.boards import load_board
-from hil.commands.results import TABLE_COLUMNS, _commit, _value
+from hil.commands.results import TABLE_COLUMNS, commit_text, value_text
 from hil.errors import LabError
 from hil.planlayout import PlanLayout
 from hil.regressions import Regression, find_regressions
@@ -118,7 +118,7 @@ def _minute(timestamp: Any) -> str:
 def source_of(rows: pandas.DataFrame, board: str, backend: str) -> Source:
     ordered = rows.sort_values("timestamp")
     engines = tuple(dict.fromkeys(f"{e} {v}".strip() for e, v in zip(ordered["engine"], ordered["engine_version"])))
-    commits = tuple(dict.fromkeys(_commit(c) for c in reversed(list(ordered["git_commit"]))))
+    commits = tuple(dict.fromkeys(commit_text(c) for c in reversed(list(ordered["git_commit"]))))
     backends = sorted(set(ordered["backend"]))
     shown_backend = backend if backends == [backend] else " + ".join([backend] + [b for b in backends if b != backend])
     return Source(board=board, backend=shown_backend, engines=engines, commits=commits,
@@ -159,8 +159,8 @@ def store_row(row: Any) -> StoreRow:
     timestamp = row.timestamp.isoformat() if hasattr(row.timestamp, "isoformat") else str(row.timestamp)
     return StoreRow(
         timestamp=timestamp[:19].replace("T", " "), model=row.model, board=row.board, backend=row.backend,
-        metric=row.metric, value=_value(float(row.value)), unit=row.unit,
-        engine=f"{row.engine} {row.engine_version}".strip(), commit=_commit(row.git_commit),
+        metric=row.metric, value=value_text(float(row.value)), unit=row.unit,
+        engine=f"{row.engine} {row.engine_version}".strip(), commit=commit_text(row.git_commit),
         run_id=row.run_id, raw_value=float(row.value))
 
 
@@ -407,7 +407,7 @@ def trends(frame: pandas.DataFrame, history: list[Regression]) -> list[Trend]:
             continue
         run_times = rows.groupby("run_id").agg(timestamp=("timestamp", "max"), commit=("git_commit", "last"))
         run_times = run_times.sort_values("timestamp")
-        runs = [(run_id, _minute(t)[:16], _commit(c)) for run_id, t, c in
+        runs = [(run_id, _minute(t)[:16], commit_text(c)) for run_id, t, c in
                 zip(run_times.index, run_times["timestamp"], run_times["commit"])]
         series = []
         engines = [OURS] + sorted(e for e in set(rows["engine"]) if e != OURS)
@@ -419,7 +419,7 @@ def trends(frame: pandas.DataFrame, history: list[Regression]) -> list[Trend]:
                                .agg(value=("value", "median"), timestamp=("timestamp", "max"),
                                     commit=("git_commit", "last"), version=("engine_version", "last"))
                                .sort_values("timestamp"))
-                    points = [TrendPoint(run_id, _minute(t), _commit(c), v, float(value),
+                    points = [TrendPoint(run_id, _minute(t), commit_text(c), v, float(value),
                                          marked.get((model, board, backend, engine, metric, unit, run_id)))
                               for run_id, value, t, c, v in zip(per_run.index, per_run["value"],
                                                                 per_run["timestamp"], per_run["commit"],

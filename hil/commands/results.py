@@ -66,11 +66,11 @@ def write_csv(rows: list[Measurement], stream: TextIO) -> None:
         writer.writerow({**asdict(row), "value": repr(row.value)})
 
 
-def _value(value: float) -> str:
+def value_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
 
 
-def _commit(commit: str) -> str:
+def commit_text(commit: str) -> str:
     sha, plus, rest = commit.partition("+")
     return sha[:10] + plus + rest
 
@@ -79,8 +79,8 @@ def format_table(rows: list[Measurement]) -> str:
     """An aligned text table of rows: one line each, numbers right-aligned."""
     cells = [TABLE_COLUMNS] + [
         (row.timestamp[:19].replace("T", " "), row.model, row.board, row.backend, row.metric,
-         _value(row.value), row.unit, f"{row.engine} {row.engine_version}".strip(),
-         _commit(row.git_commit))
+         value_text(row.value), row.unit, f"{row.engine} {row.engine_version}".strip(),
+         commit_text(row.git_commit))
         for row in rows
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
