@@ -54,7 +54,6 @@ class Outcome:
 class NightlyResult:
     outcomes: list[Outcome]
     regressions: list[Regression]
-    report: Path | None = None
 
     @property
     def mismatches(self) -> list[Outcome]:
