@@ -37,9 +37,6 @@ _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int16": "int16_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int16_t": 16, "int32_t": 10, "float": 6}
 KERNEL_SETS = ("optimized", "portable")
-# Extra flash the optimised kernels may spend on weights stored as int16 ("wide": no widening in
-# the inner loop), per model; layers whose weights are reused over the most pixels go first.
-WIDE_WEIGHT_BUDGET = 320 * 1024
 SCRATCH_ALIGNMENT = 8  # LDRD needs word-aligned operands; 8 keeps int64 views possible
 
 
@@ -51,6 +48,8 @@ class GeneratedModel:
     input_bytes: int
     output_bytes: int
     weight_bytes: int  # flash taken by the constant arrays
+    widened_bytes: int = 0  # of which the int16 copies of weights cost beyond int8 (choose_wide)
+    variants: tuple[tuple[str, ...], ...] = ()  # per op: the code paths chosen (KERNEL_VARIANTS)
 
 
 @dataclass
@@ -75,6 +74,33 @@ class _Array:
 class _Layer:
     comment: str
     lines: list[str] = field(default_factory=list)
+    variant: tuple[str, ...] = ()  # the code paths chosen for this layer (KERNEL_VARIANTS)
+
+
+def _tags(family: str, *choices: object) -> tuple[str, ...]:
+    """A layer's variant: "family:choice" for each choice that applies (falsy ones are left out)."""
+    return tuple(f"{family}:{choice}" for choice in choices if choice)
+
+
+_RQ = ("rq-portable", "rq-any", "rq-even", "rq-even-zp")
+_LIBRARY = ("conv:library", "dw:library", "dw:library-inplace", "add:library", "add:broadcast", "add:output-over-input",
+            "avgpool:library", "maxpool:library", "mean:library", "pad:library", "reshape:in-place", "reshape:copy",
+            "softmax:library", "concatenation:library", "quantize:float", "quantize:requantize", "dequantize:library")
+# Every code path code generation can choose, per kernel set: a layer's variant is a subset. The
+# differential test (tests/test_differential.py) checks that its random graphs reach each one.
+KERNEL_VARIANTS: dict[str, frozenset[str]] = {
+    "portable": frozenset(_LIBRARY + ("conv:library-stream", "fc:library", "fc:library-per-channel")),
+    "optimized": frozenset(_LIBRARY + (
+        "conv:window", "conv:pointwise-ascending", "conv:pointwise-descending", "conv:int8-weights",
+        "conv:int16-weights", "conv:odd-pixels", "conv:explicit-padding", "conv:output-over-input",
+        *(f"conv:{m}" for m in _RQ), "conv:rq-signed",
+        "dw:two-rows", "dw:one-row", "dw:odd-columns", "dw:odd-rows", "dw:multiplier", "dw:pair-taps", "dw:single-taps",
+        "dw:explicit-padding", "dw:output-over-input", *(f"dw:{m}" for m in _RQ), "dw:rq-signed",
+        "fc:int8-weights", "fc:int16-weights", "fc:per-channel-requant", "fc:one-requant", "fc:batches", "fc:tail-rows",
+        "fc:no-bias", "fc:library", *(f"fc:{m}" for m in _RQ), "fc:rq-signed",
+        "add:tables", *(f"add:{m}" for m in _RQ), "avgpool:four-channels",
+    )),
+}
 
 
 # ---- scratch ----
@@ -138,7 +164,8 @@ def _extend4(shape: Sequence[int], where: str) -> tuple[int, int, int, int]:
 
 
 class _Generator:
-    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str, kernels: str = "portable") -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str, kernels: str = "portable",
+                 wide_budget: int | None = None) -> None:
         self.graph = graph
         self.plan = plan
         self.prefix = prefix
@@ -149,7 +176,7 @@ class _Generator:
         self.functions: list[str] = []  # static per-layer functions (optimised kernels)
         self.static_scratch = 0  # bytes of the scratch buffer outside the arena (0: none needed)
         self.overlaps = dict(getattr(plan, "overlaps", {}) or {})
-        self.wide: set[int] = _choose_wide(graph) if kernels == "optimized" else set()
+        self.wide: set[int] = choose_wide(graph, wide_budget) if kernels == "optimized" else set()
 
     @property
     def optimized(self) -> bool:
@@ -459,7 +486,11 @@ def _conv(g: _Generator, position: int, op: Op) -> _Layer:
         how = "two pixels x two channels a step, " + ("int16 weights" if position in g.wide else "int8 weights")
         if rule is not None:
             how += f", output over its input ({rule.kind}, {'descending' if shape.co > shape.ci else 'ascending'})"
-        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
+        order = ("pointwise-descending" if shape.co > shape.ci else "pointwise-ascending") if shape.pointwise else "window"
+        variant = _tags("conv", order, "int16-weights" if position in g.wide else "int8-weights",
+                        *_rq_tags(_requant_mode(mults, shifts)), (shape.oh * shape.ow) % 2 and "odd-pixels",
+                        op.attrs["padding"] == "EXPLICIT" and "explicit-padding", rule is not None and "output-over-input")
+        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)], variant)
     mult, shift, bias = _library_constants(g, position, op, mults, shifts)
     if rule is not None:
         call = (
@@ -467,13 +498,13 @@ def _conv(g: _Generator, position: int, op: Op) -> _Layer:
             f"{bias}, {g.ptr(op.outputs[0])}, {shape.co}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi}, "
             f"(int8_t *){g.room(position, op, shape.ci)});"
         )
-        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call])
+        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call], _tags("conv", "library-stream"))
     call = (
         f"tl_conv_s8({g.ptr(op.inputs[0], const=True)}, {shape.n}, {shape.h}, {shape.w}, {shape.ci}, {g.ptr(op.inputs[1])}, "
         f"{shape.kh}, {shape.kw}, {bias}, {g.ptr(op.outputs[0])}, {shape.oh}, {shape.ow}, {shape.co}, {shape.sh}, {shape.sw}, "
         f"{shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi});"
     )
-    return _Layer(g.describe(op, extra), [call])
+    return _Layer(g.describe(op, extra), [call], _tags("conv", "library"))
 
 
 def _library_constants(g: _Generator, position: int, op: Op, mults: list[int], shifts: list[int]) -> tuple[str, str, str]:
@@ -501,7 +532,14 @@ def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
         how = "channel planes, two outputs a step"
         if rule is not None:
             how += f", output over its input ({rule.kind})"
-        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)])
+        kinds = {e[0] for ops in _dw_schedule(shape.kw, shape.sw) for e in ops}
+        two_rows = shape.sh == 1 and shape.oh >= 2
+        variant = _tags("dw", "two-rows" if two_rows else "one-row", shape.ow % 2 and "odd-columns",
+                        two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
+                        "pair" in kinds and "pair-taps", "single" in kinds and "single-taps",
+                        *_rq_tags(_requant_mode(mults, shifts)), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
+                        rule is not None and "output-over-input")
+        return _Layer(g.describe(op, f"{extra}; {how}"), [g.function(position, body)], variant)
     mult, shift, bias = _library_constants(g, position, op, mults, shifts)
     if rule is not None:
         call = (
@@ -510,14 +548,14 @@ def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
             f"{shape.sh}, {shape.sw}, {shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, {lo}, {hi}, "
             f"(int8_t *){g.room(position, op, shape.oh * shape.ow)});"
         )
-        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call])
+        return _Layer(g.describe(op, f"{extra}; output over its input ({rule.kind})"), [call], _tags("dw", "library-inplace"))
     call = (
         f"tl_depthwise_conv_s8({g.ptr(op.inputs[0], const=True)}, {shape.n}, {shape.h}, {shape.w}, {shape.c}, "
         f"{g.ptr(op.inputs[1])}, {shape.kh}, {shape.kw}, {shape.mult}, {bias}, {g.ptr(op.outputs[0])}, {shape.oh}, "
         f"{shape.ow}, {shape.sh}, {shape.sw}, {shape.pt}, {shape.pl}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, "
         f"{lo}, {hi});"
     )
-    return _Layer(g.describe(op, extra), [call])
+    return _Layer(g.describe(op, extra), [call], _tags("dw", "library"))
 
 
 def _fc_shape(g: _Generator, op: Op, where: str) -> tuple[int, int, int]:
@@ -548,7 +586,11 @@ def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
     if g.optimized and (filter_offset == 0 or position in g.wide):
         body = _opt_fully_connected(g, position, op, batches, depth, units, filter_offset, mults, shifts, lo, hi)
         how = f"one vector x {GEMV_ROWS} rows a step, widened on the fly, " + ("int16 weights" if position in g.wide else "int8 weights")
-        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; {how}"), [g.function(position, body)])
+        variant = _tags("fc", "int16-weights" if position in g.wide else "int8-weights", *_rq_tags(_requant_mode(mults, shifts)),
+                        "per-channel-requant" if len(set(zip(mults, shifts))) > 1 else "one-requant",
+                        batches > 1 and "batches", units % GEMV_ROWS and "tail-rows",
+                        not (len(op.inputs) > 2 and op.inputs[2] >= 0) and "no-bias")
+        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; {how}"), [g.function(position, body)], variant)
     bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
     head = f"{g.ptr(op.inputs[0], const=True)}, {g.ptr(op.inputs[1])}, {bias}, {g.ptr(op.outputs[0])}, {batches}, {depth}, {units}"
     if len(w.scale) > 1:
@@ -556,21 +598,39 @@ def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
         shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
         call = (f"tl_fully_connected_per_channel_s8({head}, {_int(-_zp(x))}, {_int(_zp(y))}, {mult}, {shift}, "
                 f"{lo}, {hi});")
+        return _Layer(g.describe(op, op.attrs.get("activation", "NONE")), [call], _tags("fc", "library-per-channel"))
     else:
         call = (f"tl_fully_connected_s8({head}, {_int(-_zp(x))}, {_int(filter_offset)}, {_int(_zp(y))}, {_int(mults[0])}, "
                 f"{shifts[0]}, {lo}, {hi});")
-    return _Layer(g.describe(op, op.attrs.get("activation", "NONE")), [call])
+    return _Layer(g.describe(op, op.attrs.get("activation", "NONE")), [call], _tags("fc", "library"))
 
 
 # ---- the optimised kernels' constants and bodies ----
 GEMV_ROWS = 6  # TL_MV_ROWS of tl_opt.h
-WIDE_MIN_PIXELS = 256  # a convolution's weights go int16 if reused over this many output pixels (or if large)
-WIDE_MIN_BYTES = 1024  # a fully connected layer's only if it has this many weights
+# Instructions that int16 ("wide") weights save per multiply-accumulate against int8 weights
+# widened in the loop by SXTB16, counted from the inner loops of tl_opt.h: tl_gemm_2px spends 3
+# more instructions (one LDRD fewer, four SXTB16 more) per group of 2 pixels x 2 channels x 4
+# values; tl_gemv 8 more (three LDRD fewer, twelve SXTB16 more) per 6 rows x 4 values.
+WIDE_SAVING_PER_MAC = {"CONV_2D": 3 / 16, "FULLY_CONNECTED": 8 / 24}
 
 
-def _choose_wide(graph: Graph) -> set[int]:
-    """Positions of the CONV_2D / FULLY_CONNECTED ops whose weights the optimised kernels store as
-    int16: the most-reused weights (most output pixels) first, within WIDE_WEIGHT_BUDGET."""
+@dataclass(frozen=True)
+class WideningCandidate:
+    """A layer whose weights the optimised kernels can store as int16: what it costs in flash and
+    what it is estimated to save."""
+
+    position: int
+    extra_bytes: int  # flash beyond the int8 words
+    saved_instructions: float
+
+    @property
+    def gain_per_byte(self) -> float:
+        return self.saved_instructions / max(self.extra_bytes, 1)
+
+
+def widening_candidates(graph: Graph) -> list[WideningCandidate]:
+    """The CONV_2D and FULLY_CONNECTED layers of the optimised kernels that can take int16 weights,
+    best gain per byte first."""
     candidates = []
     for position, op in enumerate(graph.ops):
         try:
@@ -578,23 +638,27 @@ def _choose_wide(graph: Graph) -> set[int]:
                 shape = _conv_shape(graph, op)
                 if not shape.optimizable:
                     continue
-                size, reuse = shape.co * shape.k4 * 4, shape.oh * shape.ow
-                worth = reuse >= WIDE_MIN_PIXELS or size >= WIDE_MIN_BYTES
+                extra, macs = shape.co * shape.k4 * 4, shape.oh * shape.ow * shape.co * shape.kh * shape.kw * shape.ci
             elif op.kind == "FULLY_CONNECTED":
                 units, depth = graph.tensors[op.inputs[1]].shape
-                size, reuse = units * _groups(depth) * 4, graph.tensors[op.inputs[0]].elements // max(depth, 1)
-                worth = size >= WIDE_MIN_BYTES
+                batches = graph.tensors[op.inputs[0]].elements // max(depth, 1)
+                extra, macs = units * _groups(depth) * 4, batches * units * depth
             else:
                 continue
         except (KeyError, ValueError, IndexError, UnsupportedOpError):
             continue
-        if worth:
-            candidates.append((reuse, size, position))
+        candidates.append(WideningCandidate(position, extra, WIDE_SAVING_PER_MAC[op.kind] * macs))
+    return sorted(candidates, key=lambda c: (-c.gain_per_byte, c.position))
+
+
+def choose_wide(graph: Graph, budget: int | None = None) -> set[int]:
+    """Positions of the layers whose weights go int16: best gain per byte first, while their extra
+    flash stays within `budget` bytes (None: every candidate)."""
     chosen, spent = set(), 0
-    for reuse, size, position in sorted(candidates, key=lambda c: (-c[0], c[2])):
-        if spent + size <= WIDE_WEIGHT_BUDGET:
-            chosen.add(position)
-            spent += size
+    for candidate in widening_candidates(graph):
+        if budget is None or spent + candidate.extra_bytes <= budget:
+            chosen.add(candidate.position)
+            spent += candidate.extra_bytes
     return chosen
 
 
@@ -626,21 +690,35 @@ def _pack_gemm(weights: np.ndarray, block: int, wide: bool) -> list[int]:
 
 # Requantisation modes of tl_opt.h's tl_out8 (TL_RQ_*), cheapest last.
 RQ_PORTABLE, RQ_ANY, RQ_EVEN, RQ_EVEN_ZP = 0, 1, 2, 3
+RQ_SIGNED = 4  # a flag beside the mode: some multiplier is negative (TL_RQ_SIGNED)
+RQ_BASE = 3  # the mode without its flag
 EVEN_ZP_MAX_SHIFT = 23  # with zp folded into the rounding constant, hi stays within 32 bits
 
 
 def _requant_mode(mults: Sequence[int], shifts: Sequence[int]) -> int:
-    """The cheapest tl_out8 mode that is exact for every channel (right shifts e = -shift)."""
+    """The cheapest tl_out8 mode that is exact for every channel (right shifts e = -shift). The
+    fast modes round by the product's sign: where a channel's multiplier is negative (a negative
+    weight scale, as in MCUNet's F746 model) they carry RQ_SIGNED, which reads that sign from
+    acc ^ (m >> 31). The multiplier -2^31 (TFLite's saturating case) takes the portable mode."""
+    if any(m <= -(2**31) for m in mults):
+        return RQ_PORTABLE
+    signed = RQ_SIGNED if any(m < 0 for m in mults) else 0
     shifts_used = [-s for m, s in zip(mults, shifts) if m != 0]
     if all(e >= 3 for e in shifts_used):
-        return RQ_EVEN_ZP if all(e <= EVEN_ZP_MAX_SHIFT for e in shifts_used) else RQ_EVEN
+        return (RQ_EVEN_ZP if all(e <= EVEN_ZP_MAX_SHIFT for e in shifts_used) else RQ_EVEN) | signed
     if all(e >= 1 for e in shifts_used):
-        return RQ_ANY
+        return RQ_ANY | signed
     return RQ_PORTABLE
+
+
+def _rq_tags(mode: int) -> tuple[str, ...]:
+    """A requantisation mode's variant tags: the mode, and whether it reads a negative multiplier's sign."""
+    return (_RQ[mode & RQ_BASE], "rq-signed" if mode & RQ_SIGNED else "")
 
 
 def _rq_params(m: int, shift: int, mode: int, zp: int) -> tuple[int, int]:
     """(h, sh) of one channel for tl_out8 in `mode` (see tl_opt.h); a zero multiplier gives 0."""
+    mode &= RQ_BASE
     if mode == RQ_PORTABLE:
         return 0, shift
     e = -shift if m != 0 else 3
@@ -831,7 +909,7 @@ def _opt_depthwise(g: _Generator, position: int, op: Op, shape: _DepthwiseShape,
         indent = "    "
     inner += [f"const int8_t *wk = {wname} + oc;", f"const int32_t *q = {rqname} + 3 * oc;",
               "const int32_t bias = q[0], m = q[1], sh = q[2];",
-              f"const int32_t h = {'tl_rq_h(sh, ' + _int(_zp(y)) + ', ' + str(mode) + ')' if mode in (RQ_EVEN, RQ_EVEN_ZP) else '0'};",
+              f"const int32_t h = {'tl_rq_h(sh, ' + _int(_zp(y)) + ', ' + str(mode) + ')' if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else '0'};",
               *weights,
               *rows_loop(shape, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
     body += [indent + line for line in inner]
@@ -946,10 +1024,12 @@ def _add(g: _Generator, position: int, op: Op) -> _Layer:
         tb = g.int32_array(f"op{position}_tb", _add_table(-_zp(b), m2, s2), f"op {op.index}: input 2 rescaled, for -128..127")
         call = (f"tl_add_tables({pa}, {pb}, {py}, {y.elements}, {ta} + 128, {tb} + 128, {_int(mo)}, {_int(h)}, {sh}, "
                 f"{mode}, {_int(_zp(y))}, {lo}, {hi});")
-        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; tables{overlap}"), [call])
+        variant = _tags("add", "tables", *_rq_tags(mode), rule is not None and "output-over-input")
+        return _Layer(g.describe(op, f"{op.attrs.get('activation', 'NONE')}; tables{overlap}"), [call], variant)
     if tuple(a.shape) == tuple(b.shape):
         call = f"tl_add_s8({pa}, {pb}, {py}, {y.elements}, {quant});"
-        return _Layer(g.describe(op, op.attrs.get("activation", "NONE") + overlap), [call])
+        variant = _tags("add", "library", rule is not None and "output-over-input")
+        return _Layer(g.describe(op, op.attrs.get("activation", "NONE") + overlap), [call], variant)
     try:
         out_shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
     except ValueError:
@@ -960,7 +1040,7 @@ def _add(g: _Generator, position: int, op: Op) -> _Layer:
     strides = [_broadcast_strides(_extend4(t.shape, where), dims) for t in (a, b)]
     call = (f"tl_add_broadcast_s8({pa}, {_int_list(strides[0])}, {pb}, {_int_list(strides[1])}, {py}, "
             f"{_int_list(dims)}, {quant});")
-    return _Layer(g.describe(op, f"broadcast, {op.attrs.get('activation', 'NONE')}"), [call])
+    return _Layer(g.describe(op, f"broadcast, {op.attrs.get('activation', 'NONE')}"), [call], _tags("add", "broadcast"))
 
 
 def _broadcast_strides(shape: Sequence[int], out: Sequence[int]) -> list[int]:
@@ -990,13 +1070,13 @@ def _pool(g: _Generator, position: int, op: Op) -> _Layer:
                  f"{g.ptr(op.outputs[0])} + {b * oh * ow * c}, {oh}, {ow}, {fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi});"
                  for b in range(n)]
         extra = f"filter {fh}x{fw}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl}); four channels a step"
-        return _Layer(g.describe(op, extra), lines)
+        return _Layer(g.describe(op, extra), lines, _tags("avgpool", "four-channels"))
     if op.kind == "AVERAGE_POOL_2D":
         call = f"tl_avgpool_s8({args}, {g.scratch(position, op, 4 * c)});"
     else:
         call = f"tl_maxpool_s8({args});"
     extra = f"filter {fh}x{fw}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl})"
-    return _Layer(g.describe(op, extra), [call])
+    return _Layer(g.describe(op, extra), [call], _tags("avgpool" if op.kind == "AVERAGE_POOL_2D" else "maxpool", "library"))
 
 
 def _mean(g: _Generator, position: int, op: Op) -> _Layer:
@@ -1038,7 +1118,7 @@ def _mean(g: _Generator, position: int, op: Op) -> _Layer:
             f"{g.ptr(op.outputs[0])}, {y.elements}, {count}, {_int(_zp(x))}, {_int(multiplier)}, {shift}, "
             f"{_int(_zp(y))}, {g.scratch(position, op, 4 * y.elements)});")
     extra = f"axes {sorted(axes)}, keep_dims {bool(op.attrs.get('keep_dims', False))}, {count} values per mean"
-    return _Layer(g.describe(op, extra), [call])
+    return _Layer(g.describe(op, extra), [call], _tags("mean", "library"))
 
 
 def _pad(g: _Generator, position: int, op: Op) -> _Layer:
@@ -1056,16 +1136,16 @@ def _pad(g: _Generator, position: int, op: Op) -> _Layer:
         raise UnsupportedOpError(f"{where}: output {_shape(y.shape)} is not the padded input {_shape(expected)}")
     call = (f"tl_pad_s8({g.ptr(op.inputs[0], const=True)}, {_int_list(dims)}, {_int_list([a for a, _ in paddings])}, "
             f"{_int_list([b for _, b in paddings])}, {_zp(y)}, {g.ptr(op.outputs[0])});")
-    return _Layer(g.describe(op, f"paddings {paddings}"), [call])
+    return _Layer(g.describe(op, f"paddings {paddings}"), [call], _tags("pad", "library"))
 
 
 def _reshape(g: _Generator, position: int, op: Op) -> _Layer:
     x, y = op.inputs[0], op.outputs[0]
     src = g.tensor(x)
     if src.data is None and g.plan.placements[x].offset == g.plan.placements[y].offset:
-        return _Layer(g.describe(op, "in place, no code"))
+        return _Layer(g.describe(op, "in place, no code"), [], _tags("reshape", "in-place"))
     call = f"memmove({g.ptr(y)}, {g.ptr(x, const=True)}, {g.tensor(y).nbytes});"
-    return _Layer(g.describe(op, "copy"), [call])
+    return _Layer(g.describe(op, "copy"), [call], _tags("reshape", "copy"))
 
 
 def _softmax(g: _Generator, position: int, op: Op) -> _Layer:
@@ -1080,7 +1160,7 @@ def _softmax(g: _Generator, position: int, op: Op) -> _Layer:
     mult, left_shift, diff_min = softmax_parameters(_scale(x, where), float(op.attrs.get("beta", 1.0)))
     call = (f"tl_softmax_s8({g.ptr(op.inputs[0], const=True)}, {rows}, {depth}, {_int(mult)}, {left_shift}, "
             f"{_int(diff_min)}, {g.ptr(op.outputs[0])});")
-    return _Layer(g.describe(op, f"beta {op.attrs.get('beta', 1.0):g}"), [call])
+    return _Layer(g.describe(op, f"beta {op.attrs.get('beta', 1.0):g}"), [call], _tags("softmax", "library"))
 
 
 def softmax_parameters(input_scale: float, beta: float) -> tuple[int, int, int]:
@@ -1114,7 +1194,7 @@ def _concatenation(g: _Generator, position: int, op: Op) -> _Layer:
         offset += copy
     if offset != row:
         raise UnsupportedOpError(f"{where}: the inputs fill {offset} of the output's {row} values per row")
-    return _Layer(g.describe(op, f"axis {axis}"), lines)
+    return _Layer(g.describe(op, f"axis {axis}"), lines, _tags("concatenation", "library"))
 
 
 def _quantize(g: _Generator, position: int, op: Op) -> _Layer:
@@ -1128,12 +1208,12 @@ def _quantize(g: _Generator, position: int, op: Op) -> _Layer:
         g.uses_float = True
         call = (f"tl_quantize_f32_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
                 f"{_float(_scale(y, where))}, {_zp(y)});")
-        return _Layer(g.describe(op, f"scale {_scale(y, where):g}, zero point {_zp(y)}"), [call])
+        return _Layer(g.describe(op, f"scale {_scale(y, where):g}, zero point {_zp(y)}"), [call], _tags("quantize", "float"))
     if x.dtype == "int8":
         m, s = quantize_multiplier(_scale(x, where) / _scale(y, where))
         call = (f"tl_requantize_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
                 f"{_zp(x)}, {_int(m)}, {s}, {_zp(y)});")
-        return _Layer(g.describe(op, "requantise"), [call])
+        return _Layer(g.describe(op, "requantise"), [call], _tags("quantize", "requantize"))
     raise UnsupportedOpError(f"{where}: input type {x.dtype} is not supported (float32 or int8 are)")
 
 
@@ -1147,7 +1227,7 @@ def _dequantize(g: _Generator, position: int, op: Op) -> _Layer:
     g.uses_float = True
     call = (f"tl_dequantize_s8_f32({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {x.elements}, "
             f"{_zp(x)}, {_float(_scale(x, where))});")
-    return _Layer(g.describe(op, f"scale {_scale(x, where):g}, zero point {_zp(x)}"), [call])
+    return _Layer(g.describe(op, f"scale {_scale(x, where):g}, zero point {_zp(x)}"), [call], _tags("dequantize", "library"))
 
 
 _LAYERS: dict[str, Callable[[_Generator, int, Op], _Layer]] = {
@@ -1202,21 +1282,28 @@ def _check_interface(graph: Graph, plan: MemoryPlan) -> None:
             raise UnsupportedOpError(f"model {graph.name}: the graph {role} '{tensor.name}' has no place in the memory plan")
 
 
-def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: str = "optimized") -> GeneratedModel:
+def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: str = "optimized",
+               wide_budget: int | None = None) -> GeneratedModel:
     """`{prefix}.c` and `{prefix}.h` for the graph, its activations at the offsets of `plan`, with
-    the "optimized" per-layer kernels or the "portable" library calls."""
+    the "optimized" per-layer kernels or the "portable" library calls. The optimised kernels store
+    weights as int16 where that gains most per byte, within `wide_budget` extra bytes of flash
+    (None: wherever they can)."""
     if not _PREFIX_RE.match(prefix):
         raise ValueError(f"prefix {prefix!r} is not a C identifier")
     if kernels not in KERNEL_SETS:
         raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
     _check_interface(graph, plan)
-    g = _Generator(graph, plan, prefix, kernels)
+    g = _Generator(graph, plan, prefix, kernels, wide_budget)
     layers = []
     for position, op in enumerate(graph.ops):
         emit = _LAYERS.get(op.kind)
         if emit is None:
             raise UnsupportedOpError(f"model {graph.name}: op {op.index} ({op.kind}) has no kernel")
-        layers.append(emit(g, position, op))
+        layer = emit(g, position, op)
+        unknown = set(layer.variant) - KERNEL_VARIANTS[kernels]
+        if unknown:
+            raise AssertionError(f"{g.where(op)}: variant {sorted(unknown)} is missing from KERNEL_VARIANTS[{kernels!r}]")
+        layers.append(layer)
 
     input_tensor = graph.tensors[graph.inputs[0]]
     output_tensor = graph.tensors[graph.outputs[0]]
@@ -1250,6 +1337,8 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: s
         input_bytes=input_tensor.nbytes,
         output_bytes=output_tensor.nbytes,
         weight_bytes=weight_bytes,
+        widened_bytes=sum(c.extra_bytes for c in widening_candidates(graph) if c.position in g.wide),
+        variants=tuple(layer.variant for layer in layers),
     )
 
 

@@ -2,7 +2,7 @@
 generated C."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.codegen import KERNEL_SETS, KERNELS_DIR, GeneratedModel, generate_c, kernel_scratch
@@ -22,14 +22,22 @@ class CompiledModel:
     kernels: str
 
 
-def compile_graph(graph: Graph, prefix: str = "model", kernels: str = "optimized") -> CompiledModel:
+def compile_graph(graph: Graph, prefix: str = "model", kernels: str = "optimized",
+                  wide_budget: int | None = None) -> CompiledModel:
     """`kernels`: "optimized" (per-layer specialised kernels) or "portable" (the C library: the
-    in-run baseline). Both use the same memory techniques."""
+    in-run baseline). Both use the same memory techniques. `wide_budget`: the flash the optimised
+    kernels may spend on int16 copies of weights (None: no limit)."""
     if kernels not in KERNEL_SETS:
         raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
     graph = fold_pad(graph)
     plan = plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
-    return CompiledModel(graph, plan, generate_c(graph, plan, prefix, kernels), kernels)
+    return CompiledModel(graph, plan, generate_c(graph, plan, prefix, kernels, wide_budget), kernels)
+
+
+def with_wide_budget(compiled: CompiledModel, wide_budget: int | None) -> CompiledModel:
+    """The same model and plan, its C generated again within another widening budget."""
+    generated = generate_c(compiled.graph, compiled.plan, compiled.generated.prefix, compiled.kernels, wide_budget)
+    return replace(compiled, generated=generated)
 
 
 def kernel_sources() -> tuple[Path, ...]:

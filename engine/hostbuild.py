@@ -59,10 +59,15 @@ def cache_dir() -> Path:
 
 def build_host_program(generated: GeneratedModel) -> Path:
     """Compile the generated model, the kernels and a stdin/stdout main; the executable's path."""
-    if shutil.which(HOST_CC) is None:
-        raise HostBuildError(f"{HOST_CC} is not installed; it is needed to build generated C for the host")
     sources = dict(generated.files)
     sources["main.c"] = _MAIN_C.format(prefix=generated.prefix, PREFIX=generated.prefix.upper())
+    return _build(sources, f"generated C for '{generated.prefix}'")
+
+
+def _build(sources: dict[str, str], what: str) -> Path:
+    """Compile `sources` with the kernel library into a program, cached by their hash."""
+    if shutil.which(HOST_CC) is None:
+        raise HostBuildError(f"{HOST_CC} is not installed; it is needed to build generated C for the host")
     digest = _kernel_digest()
     for name in sorted(sources):
         digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
@@ -79,8 +84,77 @@ def build_host_program(generated: GeneratedModel) -> Path:
         (work / name).write_text(text)
     command = [HOST_CC, *HOST_FLAGS, f"-I{KERNELS_DIR}", "-I.", *[n for n in sources if n.endswith(".c")],
                *[str(p) for p in objects], "-o", "model"]
-    _compile(command, work, f"generated C for '{generated.prefix}'")
+    _compile(command, work, what)
     return _publish(work, final) / "model"
+
+
+_BUNDLE_MAIN_C = """\
+/* Host harness for several models: read a model number (int32), then that model's input bytes;
+ * invoke it and write its output bytes; repeated until stdin ends. */
+#include <stdint.h>
+#include <stdio.h>
+{includes}
+
+typedef struct {{ void *(*input)(void); const void *(*output)(void); void (*invoke)(void); size_t in, out; }} entry_t;
+static const entry_t models[] = {{
+{entries}
+}};
+
+int main(void)
+{{
+    int32_t which;
+    while (fread(&which, 4, 1, stdin) == 1) {{
+        const entry_t *m;
+        if (which < 0 || (size_t)which >= sizeof models / sizeof models[0]) {{
+            fprintf(stderr, "no model %ld\\n", (long)which);
+            return 2;
+        }}
+        m = &models[which];
+        if (fread(m->input(), 1, m->in, stdin) != m->in) {{
+            fprintf(stderr, "short input for model %ld\\n", (long)which);
+            return 2;
+        }}
+        m->invoke();
+        if (fwrite(m->output(), 1, m->out, stdout) != m->out) {{
+            return 3;
+        }}
+    }}
+    return 0;
+}}
+"""
+
+
+def build_host_bundle(models: Sequence[GeneratedModel]) -> Path:
+    """One host program holding several generated models (distinct prefixes), run by number with
+    run_host_bundle: one compiler call and one link for all of them."""
+    prefixes = [m.prefix for m in models]
+    if len(set(prefixes)) != len(prefixes):
+        raise ValueError("the models of a bundle need distinct prefixes")
+    files: dict[str, str] = {}
+    for m in models:
+        files.update(m.files)
+    files["main.c"] = _BUNDLE_MAIN_C.format(
+        includes="\n".join(f'#include "{p}.h"' for p in prefixes),
+        entries="\n".join(f"    {{{p}_input, {p}_output, {p}_invoke, {p.upper()}_INPUT_BYTES, {p.upper()}_OUTPUT_BYTES}},"
+                          for p in prefixes))
+    return _build(files, "a bundle of " + ", ".join(prefixes[:3]) + (" ..." if len(prefixes) > 3 else ""))
+
+
+def run_host_bundle(program: Path, runs: Sequence[tuple[int, Graph, np.ndarray]]) -> list[np.ndarray]:
+    """Run models of a bundle: (model number, its graph, one input) each; their outputs in order."""
+    payload = bytearray()
+    for which, graph, value in runs:
+        payload += np.int32(which).tobytes() + _input_bytes(graph, [value])
+    stdout = _run(program, bytes(payload))
+    outputs, at = [], 0
+    for _, graph, _ in runs:
+        out = graph.tensors[graph.outputs[0]]
+        size = out.nbytes
+        if at + size > len(stdout):
+            raise HostBuildError(f"{program} wrote {len(stdout)} bytes; the outputs need more")
+        outputs.append(np.frombuffer(stdout[at:at + size], dtype=DTYPES[out.dtype]).reshape(out.shape).copy())
+        at += size
+    return outputs
 
 
 def kernel_objects() -> tuple[Path, ...]:
@@ -132,38 +206,46 @@ def _publish(work: Path, final: Path) -> Path:
 
 def run_host_program(program: Path, graph: Graph, batches: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
     """Run a built program on several input sets in one process; the outputs of each."""
-    in_tensor = graph.tensors[graph.inputs[0]]
     out_tensor = graph.tensors[graph.outputs[0]]
-    in_dtype = np.dtype(DTYPES[in_tensor.dtype])
     out_dtype = np.dtype(DTYPES[out_tensor.dtype])
-    payload = bytearray()
-    for inputs in batches:
-        if len(inputs) != 1:
-            raise ValueError(f"model {graph.name} takes one input; {len(inputs)} given")
-        value = np.asarray(inputs[0])
-        if value.dtype.kind != in_dtype.kind:
-            raise ValueError(f"model {graph.name}: input of type {value.dtype} given; the input tensor is {in_tensor.dtype}")
-        if value.size != in_tensor.elements:
-            raise ValueError(
-                f"model {graph.name}: input of {value.size} values given; the input tensor "
-                f"'{in_tensor.name}' has shape {in_tensor.shape}"
-            )
-        payload += np.ascontiguousarray(value, dtype=in_dtype).tobytes()
+    stdout = _run(program, b"".join(_input_bytes(graph, inputs) for inputs in batches))
+    size = out_tensor.nbytes
+    if len(stdout) != size * len(batches):
+        raise HostBuildError(f"{program} wrote {len(stdout)} bytes; expected {size * len(batches)}")
+    return [
+        [np.frombuffer(stdout[i * size : (i + 1) * size], dtype=out_dtype).reshape(out_tensor.shape).copy()]
+        for i in range(len(batches))
+    ]
+
+
+def _input_bytes(graph: Graph, inputs: Sequence[np.ndarray]) -> bytes:
+    """One input set of the graph as the bytes its program reads; ValueError naming what is wrong."""
+    in_tensor = graph.tensors[graph.inputs[0]]
+    in_dtype = np.dtype(DTYPES[in_tensor.dtype])
+    if len(inputs) != 1:
+        raise ValueError(f"model {graph.name} takes one input; {len(inputs)} given")
+    value = np.asarray(inputs[0])
+    if value.dtype.kind != in_dtype.kind:
+        raise ValueError(f"model {graph.name}: input of type {value.dtype} given; the input tensor is {in_tensor.dtype}")
+    if value.size != in_tensor.elements:
+        raise ValueError(
+            f"model {graph.name}: input of {value.size} values given; the input tensor "
+            f"'{in_tensor.name}' has shape {in_tensor.shape}"
+        )
+    return np.ascontiguousarray(value, dtype=in_dtype).tobytes()
+
+
+def _run(program: Path, payload: bytes) -> bytes:
+    """Run a built program on `payload`; its standard output."""
     try:
-        result = subprocess.run([str(program)], input=bytes(payload), capture_output=True, timeout=RUN_TIMEOUT_S)
+        result = subprocess.run([str(program)], input=payload, capture_output=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise HostBuildError(f"{program} ran for more than {RUN_TIMEOUT_S} s") from None
     if result.returncode != 0:
         raise HostBuildError(
             f"{program} exited with status {result.returncode}: {result.stderr.decode(errors='replace')[-2000:]}"
         )
-    size = out_tensor.nbytes
-    if len(result.stdout) != size * len(batches):
-        raise HostBuildError(f"{program} wrote {len(result.stdout)} bytes; expected {size * len(batches)}")
-    return [
-        [np.frombuffer(result.stdout[i * size : (i + 1) * size], dtype=out_dtype).reshape(out_tensor.shape).copy()]
-        for i in range(len(batches))
-    ]
+    return result.stdout
 
 
 def generate_for_host(graph: Graph, prefix: str = "model", kernels: str = "optimized") -> GeneratedModel:

@@ -56,6 +56,8 @@ class Comparison:
             "arena_portable_bytes": self.portable.arena_planned,
             "stack_high_water_bytes": self.ours.stack_high_water,
             "peak_sram_bytes": self.ours.peak_sram,
+            "flash_bytes": self.ours.flash,
+            "flash_portable_bytes": self.portable.flash,
             "tflm_arena_bytes": self.tflm.total,
             "tflm_activation_bytes": self.tflm.head,
             "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
@@ -82,9 +84,9 @@ class Comparison:
         ]
 
 
-def compare(board: BoardSpec, source: ModelSource, value: np.ndarray) -> Comparison:
+def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budget: int | None = None) -> Comparison:
     return Comparison(
-        ours=run_model(board, source, value, kernels="optimized"),
-        portable=run_model(board, source, value, kernels="portable"),
+        ours=run_model(board, source, value, kernels="optimized", flash_budget=flash_budget),
+        portable=run_model(board, source, value, kernels="portable", flash_budget=flash_budget),
         tflm=tflm_arena(source.tflite),
     )

@@ -13,6 +13,15 @@ class BuildError(LabError):
     """The firmware did not compile or link; the message carries the compiler's output."""
 
 
+class RegionOverflowError(BuildError):
+    """The image did not fit a memory region of the board; `excess` bytes too many."""
+
+    def __init__(self, message: str, region: str, excess: int) -> None:
+        super().__init__(message)
+        self.region = region
+        self.excess = excess
+
+
 class RunnerError(LabError):
     """A backend (QEMU, a probe, Renode) could not start, crashed or timed out."""
 

@@ -17,7 +17,7 @@ import jinja2
 
 from engine.cache import cache_root
 from hil.boards import OPTIMIZE_LEVELS, BoardSpec
-from hil.errors import BuildError
+from hil.errors import BuildError, RegionOverflowError
 from hil.toolchain import require_tool, tool_version
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
@@ -28,6 +28,7 @@ CXX_SUFFIXES = (".cc", ".cpp")
 # variants (Debian: libstdc++-arm-none-eabi-newlib, headers in libstdc++-arm-none-eabi-dev).
 CXX_LINK_LIBRARIES = ("-lstdc++", "-lm")
 BUILD_TIMEOUT_S = 300
+REGION_OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,11 @@ def build_firmware(
     command = [compiler, *flags, *inputs, *(CXX_LINK_LIBRARIES if objects else ()), "-o", "firmware.elf"]
     result = _build_step(command, work, f"{COMPILER} took more than {BUILD_TIMEOUT_S} s for {board.name}")
     if result.returncode != 0:
-        raise BuildError(_explain_failure(board, result.stderr + result.stdout, work))
+        output = result.stderr + result.stdout
+        overflow = REGION_OVERFLOW.search(output)
+        if overflow:
+            raise RegionOverflowError(_explain_failure(board, output, work), overflow.group(1), int(overflow.group(2)))
+        raise BuildError(_explain_failure(board, output, work))
     size = measure_size(work / "firmware.elf")
     (work / "size.json").write_text(json.dumps(size.__dict__))
     try:
@@ -301,7 +306,7 @@ def _digest(sources: Mapping[str, str], library: tuple[Path, ...], include_dirs:
 
 
 def _explain_failure(board: BoardSpec, output: str, work: Path) -> str:
-    overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", output)
+    overflow = REGION_OVERFLOW.search(output)
     if overflow:
         region, excess = overflow.group(1), int(overflow.group(2))
         budget = board.ram.length if region == "RAM" else board.flash.length

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.compiler import CompiledModel
 from engine.ir import DTYPES, Graph
 from engine.oracle import run_tflm
 from hil.boards import BoardSpec
@@ -369,13 +368,13 @@ def measure_accuracy(runner: Runner, firmware: Firmware, source: ModelSource, in
 def run_mlperf(board: BoardSpec, source: ModelSource, inputs_dir: Path | None = None, *,
                windows: int = WINDOWS, window_s: float | None = None, warmup: int = DEFAULT_WARMUP,
                runner: Runner | None = None, optimize: str | None = None,
-               firmware: tuple[Firmware, CompiledModel] | None = None) -> MlperfRun:
+               firmware: Firmware | None = None) -> MlperfRun:
     """Performance mode on the first input of `inputs_dir` (or the default input), then the
     accuracy pass over every input of `inputs_dir` when one is given."""
     if windows < 1:
         raise LabError("the performance mode needs at least one window")
     inputs = read_inputs(inputs_dir, source.graph) if inputs_dir is not None else []
-    built, _ = firmware or build_model_firmware(board, source, optimize)
+    built = firmware or build_model_firmware(board, source, optimize).firmware
     runner = runner or runner_for(board)
     value = inputs[0].value if inputs else default_input(source.graph)
     performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)

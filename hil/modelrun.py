@@ -14,6 +14,7 @@ from engine.ir import DTYPES
 from engine.oracle import run_tflm
 from hil.boards import BoardSpec
 from hil.firmware import Firmware, WorkloadSources, build_firmware, render_template
+from hil.flash import FlashBreakdown, fit_flash
 from hil.models import ModelSource
 from hil.planlayout import plan_layout
 from hil.results import Measurement, Provenance
@@ -68,6 +69,7 @@ class ModelRun(TargetRun):
     reference: np.ndarray
     checksum: str
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
+    flash_parts: FlashBreakdown | None = None
 
     def summary(self) -> dict[str, object]:
         return {
@@ -85,6 +87,7 @@ class ModelRun(TargetRun):
             "arena_lower_bound_bytes": self.arena_lower_bound,
             "arena_touched_bytes": self.arena_touched,
             "flash_bytes": self.flash,
+            **({k: v for k, v in self.flash_parts.to_json().items() if k != "flash_bytes"} if self.flash_parts else {}),
             "weights_bytes": self.weights_bytes,
             "matches_reference": self.matches_reference,
             "output_checksum": self.checksum,
@@ -99,26 +102,27 @@ class ModelRun(TargetRun):
             row("stack_high_water", self.stack_high_water, "bytes"),
             row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
             row("arena_touched", self.arena_touched, "bytes"),
-            row("flash", self.flash, "bytes"),
+            row("flash", self.flash, "bytes", {"parts": self.flash_parts.to_json()} if self.flash_parts else None),
             row("matches_reference", float(self.matches_reference), "bool"),
         ]
 
 
-def check_fits(board: BoardSpec, compiled: CompiledModel) -> None:
-    """Refuse, with the numbers, a model whose plan or weights cannot fit the board at all."""
+def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | None = None) -> None:
+    """Refuse, with the numbers, a model whose plan or int8 weights cannot fit the board at all
+    (int16 copies of weights are cut to fit by hil.flash.fit_flash)."""
     name = compiled.graph.name
-    arena, weights = compiled.plan.arena_bytes, compiled.generated.weight_bytes
+    arena = compiled.plan.arena_bytes
+    weights = compiled.generated.weight_bytes - compiled.generated.widened_bytes
+    budget = board.flash_bytes if flash_budget is None else flash_budget
     room = board.sram_bytes - board.min_stack_bytes
     if arena > room:
         raise DoesNotFitError(
             f"model {name} does not fit {board.name}: its arena needs {arena:,} B of SRAM; the board has "
             f"{board.sram_bytes:,} B, of which {board.min_stack_bytes:,} B are kept for the stack"
         )
-    if weights > board.flash_bytes:
-        raise DoesNotFitError(
-            f"model {name} does not fit {board.name}: its weights need {weights:,} B of flash; "
-            f"the board has {board.flash_bytes:,} B"
-        )
+    if weights > budget:
+        room = f"the board has {board.flash_bytes:,} B" if flash_budget is None else f"the flash budget is {budget:,} B"
+        raise DoesNotFitError(f"model {name} does not fit {board.name}: its weights need {weights:,} B of flash; {room}")
 
 
 OUTPUT_TYPES = {"int8": "LAB_OUTPUT_INT8", "uint8": "LAB_OUTPUT_UINT8", "int16": "LAB_OUTPUT_INT16",
@@ -160,27 +164,49 @@ def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
 
 
 def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
-    generated = compiled.generated
-    files = dict(generated.files)
+    return models_workload([(compiled, name)])
+
+
+def models_workload(models: list[tuple[CompiledModel, str]]) -> WorkloadSources:
+    """A workload table of one or more compiled models (distinct C prefixes), each a workload
+    named as given (`select NAME%` picks one; the first is current at boot)."""
+    files: dict[str, str] = {}
+    for compiled, _ in models:
+        files.update(compiled.generated.files)
     files["model_workloads.c"] = render_template(
         "model/workloads.c.j2",
-        models=[{"prefix": generated.prefix, "name": name, "output": output_format(compiled)}],
+        models=[{"prefix": c.generated.prefix, "name": name, "output": output_format(c)} for c, name in models],
     )
     return WorkloadSources(
         files=files,
-        input_capacity=generated.input_bytes,
+        input_capacity=max(c.generated.input_bytes for c, _ in models),
         library=kernel_sources(),
         include_dirs=(KERNELS_DIR,),
-        label=name,
+        label=models[0][1] if len(models) == 1 else f"{len(models)} models",
     )
 
 
+@dataclass(frozen=True)
+class BuiltModel:
+    """A model's firmware, the compiled model inside it, and its flash by component."""
+
+    firmware: Firmware
+    compiled: CompiledModel
+    flash: FlashBreakdown
+
+
 def build_model_firmware(
-    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized"
-) -> tuple[Firmware, CompiledModel]:
+    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
+    flash_budget: int | None = None, name: str | None = None,
+) -> BuiltModel:
+    """The model's firmware for the board, its workload named `name` (default: the model's), its
+    image within `flash_budget` bytes (default: the board's flash)."""
     compiled = compile_graph(source.graph, kernels=kernels)
-    check_fits(board, compiled)
-    return build_firmware(board, model_workload(compiled, source.name), optimize=optimize), compiled
+    check_fits(board, compiled, flash_budget)
+    firmware, compiled, flash = fit_flash(
+        board, compiled, lambda c: build_firmware(board, model_workload(c, name or source.name), optimize=optimize),
+        flash_budget)
+    return BuiltModel(firmware, compiled, flash)
 
 
 def run_model(
@@ -192,9 +218,11 @@ def run_model(
     runner: Runner | None = None,
     warmup: int = 1,
     kernels: str = "optimized",
+    flash_budget: int | None = None,
 ) -> ModelRun:
     """Build, run one timed inference after `warmup` ones, and compare with TFLM."""
-    firmware, compiled = build_model_firmware(board, source, optimize, kernels)
+    built = build_model_firmware(board, source, optimize, kernels, flash_budget)
+    firmware, compiled = built.firmware, built.compiled
     runner = runner or runner_for(board)
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
@@ -224,6 +252,7 @@ def run_model(
         reference=reference,
         checksum=report.checksum,
         memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
+        flash_parts=built.flash,
     )
 
 

@@ -17,6 +17,11 @@ needs_qemu = pytest.mark.skipif(
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--graphs", type=int, default=320, metavar="N",
+                     help="random graphs in the kernels' differential test, tests/test_differential.py (default: 320)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Firmware builds go to a cache of this test session, not the user's."""

@@ -197,7 +197,7 @@ def test_quantize_rounds_like_tflm_at_halves():
 def test_generated_files_and_figures():
     graph = synth.chain_model(np.random.default_rng(0))
     plan = plan_memory(graph, kernel_scratch(graph))
-    generated = generate_c(graph, plan, prefix="net")
+    generated = generate_c(graph, plan, prefix="net", wide_budget=0)
     assert set(generated.files) == {"net.c", "net.h"}
     header, source = generated.files["net.h"], generated.files["net.c"]
     for line in ("#define NET_INPUT_BYTES  1440", "#define NET_OUTPUT_BYTES 20", f"#define NET_ARENA_BYTES  {plan.arena_bytes}",
@@ -210,6 +210,10 @@ def test_generated_files_and_figures():
     weighted = [op for op in graph.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
     weights = sum(graph.tensors[t].nbytes for op in weighted for t in op.inputs[1:3] if t >= 0)
     assert weights < generated.weight_bytes < weights + 200  # + per-channel multipliers and shifts
+    assert generated.widened_bytes == 0
+    widened = generate_c(graph, plan, prefix="net")  # int16 copies of weights wherever they can go
+    assert widened.widened_bytes > 0
+    assert widened.weight_bytes - widened.widened_bytes == generated.weight_bytes
     for op in graph.ops:
         assert f"/* op {op.index} ({op.kind}): " in source
     assert "RESHAPE): in 1x1x1x16 int8, out 1x16 int8; in place, no code */" in source

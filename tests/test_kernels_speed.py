@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine import synth
-from engine.codegen import RQ_ANY, RQ_EVEN, RQ_EVEN_ZP, RQ_PORTABLE, _rq_params, generate_c, kernel_scratch
+from engine.codegen import RQ_ANY, RQ_EVEN, RQ_EVEN_ZP, RQ_PORTABLE, RQ_SIGNED, _rq_params, generate_c, kernel_scratch
 from engine.compiler import KERNELS_DIR
 from engine.export import export_tflite
 from engine.hostbuild import HOST_CC, HOST_FLAGS, build_host_program, run_host_program
@@ -140,6 +140,46 @@ def test_forced_modes_are_the_modes_meant():
             assert _requant_mode(mults, shifts) == expected[name.split("-")[1]], name
 
 
+# ---- regression: MCUNet's F746 first layer ----
+MCUNET = MODELS.parent / "models-mcunet" / "mcunet-320kb-1mb_imagenet.tflite"
+
+
+def folded_pad_first_layer(rng: np.random.Generator) -> Graph:
+    """MCUNet's first layer in small: an explicit PAD of (1, 1) on height and width, folded into a
+    CONV_2D 3x3, stride 2, VALID, RELU6 on 3 channels; 16 output channels, channel 7 with a
+    negative weight scale (as in the published model)."""
+    b = synth.GraphBuilder("folded-pad-first-layer")
+    x = b.activation("input", (1, 22, 22, 3), 0.02, -3)
+    paddings = ((0, 0), (1, 1), (1, 1), (0, 0))
+    padded = b.activation("padded", (1, 24, 24, 3), 0.02, -3)
+    b.op("PAD", (x, b.int32("paddings", [list(p) for p in paddings])), (padded,), paddings=paddings)
+    weights = b.weights(rng, "weights", (16, 3, 3, 3), 0, True)
+    w = b.tensors[weights]
+    w.scale = tuple(-s if c == 7 else s for c, s in enumerate(w.scale))
+    bias = b.bias(rng, "bias", 16, 0.02, weights, 3000)
+    y = b.activation("output", (1, 11, 11, 16), 6.0 / 255, -128)
+    b.op("CONV_2D", (padded, weights, bias), (y,), padding="VALID", stride_h=2, stride_w=2, activation="RELU6")
+    return b.graph([x], [y])
+
+
+@needs_gcc
+def test_folded_pad_first_layer_with_a_negative_channel_scale_matches_tflm():
+    """MCUNet's F746 model differed from TFLM at its first layer (55 of 123,904 values). The border
+    of the folded PAD was right; the fast requantisation modes rounded by the accumulator's sign,
+    which is the product's only for multipliers >= 0, and channel 7's weight scale is negative."""
+    graph = folded_pad_first_layer(np.random.default_rng(7))
+    assert_optimized_matches_tflm(graph, export_tflite(graph), seeds=(0, 1, 2, 3))
+
+
+@needs_gcc
+@pytest.mark.skipif(not MCUNET.is_file(), reason=f"MCUNet's F746 model is not at {MCUNET}")
+def test_mcunet_f746_folded_pad_first_layer_matches_tflm():
+    graph = load_tflite(MCUNET)
+    first = dataclasses.replace(graph, ops=graph.ops[:2], outputs=[graph.ops[1].outputs[0]])
+    assert (first.ops[0].kind, first.ops[1].kind) == ("PAD", "CONV_2D")
+    assert_optimized_matches_tflm(first, export_tflite(first))
+
+
 # ---- the requantisation modes against TFLite's rule ----
 RQ_HARNESS = r"""
 #include <stdio.h>
@@ -155,7 +195,10 @@ int main(void)
         case 0: got = tl_out8(c[0], c[1], c[2], c[3], 0, c[5], -128, 127); break;
         case 1: got = tl_out8(c[0], c[1], c[2], c[3], 1, c[5], -128, 127); break;
         case 2: got = tl_out8(c[0], c[1], c[2], c[3], 2, c[5], -128, 127); break;
-        default: got = tl_out8(c[0], c[1], c[2], c[3], 3, c[5], -128, 127); break;
+        case 3: got = tl_out8(c[0], c[1], c[2], c[3], 3, c[5], -128, 127); break;
+        case 5: got = tl_out8(c[0], c[1], c[2], c[3], 5, c[5], -128, 127); break;
+        case 6: got = tl_out8(c[0], c[1], c[2], c[3], 6, c[5], -128, 127); break;
+        default: got = tl_out8(c[0], c[1], c[2], c[3], 7, c[5], -128, 127); break;
         }
         putchar(got == (int8_t)want ? '.' : 'x');
     }
@@ -173,17 +216,21 @@ def test_requantisation_modes_equal_tflite_rule(tmp_path: Path):
     rng = np.random.default_rng(8)
     extremes = [-(2**31), -(2**31) + 1, -(2**30), -1, 0, 1, 2**30, 2**31 - 1]
     ranges = {RQ_EVEN_ZP: range(3, 24), RQ_EVEN: range(3, 32), RQ_ANY: range(1, 32), RQ_PORTABLE: range(-10, 31)}
+    ranges.update({mode | RQ_SIGNED: exponents for mode, exponents in ranges.items() if mode != RQ_PORTABLE})
     cases = []
     for mode, exponents in ranges.items():
         for e in exponents:
             shift = -e  # a right shift of e; the portable mode takes left shifts (e < 0) too
-            for i, m in enumerate([0, 1 << 30, (1 << 31) - 1, *rng.integers(1 << 30, 1 << 31, size=3)]):
+            multipliers = [0, 1 << 30, (1 << 31) - 1, *rng.integers(1 << 30, 1 << 31, size=3)]
+            if mode & RQ_SIGNED:  # negative weight scales: TFLite's multipliers in [-2^31 + 1, -2^30]
+                multipliers += [-(1 << 30), -(1 << 31) + 1, *(-rng.integers(1 << 30, 1 << 31, size=4))]
+            for i, m in enumerate(multipliers):
                 zp = (-128, 127, int(rng.integers(-128, 128)))[i % 3]
                 h, sh = _rq_params(int(m), shift, mode, zp)
                 accs = extremes + [int(v) for v in rng.integers(-(2**31), 2**31, size=12)]
                 # values around the rounding boundaries of this multiplier and shift
                 for target in rng.integers(-300, 300, size=6):
-                    exact = (int(target) + 0.5) * 2.0 ** (31 + max(-shift, 0) - max(shift, 0)) / max(int(m), 1)
+                    exact = (int(target) + 0.5) * 2.0 ** (31 + max(-shift, 0) - max(shift, 0)) / (int(m) or 1)
                     accs += [int(np.clip(round(exact) + d, -(2**31), 2**31 - 1)) for d in (-1, 0, 1)]
                 for acc in accs:
                     cases.append([acc, int(m), h, sh, mode, zp, shift, 0])

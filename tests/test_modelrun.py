@@ -76,7 +76,7 @@ def test_input_sent_over_the_uart_gives_the_same_output():
     board = load_board("qemu-f746")
     source = resolve_model(str(SHARED_MODELS / "micro_speech_quantized.tflite"))
     value = default_input(source.graph, seed=3)
-    firmware, _ = build_model_firmware(board, source)
+    firmware = build_model_firmware(board, source).firmware
     with runner_for(board).open(firmware) as link:
         link.load_input(value.tobytes())  # db load N% / db HEX% lines
         over_uart = link.infer(1, 0).results

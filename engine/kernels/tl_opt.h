@@ -105,6 +105,9 @@ TL_INLINE int32_t tl_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 
  * because floor((floor(a / b) + n) / d) = floor((a + n b) / (b d)) for integers and the sign of
  * the high product is the sign of acc wherever it matters (m >= 0). The constant is loaded into
  * the accumulator pair (hi:lo) of SMLAL and the result is the high word shifted right by e - 1.
+ * A negative multiplier (a channel with a negative weight scale) flips the product's sign: with
+ * the flag TL_RQ_SIGNED the sign is read from acc ^ (m >> 31), i.e. [acc >= 0] for m < 0, which is
+ * the product's sign wherever it matters (at acc = 0 both give 0).
  *
  * Modes (a literal per layer, chosen by engine.codegen from the channels' shifts):
  *   TL_RQ_PORTABLE   tl_multiply_by_quantized_multiplier with the TFLite shift in sh, then + zp;
@@ -113,23 +116,32 @@ TL_INLINE int32_t tl_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 
  *                    2^30 + (hi << 31), then + zp;
  *   TL_RQ_EVEN_ZP    as TL_RQ_EVEN with zp * 2^(e-1) added to h, which adds zp * 2^(31+e) to the
  *                    constant, i.e. zp to the result (e <= 23 keeps hi within 32 bits).
- * A zero multiplier (TFLite's result 0) is any mode with sh = 2, h from tl_rq_h. */
+ * A zero multiplier (TFLite's result 0) is any mode with sh = 2, h from tl_rq_h. A mode may carry
+ * TL_RQ_SIGNED (not with TL_RQ_PORTABLE), set where some channel's multiplier is negative. */
 #define TL_RQ_PORTABLE 0
 #define TL_RQ_ANY 1
 #define TL_RQ_EVEN 2
 #define TL_RQ_EVEN_ZP 3
+#define TL_RQ_SIGNED 4
+#define TL_RQ_BASE(mode) ((mode) & 3)
 
-TL_INLINE int32_t tl_rq_any(int32_t acc, int32_t m, int32_t sh)
+/* What the rounding takes the product's sign from: acc, or acc ^ (m >> 31) with TL_RQ_SIGNED. */
+TL_INLINE int32_t tl_rq_sign(int32_t acc, int32_t m, int mode)
 {
-    const int32_t k = (int32_t)(1u << sh) + (acc >> 31);
+    return (mode & TL_RQ_SIGNED) ? (acc ^ (m >> 31)) : acc;
+}
+
+TL_INLINE int32_t tl_rq_any(int32_t acc, int32_t m, int32_t sh, int32_t sign)
+{
+    const int32_t k = (int32_t)(1u << sh) + (sign >> 31);
     const uint64_t init = ((uint64_t)(uint32_t)(k >> 1) << 32) | (0x40000000u | ((uint32_t)k << 31));
     const int64_t t = (int64_t)init + (int64_t)acc * (int64_t)m;
     return (int32_t)(t >> 32) >> sh;
 }
 
-TL_INLINE int32_t tl_rq_even(int32_t acc, int32_t m, int32_t h, int32_t sh)
+TL_INLINE int32_t tl_rq_even(int32_t acc, int32_t m, int32_t h, int32_t sh, int32_t sign)
 {
-    const int32_t hi = h + (acc >> 31);
+    const int32_t hi = h + (sign >> 31);
     const uint32_t lo = 0x40000000u + ((uint32_t)hi << 31);
     const int64_t t = (int64_t)(((uint64_t)(uint32_t)hi << 32) | lo) + (int64_t)acc * (int64_t)m;
     return (int32_t)(t >> 32) >> sh;
@@ -139,19 +151,20 @@ TL_INLINE int32_t tl_rq_even(int32_t acc, int32_t m, int32_t h, int32_t sh)
 TL_INLINE int32_t tl_rq_h(int32_t sh, int32_t zp, int mode)
 {
     const int32_t h = (int32_t)(1u << (sh - 1));
-    return mode == TL_RQ_EVEN_ZP ? h + (int32_t)((uint32_t)zp << sh) : h;
+    return TL_RQ_BASE(mode) == TL_RQ_EVEN_ZP ? h + (int32_t)((uint32_t)zp << sh) : h;
 }
 
 /* Requantise acc in `mode`, add the output zero point and clamp to [lo, hi]. */
 TL_INLINE int8_t tl_out8(int32_t acc, int32_t m, int32_t h, int32_t sh, int mode, int32_t zp, int32_t lo, int32_t hi)
 {
     int32_t z;
-    if (mode == TL_RQ_EVEN_ZP) {
-        z = tl_rq_even(acc, m, h, sh);
-    } else if (mode == TL_RQ_EVEN) {
-        z = tl_rq_even(acc, m, h, sh) + zp;
-    } else if (mode == TL_RQ_ANY) {
-        z = tl_rq_any(acc, m, sh) + zp;
+    const int32_t sign = tl_rq_sign(acc, m, mode);
+    if (TL_RQ_BASE(mode) == TL_RQ_EVEN_ZP) {
+        z = tl_rq_even(acc, m, h, sh, sign);
+    } else if (TL_RQ_BASE(mode) == TL_RQ_EVEN) {
+        z = tl_rq_even(acc, m, h, sh, sign) + zp;
+    } else if (TL_RQ_BASE(mode) == TL_RQ_ANY) {
+        z = tl_rq_any(acc, m, sh, sign) + zp;
     } else {
         z = tl_multiply_by_quantized_multiplier(acc, m, sh) + zp;
     }

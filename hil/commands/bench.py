@@ -6,6 +6,7 @@ import json
 
 from hil.boards import load_board
 from hil.compare import compare
+from hil.flash import add_flash_budget_argument
 from hil.modelrun import engine_provenance, run_model
 from hil.models import DEFAULT_MODEL, default_input, resolve_model
 from hil.results import add_store_argument, open_store
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f".tflite files or built-in models (default: {DEFAULT_MODEL})")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    add_flash_budget_argument(parser)
     parser.add_argument("--compare", action="store_true",
                         help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
     parser.add_argument("--tflm-dir", metavar="DIR",
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             source = resolve_model(spec)
             if not args.json:
                 print(f"{source.name}: building and running on {board.name} ...", flush=True)
-            result = run_model(board, source, default_input(source.graph), optimize=args.optimize)
+            result = run_model(board, source, default_input(source.graph), optimize=args.optimize,
+                               flash_budget=args.flash_budget)
             provenance = provenance or engine_provenance(board, result.backend)
             store.add(result.measurements(provenance))
             summaries.append(result.summary())
@@ -72,7 +75,7 @@ def run_comparison(args: argparse.Namespace, board) -> int:
             source = resolve_model(spec)
             if not args.json:
                 print(f"{source.name}: optimised and portable builds on {board.name}, TFLM arena on this host ...", flush=True)
-            comparison = compare(board, source, default_input(source.graph))
+            comparison = compare(board, source, default_input(source.graph), flash_budget=args.flash_budget)
             store.add(comparison.measurements(board))
             summaries.append(comparison.summary())
             entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir)
@@ -91,12 +94,14 @@ def run_comparison(args: argparse.Namespace, board) -> int:
 def print_comparison(summaries: list[dict]) -> None:
     unit = summaries[0]["latency_unit"] if summaries else ""
     print(f"{'model':<30} {'ours':>13} {'portable':>13} {'ratio':>6}  {'SRAM':>8} {'TFLM arena':>10} {'ratio':>6} "
-          f"{'TFLM act.':>9} {'ratio':>6}  {'arena':>8} {'bound':>8}  bit-exact")
-    print(f"{'':<30} {unit:>13} {unit:>13} {'':>6}  {'bytes':>8} {'bytes':>10} {'':>6} {'bytes':>9}")
+          f"{'TFLM act.':>9} {'ratio':>6}  {'arena':>8} {'bound':>8}  {'flash':>9} {'portable':>9}  bit-exact")
+    print(f"{'':<30} {unit:>13} {unit:>13} {'':>6}  {'bytes':>8} {'bytes':>10} {'':>6} {'bytes':>9} {'':>6}  "
+          f"{'':>8} {'':>8}  {'bytes':>9} {'bytes':>9}")
     for s in summaries:
         print(f"{s['model']:<30} {s['latency']:>13,.0f} {s['latency_portable']:>13,.0f} {s['latency_ratio']:>6.2f}  "
               f"{s['engine_sram_bytes']:>8,} {s['tflm_arena_bytes']:>10,} {s['sram_vs_tflm_arena']:>6.2f} "
               f"{s['tflm_activation_bytes']:>9,} {s['sram_vs_tflm_activations']:>6.2f}  "
-              f"{s['arena_bytes']:>8,} {s['arena_lower_bound_bytes']:>8,}  {'yes' if s['matches_reference'] else 'NO'}")
+              f"{s['arena_bytes']:>8,} {s['arena_lower_bound_bytes']:>8,}  {s['flash_bytes']:>9,} "
+              f"{s['flash_portable_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
     print("SRAM = our arena + the stack high-water mark measured on the target; TFLM act. = the activation "
           "part of TFLM's arena (its head), TFLM arena = head + bookkeeping.")

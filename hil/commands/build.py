@@ -6,11 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.compiler import compile_graph
 from hil.boards import BoardSpec, load_board
 from hil.errors import LabError
-from hil.firmware import Firmware, build_firmware
-from hil.modelrun import check_fits, model_workload
+from hil.firmware import Firmware
+from hil.flash import add_flash_budget_argument
+from hil.modelrun import build_model_firmware
 from hil.models import DEFAULT_MODEL, ModelSource, resolve_model
 
 SUMMARY = "build a model's firmware ELF for a board (the MLPerf Tiny line protocol on its UART)"
@@ -27,14 +27,12 @@ def add_model_id_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(board: BoardSpec, source: ModelSource, model_id: str | None = None,
-                optimize: str | None = None) -> Firmware:
+                optimize: str | None = None, flash_budget: int | None = None) -> Firmware:
     """The model's firmware for the board, its workload named `model_id` (default: the model's name)."""
     name = model_id or source.name
     if not name or any(c.isspace() or c in "%[]\"\\" for c in name):
         raise LabError(f"model id {name!r}: use a name without spaces, quotes, brackets or '%'")
-    compiled = compile_graph(source.graph)
-    check_fits(board, compiled)
-    return build_firmware(board, model_workload(compiled, name), optimize=optimize)
+    return build_model_firmware(board, source, optimize, flash_budget=flash_budget, name=name).firmware
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,13 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the ELF")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    add_flash_budget_argument(parser)
     add_model_id_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     source = resolve_model(args.model)
-    firmware = build_model(board, source, args.model_id, args.optimize)
+    firmware = build_model(board, source, args.model_id, args.optimize, args.flash_budget)
     out: Path = args.output
     if out.parent != Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.compiler import KERNELS_DIR, compile_graph, kernel_sources
+from engine.compiler import KERNELS_DIR, kernel_sources
 from hil.boards import load_board
-from hil.modelrun import check_fits
+from hil.flash import add_flash_budget_argument
+from hil.modelrun import build_model_firmware
 from hil.models import DEFAULT_MODEL, resolve_model
 from hil.planreport import plan_rows, plan_summary
 
@@ -16,6 +17,7 @@ SUMMARY = "compile a model into C sources (model.c, model.h, kernels) and print 
 EXAMPLES = """\
   tinylab compile ../shared/models/kws_ref_model.tflite -o build/kws
   tinylab compile mcunet-tiny -o build/tiny --board qemu-f412 --json
+  tinylab compile ../shared/models/ad01_int8.tflite -o build/ad01 --flash-budget 320K
 """
 
 
@@ -23,21 +25,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
     parser.add_argument("-o", "--output", type=Path, required=True, help="directory for the C sources")
-    parser.add_argument("--board", help="refuse, with the numbers, when the model does not fit this board")
+    parser.add_argument("--board", default="qemu-f746",
+                        help="the board whose SRAM and flash the model must fit (default: qemu-f746); its firmware is "
+                        "built to measure flash by component")
+    add_flash_budget_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     source = resolve_model(args.model)
-    compiled = compile_graph(source.graph)
-    if args.board:
-        check_fits(load_board(args.board), compiled)
+    built = build_model_firmware(load_board(args.board), source, flash_budget=args.flash_budget)
+    compiled = built.compiled
     out: Path = args.output
     (out / "kernels").mkdir(parents=True, exist_ok=True)
     for name, text in compiled.generated.files.items():
         (out / name).write_text(text)
     for path in [*kernel_sources(), *sorted(KERNELS_DIR.glob("*.h"))]:
         shutil.copy2(path, out / "kernels" / path.name)
-    summary = {"model": source.name, "model_sha256": source.sha256, **plan_summary(compiled), "output": str(out)}
+    summary = {"model": source.name, "model_sha256": source.sha256, "board": built.firmware.board.name,
+               **plan_summary(compiled), **built.flash.to_json(), "output": str(out)}
     rows = plan_rows(compiled)
     (out / "plan.json").write_text(json.dumps({**summary, "layers": rows}, indent=2) + "\n")
     if args.json:
@@ -51,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
     gap = summary["arena_bytes"] - summary["lower_bound_bytes"]
     print(f"arena {summary['arena_bytes']:,} B; lower bound {summary['lower_bound_bytes']:,} B "
           f"(the most bytes live at one step; the arena is {gap:,} B above it); "
-          f"{summary['overlapped_ops']} ops write over their input; weights in flash {summary['weights_bytes']:,} B")
+          f"{summary['overlapped_ops']} ops write over their input")
+    print(f"on {summary['board']}: {built.flash.describe()}")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.boards import load_board
+from hil.flash import add_flash_budget_argument
 from hil.modelrun import engine_provenance, run_model
 from hil.models import DEFAULT_MODEL, default_input, load_input, resolve_model
 from hil.results import add_store_argument, open_store
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", type=Path, help=".npy input (default: deterministic pseudo-random data)")
     parser.add_argument("--output", type=Path, help="write the board's output here as .npy")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
+    add_flash_budget_argument(parser)
     parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
     add_store_argument(parser)
 
@@ -37,7 +39,9 @@ def print_run(summary: dict[str, object]) -> None:
           f"stack {summary['stack_high_water_bytes']:,})")
     print(f"  arena            {summary['arena_touched_bytes']:,} B touched of {summary['arena_planned_bytes']:,} B "
           f"planned (lower bound {summary['arena_lower_bound_bytes']:,})")
-    print(f"  flash            {summary['flash_bytes']:,} B (weights {summary['weights_bytes']:,})")
+    print(f"  flash            {summary['flash_bytes']:,} B of {summary['flash_budget_bytes']:,} (weights "
+          f"{summary['weights_bytes'] - summary['widened_weights_bytes']:,}, widened weights "
+          f"{summary['widened_weights_bytes']:,}, code {summary['code_bytes']:,}, lab {summary['lab_bytes']:,})")
     print(f"  matches TFLM     {'yes' if summary['matches_reference'] else 'NO'}")
 
 
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     source = resolve_model(args.model)
     value = load_input(args.input, source.graph) if args.input else default_input(source.graph)
-    result = run_model(board, source, value, optimize=args.optimize)
+    result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget)
     if args.output:
         np.save(args.output, result.output)
     summary = result.summary()

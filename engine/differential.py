@@ -1,0 +1,114 @@
+"""The differential test of the kernels: random graphs (engine.randgraph) compiled with the
+optimised kernels (under a random widening budget, so that both int8 and int16 weights run) and
+with the portable ones, run on the same inputs, and compared with TFLite Micro bit for bit.
+
+Host runs go through a few bundled programs (engine.hostbuild.build_host_bundle), so hundreds of
+graphs build in one compiler call per bundle. The variants each compiled graph chose are kept, to
+check that every variant code generation can choose was reached (engine.codegen.KERNEL_VARIANTS)."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.compiler import CompiledModel, compile_graph
+from engine.export import export_tflite
+from engine.hostbuild import build_host_bundle, run_host_bundle
+from engine.ir import Graph
+from engine.oracle import run_tflm
+from engine.randgraph import random_graph
+from engine.synth import random_inputs
+
+INPUTS_PER_GRAPH = 2
+BUNDLE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Case:
+    """One random graph compiled with one kernel set (and, for the optimised one, a widening budget)."""
+
+    seed: int
+    graph: Graph
+    compiled: CompiledModel
+
+    @property
+    def kernels(self) -> str:
+        return self.compiled.kernels
+
+    @property
+    def variants(self) -> set[str]:
+        return {tag for layer in self.compiled.generated.variants for tag in layer}
+
+    def describe(self) -> str:
+        return f"seed {self.seed} ({self.graph.name}, {self.kernels} kernels)"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    case: Case
+    differing: int
+    total: int
+    first: int
+
+    def __str__(self) -> str:
+        return (f"{self.case.describe()}: {self.differing} of {self.total} output values differ from TFLM, "
+                f"first at flat index {self.first}")
+
+
+def wide_budget_for(seed: int, compiled: CompiledModel) -> int | None:
+    """A seeded widening budget: none, all of it, or part of it, so both weight layouts run."""
+    full = compiled.generated.widened_bytes
+    choice = seed % 3
+    return None if choice == 0 else 0 if choice == 1 else full // 2
+
+
+def make_cases(seeds: range | list[int]) -> list[Case]:
+    cases = []
+    for number, seed in enumerate(seeds):
+        graph = random_graph(seed)
+        optimized = compile_graph(graph, prefix=f"o{number}", kernels="optimized")
+        budget = wide_budget_for(seed, optimized)
+        if budget is not None:
+            optimized = compile_graph(graph, prefix=f"o{number}", kernels="optimized", wide_budget=budget)
+        cases.append(Case(seed, graph, optimized))
+        cases.append(Case(seed, graph, compile_graph(graph, prefix=f"p{number}", kernels="portable")))
+    return cases
+
+
+def inputs_for(case: Case) -> list[np.ndarray]:
+    rng = np.random.default_rng([case.seed, 7])
+    return [random_inputs(case.graph, rng)[0] for _ in range(INPUTS_PER_GRAPH)]
+
+
+def run_cases_on_host(cases: list[Case], bundle_size: int = BUNDLE_SIZE, jobs: int = 2) -> list[list[np.ndarray]]:
+    """Each case's outputs on inputs_for(case), built as host programs of `bundle_size` models."""
+    bundles = [cases[i:i + bundle_size] for i in range(0, len(cases), bundle_size)]
+
+    def run(bundle: list[Case]) -> list[list[np.ndarray]]:
+        program = build_host_bundle([c.compiled.generated for c in bundle])
+        runs = [(number, c.compiled.graph, value) for number, c in enumerate(bundle) for value in inputs_for(c)]
+        flat = run_host_bundle(program, runs)
+        return [flat[i * INPUTS_PER_GRAPH:(i + 1) * INPUTS_PER_GRAPH] for i in range(len(bundle))]
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [outputs for result in pool.map(run, bundles) for outputs in result]
+
+
+def tflm_outputs(case: Case) -> list[np.ndarray]:
+    model = export_tflite(case.graph)
+    return [run_tflm(model, [value])[0] for value in inputs_for(case)]
+
+
+def mismatches(cases: list[Case], outputs: list[list[np.ndarray]]) -> list[Mismatch]:
+    """Every case whose output differs from TFLM's for the same input."""
+    found, reference = [], {}
+    for case, got in zip(cases, outputs):
+        if case.seed not in reference:
+            reference[case.seed] = tflm_outputs(case)
+        for value, want in zip(got, reference[case.seed]):
+            differ = np.flatnonzero(value.ravel() != np.asarray(want).reshape(value.shape).ravel())
+            if differ.size:
+                found.append(Mismatch(case, int(differ.size), int(value.size), int(differ[0])))
+                break
+    return found
