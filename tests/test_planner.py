@@ -4,6 +4,7 @@ and the plan says what holds its arena above the lower bound."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -15,11 +16,13 @@ import pytest
 
 from engine.codegen import kernel_scratch
 from engine.compiler import compile_graph
+from engine.export import export_tflite
 from engine.fold import fold_pad
 from engine.ir import Graph, Op, Tensor
 from engine.planner import MemoryPlan, check_no_overlap, plan_memory
 from engine.synth import GraphBuilder
 from engine.tflite import load_tflite, parse_tflite
+from hil.cli import main
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MCUNET = SHARED_MODELS.parent / "models-mcunet" / "mcunet-320kb-1mb_imagenet.tflite"
@@ -339,3 +342,15 @@ def test_random_graphs_explain_their_top():
         check_no_overlap(plan)
         assert_explains(plan)
 
+
+def test_the_compile_command_prints_what_holds_the_arena_up(tmp_path, capsys):
+    path = tmp_path / "skips.tflite"
+    path.write_bytes(export_tflite(skip_connection_graph(0, 30)))
+    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert summary["arena_bytes"] > summary["lower_bound_bytes"], "this graph no longer shows a gap: pick another"
+    gap = summary["arena_bytes"] - summary["lower_bound_bytes"]
+    assert f"is {gap:,} B above the lower bound" in summary["arena_top"][0]
+    assert "\n".join(summary["arena_top"]) in printed
+    assert "ends at the top" in printed and "'fc" in printed  # tensors by name

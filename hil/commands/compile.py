@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     for path in [*kernel_sources(), *sorted(KERNELS_DIR.glob("*.h"))]:
         shutil.copy2(path, out / "kernels" / path.name)
     summary = {"model": source.name, "model_sha256": source.sha256, **plan_summary(compiled), "output": str(out)}
+    names = {index: tensor.name for index, tensor in enumerate(compiled.graph.tensors)}
+    arena_top = compiled.plan.top_of_arena().lines(names)  # what holds the arena's top where it is
+    summary["arena_top"] = arena_top
     rows = plan_rows(compiled)
     (out / "plan.json").write_text(json.dumps({**summary, "layers": rows}, indent=2) + "\n")
     if args.json:
@@ -52,4 +55,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"arena {summary['arena_bytes']:,} B; lower bound {summary['lower_bound_bytes']:,} B "
           f"(the most bytes live at one step; the arena is {gap:,} B above it); "
           f"{summary['overlapped_ops']} ops write over their input; weights in flash {summary['weights_bytes']:,} B")
+    if gap:
+        print("\n".join(arena_top))
     return 0
