@@ -5,23 +5,28 @@ Step i is the execution of graph.ops[i]. A tensor lives from the step that write
 graph inputs) to the last step that reads it (to the end for graph outputs). RESHAPE's output
 shares its input's bytes. Where an op's kernel allows it (engine.overlap) and the input dies at
 that op, the output is placed over the input at the rule's relative offset; tensors tied this way
-form a rigid group. Each op's scratch buffer lives during that op only. Groups are placed
-first-fit (lowest offset that collides with nothing alive at the same time) in several orders,
-exhaustively for small graphs, and the smallest arena wins."""
+form a rigid group; where an op may write over either of two inputs, the one that gives the
+smaller arena is kept. Each op's scratch buffer lives during that op only. Groups are placed
+first-fit (lowest offset that collides with nothing alive at the same time) in several fixed
+orders, then every order on small graphs or a seeded local search of at most SEARCH_ITERATIONS
+orders on the others, and the smallest arena wins. Nothing depends on time: a graph always gets
+the same plan. MemoryPlan.top_of_arena() says what holds the arena above the lower bound."""
 from __future__ import annotations
 
 import itertools
 import random
-import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterable, Mapping
 
+from engine.arenatop import ArenaTop, explain_top
 from engine.ir import Graph
 from engine.overlap import OverlapRule, overlap_candidates
 
 ALIASING_OPS = ("RESHAPE",)
 EXHAUSTIVE_GROUPS = 7  # up to this many groups, every placement order is tried
-SEARCH_SECONDS = 1.0  # budget for randomised orders beyond the fixed ones
+SEARCH_ITERATIONS = 2000  # placement orders the local search tries beyond the fixed ones
+SEARCH_SEED = 0  # the local search's random moves: fixed, so that a graph always gets the same plan
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,13 @@ class MemoryPlan:
     def offset(self, tensor: int) -> int:
         return self.placements[tensor].offset
 
+    def top_of_arena(self) -> ArenaTop:
+        """What holds the top of the arena where it is (engine.arenatop): the buffer that ends
+        highest and the chain of buffers below it, each lying on the next while both are alive,
+        down to offset 0. Where the arena is above the lower bound, these are the lifetimes that
+        force it there."""
+        return explain_top(self)
+
 
 @dataclass
 class _Member:
@@ -80,21 +92,23 @@ class _Member:
 
 @dataclass
 class _Group:
+    """Buffers tied together (an output over its input): placed as one block. Its members do not
+    change once it is made."""
     members: list[_Member]
 
-    @property
+    @cached_property
     def low(self) -> int:
         return min(m.rel for m in self.members)
 
-    @property
+    @cached_property
     def span(self) -> int:
         return max(m.rel + m.size for m in self.members) - self.low
 
-    @property
+    @cached_property
     def first(self) -> int:
         return min(m.first for m in self.members)
 
-    @property
+    @cached_property
     def last(self) -> int:
         return max(m.last for m in self.members)
 
@@ -138,23 +152,92 @@ def plan_memory(
     *,
     overlap: bool = False,
     search: str = "full",
-    search_seconds: float = SEARCH_SECONDS,
+    search_iterations: int = SEARCH_ITERATIONS,
 ) -> MemoryPlan:
     """Plan the arena. `scratch_bytes` are the op kernels' own needs (codegen.kernel_scratch).
     `overlap=True` lets outputs reuse dying inputs where engine.overlap allows it (the generated
     code must then use the overlap kernels); the plan without overlaps is computed too and the
     smaller arena kept. `search="greedy-by-size"` places largest first only (the classic
-    baseline); "full" searches placement orders."""
+    baseline); "full" searches placement orders (and, where an op may write over either of two
+    inputs, which one), trying at most `search_iterations` orders beyond the fixed ones. The
+    search is seeded: the same graph always gives the same plan."""
     if search not in ("full", "greedy-by-size"):
         raise ValueError(f"search {search!r}: 'full' or 'greedy-by-size'")
-    seconds = search_seconds if search == "full" else -1.0
-    plans = [_plan(graph, scratch_bytes or {}, alignment, False, seconds)]
+    if search_iterations < 0:
+        raise ValueError(f"search_iterations {search_iterations}: must be 0 or more")
+    scratch = scratch_bytes or {}
+    plain = _layout(graph, scratch, alignment, overlap=False)
+    if search == "greedy-by-size":
+        layouts = [plain, _layout(graph, scratch, alignment, overlap=True)] if overlap else [plain]
+        return min((_plan(graph, layout, _greedy_by_size(layout)) for layout in layouts), key=lambda p: p.arena_bytes)
+    best: MemoryPlan | None = None
     if overlap:
-        plans.append(_plan(graph, scratch_bytes or {}, alignment, True, seconds))
-    return min(plans, key=lambda p: p.arena_bytes)
+        tied, placed = _choose_overlaps(graph, scratch, alignment)
+        if tied.overlaps:
+            best = _plan(graph, tied, _search(tied, search_iterations, placed))
+    if best is None or plain.floor <= best.arena_bytes:  # else no plan without overlaps can be as small
+        without = _plan(graph, plain, _search(plain, search_iterations))
+        if best is None or without.arena_bytes <= best.arena_bytes:  # kept on a tie
+            best = without
+    return best
 
 
-def _plan(graph: Graph, scratch_bytes: Mapping[int, int], alignment: int, overlap: bool, search_seconds: float) -> MemoryPlan:
+@dataclass
+class _Layout:
+    """The buffers to place for one choice of overlaps: tied buffers form rigid groups."""
+    members: dict[tuple[str, int], _Member]
+    groups: list[_Group]  # each group once, in a fixed order
+    group_of: dict[tuple[str, int], _Group]
+    overlaps: dict[int, OverlapRule]
+    scratch: dict[int, int]  # op position -> aligned scratch bytes
+    steps: tuple[StepMemory, ...]
+    alignment: int
+
+    @property
+    def floor(self) -> int:
+        return max((s.live_bytes for s in self.steps), default=0)
+
+    @cached_property
+    def conflicts(self) -> dict[int, list[_Conflict]]:
+        """id(group) -> every pair of its member and another group's member alive at the same
+        step: what first fit must keep apart."""
+        found: dict[int, list[_Conflict]] = {id(g): [] for g in self.groups}
+        owned = sorted(((m, g) for g in self.groups for m in g.members), key=lambda mg: mg[0].first)
+        for i, (m, g) in enumerate(owned):
+            for p, h in owned[i + 1 :]:
+                if p.first > m.last:
+                    break
+                if g is not h:
+                    found[id(g)].append(_Conflict(m, id(h), p))
+                    found[id(h)].append(_Conflict(p, id(g), m))
+        return found
+
+
+@dataclass(frozen=True)
+class _Conflict:
+    member: _Member
+    other_group: int  # id of the other group
+    other: _Member
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """One placement of a layout's groups."""
+    order: tuple[_Group, ...]
+    bases: dict[int, int]  # id(group) -> base offset
+    arena: int
+    name: str  # how the order was found
+
+
+def _layout(
+    graph: Graph,
+    scratch_bytes: Mapping[int, int],
+    alignment: int,
+    overlap: bool,
+    preferred: Mapping[int, int] | None = None,
+) -> _Layout:
+    """Group the buffers. `preferred`: op position -> index of the overlap rule to try first
+    (the others follow in their order); the first rule that is safe is taken."""
     lifetimes = activation_lifetimes(graph)
     roots = _alias_roots(graph)
 
@@ -169,12 +252,12 @@ def _plan(graph: Graph, scratch_bytes: Mapping[int, int], alignment: int, overla
             members[owner] = _Member(owner, 0, size, first, last)
 
     groups = {owner: _Group([m]) for owner, m in members.items()}
-    allowed: set[frozenset[tuple[str, int]]] = set()
     overlaps: dict[int, OverlapRule] = {}
     if overlap:
         for position, rules in sorted(overlap_candidates(graph).items()):
-            for rule in rules:
-                if _try_overlap(rule, position, roots, members, groups, allowed, graph):
+            first_choice = (preferred or {}).get(position, 0)
+            for rule in [rules[first_choice], *rules[:first_choice], *rules[first_choice + 1 :]]:
+                if _try_overlap(rule, position, roots, members, groups, graph):
                     overlaps[position] = rule
                     break
 
@@ -187,27 +270,28 @@ def _plan(graph: Graph, scratch_bytes: Mapping[int, int], alignment: int, overla
         groups[owner] = _Group([_Member(owner, 0, size, position, position)])
 
     unique = list({id(g): g for g in groups.values()}.values())
-    steps = _step_table(graph, unique, scratch)
-    floor = max((s.live_bytes for s in steps), default=0)
-    bases, arena, search = _search(unique, alignment, search_seconds, floor)
+    return _Layout(members, unique, groups, overlaps, scratch, _step_table(graph, unique, scratch), alignment)
 
+
+def _plan(graph: Graph, layout: _Layout, placed: _Placed) -> MemoryPlan:
+    lifetimes = activation_lifetimes(graph)
+    roots = _alias_roots(graph)
     placements = {}
     for tensor, (first, last) in lifetimes.items():
         owner = ("tensor", roots.get(tensor, tensor))
-        group = groups[owner]
-        offset = bases[id(group)] + members[owner].rel
+        offset = placed.bases[id(layout.group_of[owner])] + layout.members[owner].rel
         placements[tensor] = Placement(tensor, offset, graph.tensors[tensor].nbytes, first, last)
-    scratch_offsets = {p: bases[id(groups[("scratch", p)])] for p in scratch}
+    scratch_offsets = {p: placed.bases[id(layout.group_of[("scratch", p)])] for p in layout.scratch}
     return MemoryPlan(
-        arena_bytes=arena,
+        arena_bytes=placed.arena,
         placements=placements,
         scratch_offsets=scratch_offsets,
-        scratch_sizes=scratch,
-        steps=steps,
-        alignment=alignment,
+        scratch_sizes=layout.scratch,
+        steps=layout.steps,
+        alignment=layout.alignment,
         alias_of=roots,
-        overlaps=overlaps,
-        search=search,
+        overlaps=layout.overlaps,
+        search=placed.name,
     )
 
 
@@ -217,7 +301,6 @@ def _try_overlap(
     roots: dict[int, int],
     members: dict[tuple[str, int], _Member],
     groups: dict[tuple[str, int], _Group],
-    allowed: set[frozenset[tuple[str, int]]],
     graph: Graph,
 ) -> bool:
     """Tie the rule's output to its input if the input dies here; False if that is not safe."""
@@ -241,41 +324,33 @@ def _try_overlap(
     for m in merged.members:
         groups[m.owner] = merged
         members[m.owner] = m
-    allowed.add(pair)
     return True
 
 
 # ---- placement ----
-def _first_fit(group: _Group, placed: list[tuple[_Member, int]], alignment: int) -> int:
-    """The lowest base offset at which no member of `group` collides with a placed member alive
-    at the same time."""
-    conflicts = [
-        (m, p, start)
-        for m in group.members
-        for p, start in placed
-        if m.first <= p.last and p.first <= m.last
-    ]
+def _first_fit(group: _Group, conflicts: list[_Conflict], bases: dict[int, int], alignment: int) -> int:
+    """The lowest base offset at which no member of `group` collides with a member of a placed
+    group alive at the same time."""
+    taken = [(c.member, bases[c.other_group] + c.other.rel, c.other.size) for c in conflicts if c.other_group in bases]
     floor = -group.low
-    candidates = sorted({floor} | {_align(start + p.size - m.rel, alignment) for m, p, start in conflicts})
+    candidates = sorted({floor} | {_align(start + size - m.rel, alignment) for m, start, size in taken})
     for base in candidates:
         if base < floor:
             continue
-        if all(base + m.rel >= start + p.size or start >= base + m.rel + m.size for m, p, start in conflicts):
+        if all(base + m.rel >= start + size or start >= base + m.rel + m.size for m, start, size in taken):
             return base
     raise AssertionError("first fit found no base offset")  # the last candidate always fits
 
 
-def _place(order: Iterable[_Group], alignment: int) -> tuple[dict[int, int], int]:
-    placed: list[tuple[_Member, int]] = []
+def _place(order: Iterable[_Group], layout: _Layout, name: str) -> _Placed:
+    """Each group in turn at its first fit."""
     bases: dict[int, int] = {}
     top = 0
     for group in order:
-        base = _first_fit(group, placed, alignment)
+        base = _first_fit(group, layout.conflicts[id(group)], bases, layout.alignment)
         bases[id(group)] = base
-        for m in group.members:
-            placed.append((m, base + m.rel))
-            top = max(top, base + m.rel + m.size)
-    return bases, top
+        top = max(top, base + group.low + group.span)
+    return _Placed(tuple(order), bases, top, name)
 
 
 _ORDERS: dict[str, Callable[[_Group], tuple]] = {
@@ -286,43 +361,99 @@ _ORDERS: dict[str, Callable[[_Group], tuple]] = {
 }
 
 
-def _search(groups: list[_Group], alignment: int, seconds: float, floor: int) -> tuple[dict[int, int], int, str]:
-    """The best placement found; stops early once the arena reaches `floor` (the lower bound)."""
-    best: tuple[dict[int, int], int, str] | None = None
+def _greedy_by_size(layout: _Layout) -> _Placed:
+    return _place(sorted(layout.groups, key=_ORDERS["largest first"]), layout, "largest first")
 
-    def consider(order: list[_Group], name: str) -> None:
-        nonlocal best
-        bases, arena = _place(order, alignment)
-        if best is None or arena < best[1]:
-            best = (bases, arena, name)
 
-    def done() -> bool:
-        return best is not None and best[1] <= floor
+def _peak_step_first(layout: _Layout) -> list[_Group]:
+    """The groups alive at the step with the most live bytes, largest first, then the others
+    largest first."""
+    peak = max(layout.steps, key=lambda s: s.live_bytes).step if layout.steps else 0
 
-    if seconds < 0:  # greedy by size only
-        consider(sorted(groups, key=_ORDERS["largest first"]), "largest first")
-        return best
-    for name, key in _ORDERS.items():
-        consider(sorted(groups, key=key), name)
-    if done():
-        return best
-    if len(groups) <= EXHAUSTIVE_GROUPS:
-        for order in itertools.permutations(groups):
-            consider(list(order), "exhaustive")
-            if done():
-                break
-    else:
-        rng = random.Random(0)
-        deadline = time.monotonic() + seconds
-        base_order = sorted(groups, key=_ORDERS["largest first"])
-        while time.monotonic() < deadline and not done():
-            order = base_order[:]
-            for _ in range(max(1, len(order) // 8)):  # a few swaps away from largest-first
-                i, j = rng.randrange(len(order)), rng.randrange(len(order))
-                order[i], order[j] = order[j], order[i]
-            consider(order, "randomised")
+    def key(group: _Group) -> tuple:
+        alive_at_peak = any(m.first <= peak <= m.last for m in group.members)
+        return (not alive_at_peak, *_ORDERS["largest first"](group))
+
+    return sorted(layout.groups, key=key)
+
+
+def _fixed_orders(layout: _Layout) -> _Placed:
+    """The best of the fixed orders (the first of them on a tie); stops at the lower bound."""
+    best: _Placed | None = None
+    orders = {name: sorted(layout.groups, key=key) for name, key in _ORDERS.items()}
+    orders["peak step first"] = _peak_step_first(layout)
+    for name, order in orders.items():
+        placed = _place(order, layout, name)
+        if best is None or placed.arena < best.arena:
+            best = placed
+        if best.arena <= layout.floor:
+            break
     assert best is not None
     return best
+
+
+def _search(layout: _Layout, iterations: int, start: _Placed | None = None) -> _Placed:
+    """The best placement found: the fixed orders (`start`, where already placed), then every
+    order on small graphs, or a seeded local search of at most `iterations` orders; stops once the
+    arena reaches the lower bound."""
+    best = start or _fixed_orders(layout)
+    if best.arena <= layout.floor:
+        return best
+    if len(layout.groups) <= EXHAUSTIVE_GROUPS:
+        for order in itertools.permutations(layout.groups):
+            placed = _place(order, layout, "exhaustive")
+            if placed.arena < best.arena:
+                best = placed
+                if best.arena <= layout.floor:
+                    break
+        return best
+    return _local_search(best, layout, iterations)
+
+
+def _local_search(start: _Placed, layout: _Layout, iterations: int) -> _Placed:
+    """Hill climbing over placement orders from `start`: each step moves one group to another
+    place in the order (half of the time a group that reaches the top of the arena, moved
+    earlier) and keeps the new order when its arena is no larger. Seeded, so deterministic."""
+    rng = random.Random(SEARCH_SEED)
+    best = current = start
+    for iteration in range(1, iterations + 1):
+        order = list(current.order)
+        top = [i for i, g in enumerate(order) if current.bases[id(g)] + g.low + g.span == current.arena]
+        source = rng.choice(top)
+        if source > 0 and rng.random() < 0.5:
+            target = rng.randrange(source)
+        else:
+            source, target = rng.randrange(len(order)), rng.randrange(len(order))
+        order.insert(target, order.pop(source))
+        placed = _place(order, layout, f"local search ({iteration} orders)")
+        if placed.arena <= current.arena:
+            current = placed
+            if placed.arena < best.arena:
+                best = placed
+                if best.arena <= layout.floor:
+                    break
+    return best
+
+
+def _choose_overlaps(graph: Graph, scratch_bytes: Mapping[int, int], alignment: int) -> tuple[_Layout, _Placed]:
+    """Where an op may write over either of two inputs (an element-wise ADD), the input it takes
+    decides which buffers become one rigid group. Starting from the first safe rule everywhere,
+    try the other rules op by op and keep a change when the fixed orders then place a smaller
+    arena: one layout per alternative rule at most. Returns the layout and its best fixed order."""
+    candidates = {p: rules for p, rules in sorted(overlap_candidates(graph).items()) if len(rules) > 1}
+    best_layout = _layout(graph, scratch_bytes, alignment, overlap=True)
+    best = _fixed_orders(best_layout)
+    preferred: dict[int, int] = {}
+    for position, rules in candidates.items():
+        for choice in range(1, len(rules)):
+            if best.arena <= best_layout.floor:
+                return best_layout, best
+            trial = {**preferred, position: choice}
+            layout = _layout(graph, scratch_bytes, alignment, overlap=True, preferred=trial)
+            placed = _fixed_orders(layout)
+            if placed.arena < best.arena:
+                best_layout, best, preferred = layout, placed, trial
+    return best_layout, best
 
 
 def _step_table(graph: Graph, groups: list[_Group], scratch: dict[int, int]) -> tuple[StepMemory, ...]:

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         shutil.copy2(path, out / "kernels" / path.name)
     summary = {"model": source.name, "model_sha256": source.sha256, "board": built.firmware.board.name,
                **plan_summary(compiled), **built.flash.to_json(), "output": str(out)}
+    names = {index: tensor.name for index, tensor in enumerate(compiled.graph.tensors)}
+    arena_top = compiled.plan.top_of_arena().lines(names)  # what holds the arena's top where it is
+    summary["arena_top"] = arena_top
     rows = plan_rows(compiled)
     (out / "plan.json").write_text(json.dumps({**summary, "layers": rows}, indent=2) + "\n")
     if args.json:
@@ -57,5 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"arena {summary['arena_bytes']:,} B; lower bound {summary['lower_bound_bytes']:,} B "
           f"(the most bytes live at one step; the arena is {gap:,} B above it); "
           f"{summary['overlapped_ops']} ops write over their input")
+    if gap:
+        print("\n".join(arena_top))
     print(f"on {summary['board']}: {built.flash.describe()}")
     return 0
