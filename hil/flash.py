@@ -57,8 +57,8 @@ class FlashBreakdown:
         return self.weights + self.widened + self.code + self.lab
 
     def to_json(self) -> dict[str, int]:
-        return {"weights_bytes": self.weights, "widened_weights_bytes": self.widened, "code_bytes": self.code,
-                "lab_bytes": self.lab, "flash_bytes": self.total, "flash_budget_bytes": self.budget}
+        return {"flash_bytes": self.total, "flash_budget_bytes": self.budget, "flash_weights_bytes": self.weights,
+                "flash_widened_weights_bytes": self.widened, "flash_code_bytes": self.code, "flash_lab_bytes": self.lab}
 
     def describe(self) -> str:
         return (f"flash {self.total:,} B of a {self.budget:,} B budget: weights {self.weights:,} B, widened weights "

@@ -87,7 +87,7 @@ class ModelRun(TargetRun):
             "arena_lower_bound_bytes": self.arena_lower_bound,
             "arena_touched_bytes": self.arena_touched,
             "flash_bytes": self.flash,
-            **({k: v for k, v in self.flash_parts.to_json().items() if k != "flash_bytes"} if self.flash_parts else {}),
+            **(self.flash_parts.to_json() if self.flash_parts else {}),
             "weights_bytes": self.weights_bytes,
             "matches_reference": self.matches_reference,
             "output_checksum": self.checksum,

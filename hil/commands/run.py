@@ -39,9 +39,9 @@ def print_run(summary: dict[str, object]) -> None:
           f"stack {summary['stack_high_water_bytes']:,})")
     print(f"  arena            {summary['arena_touched_bytes']:,} B touched of {summary['arena_planned_bytes']:,} B "
           f"planned (lower bound {summary['arena_lower_bound_bytes']:,})")
-    print(f"  flash            {summary['flash_bytes']:,} B of {summary['flash_budget_bytes']:,} (weights "
-          f"{summary['weights_bytes'] - summary['widened_weights_bytes']:,}, widened weights "
-          f"{summary['widened_weights_bytes']:,}, code {summary['code_bytes']:,}, lab {summary['lab_bytes']:,})")
+    print(f"  flash            {summary['flash_bytes']:,} B of a {summary['flash_budget_bytes']:,} B budget (weights "
+          f"{summary['flash_weights_bytes']:,}, widened weights {summary['flash_widened_weights_bytes']:,}, "
+          f"code {summary['flash_code_bytes']:,}, lab {summary['flash_lab_bytes']:,})")
     print(f"  matches TFLM     {'yes' if summary['matches_reference'] else 'NO'}")
 
 
