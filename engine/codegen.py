@@ -447,6 +447,11 @@ class _DepthwiseShape:
         return padded_plane_bytes(self.oh, self.ow, self.kh, self.kw, self.sh, self.sw)
 
     @property
+    def two_rows(self) -> bool:
+        """Stride 1: output rows go in pairs that share plane rows."""
+        return self.sh == 1 and self.oh >= 2
+
+    @property
     def optimizable(self) -> bool:
         """Batch 1, and a channel plane that costs little SRAM (engine.overlap.plane_fits: a
         one-channel input would otherwise be copied whole)."""
@@ -536,9 +541,8 @@ def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
         if rule is not None:
             how += f", output over its input ({rule.kind})"
         kinds = {e[0] for ops in _dw_schedule(shape.kw, shape.sw) for e in ops}
-        two_rows = shape.sh == 1 and shape.oh >= 2
-        variant = _tags("dw", "two-rows" if two_rows else "one-row", shape.ow % 2 and "odd-columns",
-                        two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
+        variant = _tags("dw", "two-rows" if shape.two_rows else "one-row", shape.ow % 2 and "odd-columns",
+                        shape.two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
                         "pair" in kinds and "pair-taps", "single" in kinds and "single-taps",
                         *_rq_tags(_requant_mode(mults, shifts)), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
                         rule is not None and "output-over-input", (lo > -128 or hi < 127) and "clamped")
@@ -884,7 +888,7 @@ def _opt_depthwise(g: _Generator, position: int, op: Op, shape: _DepthwiseShape,
                         lines.append(f"{acc} = tl_smla{half}{whalf}({operand}, {wreg}, {acc});")
         return lines
 
-    two_rows = shape.sh == 1 and shape.oh >= 2  # stride 1: output rows in pairs share plane rows
+    two_rows = shape.two_rows
     pair_step, tail_step = step(((0, 0), (0, 1))), step(((0, 0),))
     quad_step, quad_tail = (step(((0, 0), (0, 1), (1, 0), (1, 1))), step(((0, 0), (1, 0)))) if two_rows else ([], [])
     weights = []
