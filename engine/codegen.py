@@ -51,6 +51,8 @@ class GeneratedModel:
     input_bytes: int
     output_bytes: int
     weight_bytes: int  # flash taken by the constant arrays
+    input_offset: int = 0  # where the input tensor starts in the arena (`{prefix}_input()`)
+    static_scratch_bytes: int = 0  # the static scratch buffer outside the arena (0: none)
 
 
 @dataclass
@@ -1250,6 +1252,8 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: s
         input_bytes=input_tensor.nbytes,
         output_bytes=output_tensor.nbytes,
         weight_bytes=weight_bytes,
+        input_offset=plan.placements[graph.inputs[0]].offset,
+        static_scratch_bytes=4 * ((g.static_scratch + 3) // 4),
     )
 
 

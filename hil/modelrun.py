@@ -13,11 +13,14 @@ from engine.errors import DoesNotFitError
 from engine.ir import DTYPES
 from engine.oracle import run_tflm
 from hil.boards import BoardSpec
+from hil.errors import LabError
 from hil.firmware import Firmware, WorkloadSources, build_firmware, render_template
+from hil.inputplacement import arena_section_define, choose_input_staging, input_slot
 from hil.models import ModelSource
 from hil.planlayout import plan_layout
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
+from hil.staticram import StaticRamSplit, split_static_ram
 from hil.toolchain import toolchain_summary
 
 
@@ -48,7 +51,9 @@ class TargetRun:
 
 @dataclass
 class ModelRun(TargetRun):
-    """What one run of a model on a board measured."""
+    """What one run of a model on a board measured. Its peak SRAM is the model's own: the arena
+    (input and output inside), the model's statics and the stack high-water; the lab's static
+    buffers (a staging copy of the input, the command buffer, ...) are `lab_overhead`, apart."""
 
     model: str
     model_sha256: str
@@ -57,7 +62,7 @@ class ModelRun(TargetRun):
     unit: str
     latency: float  # per inference, in `unit`
     resolution: float
-    static_ram: int  # .data + .bss of the whole firmware (the arena inside)
+    static_ram: int  # .data + .bss (+ .noinit) of the whole firmware (the arena inside)
     stack_high_water: int
     arena_planned: int
     arena_lower_bound: int
@@ -68,6 +73,20 @@ class ModelRun(TargetRun):
     reference: np.ndarray
     checksum: str
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
+    model_static_ram: int = 0  # the model's part of static_ram: its arena and its own statics (from the ELF)
+    input_staged: bool = True  # whether the firmware kept a staging copy of the input
+    lab_objects: dict[str, int] | None = None  # the lab's static RAM objects (name -> bytes), from the ELF
+
+    @property
+    def peak_sram(self) -> int:
+        """The model's peak SRAM: its arena (input and output inside), its own statics and the
+        measured stack high-water; to compare with TFLM's arena and TinyEngine's peak memory."""
+        return self.model_static_ram + self.stack_high_water
+
+    @property
+    def lab_overhead(self) -> int:
+        """The static RAM that is the lab's, not the model's (the rest of static_ram)."""
+        return self.static_ram - self.model_static_ram
 
     def summary(self) -> dict[str, object]:
         return {
@@ -79,6 +98,9 @@ class ModelRun(TargetRun):
             "latency_unit": self.unit,
             "latency_resolution": self.resolution,
             "peak_sram_bytes": self.peak_sram,
+            "model_static_bytes": self.model_static_ram,
+            "lab_overhead_bytes": self.lab_overhead,
+            "input_staged": self.input_staged,
             "static_ram_bytes": self.static_ram,
             "stack_high_water_bytes": self.stack_high_water,
             "arena_planned_bytes": self.arena_planned,
@@ -94,7 +116,9 @@ class ModelRun(TargetRun):
         row = self.row_maker(provenance)
         return [
             row("latency", self.latency, self.unit),
-            row("peak_sram", self.peak_sram, "bytes"),
+            row("peak_sram", self.peak_sram, "bytes", {"model_static_ram": self.model_static_ram}),
+            row("lab_overhead", self.lab_overhead, "bytes",
+                {"input_staged": self.input_staged, "objects": self.lab_objects or {}}),
             row("static_ram", self.static_ram, "bytes"),
             row("stack_high_water", self.stack_high_water, "bytes"),
             row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
@@ -159,7 +183,9 @@ def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
     }
 
 
-def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
+def model_workload(compiled: CompiledModel, name: str, *, staged: bool = True) -> WorkloadSources:
+    """The model's workload table and sources; `staged`: with a staging copy of the input, else
+    with the input loaded in place (its slot in the arena, the arena in .noinit)."""
     generated = compiled.generated
     files = dict(generated.files)
     files["model_workloads.c"] = render_template(
@@ -172,15 +198,30 @@ def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
         library=kernel_sources(),
         include_dirs=(KERNELS_DIR,),
         label=name,
+        input_slot=None if staged else input_slot(compiled),
+        defines=() if staged else (arena_section_define(compiled),),
     )
 
 
 def build_model_firmware(
-    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized"
+    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
+    *, input_staging: bool | None = None, name: str | None = None,
 ) -> tuple[Firmware, CompiledModel]:
+    """The model's firmware for the board, its workload named `name` (default: the model's).
+    `input_staging`: keep a staging copy of the input (True), load it in place (False), or the
+    first where the board has room for it (None)."""
     compiled = compile_graph(source.graph, kernels=kernels)
     check_fits(board, compiled)
-    return build_firmware(board, model_workload(compiled, source.name), optimize=optimize), compiled
+    staged = choose_input_staging(board, compiled, input_staging)
+    workload = model_workload(compiled, name or source.name, staged=staged)
+    return build_firmware(board, workload, optimize=optimize), compiled
+
+
+def model_static_ram(firmware: Firmware, compiled: CompiledModel) -> StaticRamSplit:
+    """The firmware's static RAM, split between the model (its generated sources and kernel
+    library) and the lab, from the ELF."""
+    sources = [n for n in compiled.generated.files if n.endswith(".c")] + [str(p) for p in kernel_sources()]
+    return split_static_ram(firmware, sources, f"{compiled.generated.prefix}_arena")
 
 
 def run_model(
@@ -192,9 +233,12 @@ def run_model(
     runner: Runner | None = None,
     warmup: int = 1,
     kernels: str = "optimized",
+    input_staging: bool | None = None,
 ) -> ModelRun:
-    """Build, run one timed inference after `warmup` ones, and compare with TFLM."""
-    firmware, compiled = build_model_firmware(board, source, optimize, kernels)
+    """Build, run one timed inference after `warmup` ones, and compare with TFLM the output the
+    firmware reports: that of an inference on `value` (without a staging copy of the input, the
+    first; the others run on generated input). `input_staging` as build_model_firmware's."""
+    firmware, compiled = build_model_firmware(board, source, optimize, kernels, input_staging=input_staging)
     runner = runner or runner_for(board)
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
@@ -202,6 +246,10 @@ def run_model(
     with runner.open(firmware, preload=data if runner.can_preload else None) as link:
         link.load_input(data, preloaded=runner.can_preload)
         report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+    if not report.output_of_loaded_input:
+        raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
+                       f"{report.output_inference}, whose input was '{report.output_input}', not the input loaded")
+    split = model_static_ram(firmware, compiled)
     output = np.frombuffer(report.output, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
     reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
     latency = runner.latency(report.ticks_min)
@@ -224,6 +272,9 @@ def run_model(
         reference=reference,
         checksum=report.checksum,
         memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
+        model_static_ram=split.model_bytes,
+        input_staged=firmware.input_staged,
+        lab_objects={o.name: o.size for o in split.lab},
     )
 
 

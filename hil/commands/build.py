@@ -6,11 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.compiler import compile_graph
 from hil.boards import BoardSpec, load_board
 from hil.errors import LabError
-from hil.firmware import Firmware, build_firmware
-from hil.modelrun import check_fits, model_workload
+from hil.firmware import Firmware
+from hil.modelrun import build_model_firmware
 from hil.models import DEFAULT_MODEL, ModelSource, resolve_model
 
 SUMMARY = "build a model's firmware ELF for a board (the MLPerf Tiny line protocol on its UART)"
@@ -32,9 +31,8 @@ def build_model(board: BoardSpec, source: ModelSource, model_id: str | None = No
     name = model_id or source.name
     if not name or any(c.isspace() or c in "%[]\"\\" for c in name):
         raise LabError(f"model id {name!r}: use a name without spaces, quotes, brackets or '%'")
-    compiled = compile_graph(source.graph)
-    check_fits(board, compiled)
-    return build_firmware(board, model_workload(compiled, name), optimize=optimize)
+    firmware, _ = build_model_firmware(board, source, optimize, name=name)
+    return firmware
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "model": source.name, "model_sha256": source.sha256, "board": board.name, "elf": str(out),
         "optimize": firmware.optimize, "text_bytes": size.text, "data_bytes": size.data, "bss_bytes": size.bss,
-        "flash_bytes": size.flash, "static_ram_bytes": size.static_ram,
+        "flash_bytes": size.flash, "static_ram_bytes": size.static_ram, "input_staged": firmware.input_staged,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
