@@ -190,7 +190,8 @@ def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot 
         "input_capacity": max(1, input_capacity),
         "input_staging": input_slot is None,
         "input_target": input_target,
-        "output_capacity": max(1, input_slot.output_bytes if input_slot else 0),
+        # whole 4-byte words, so that a 32-bit output element never reads past the kept output
+        "output_capacity": max(4, -(-(input_slot.output_bytes if input_slot else 0) // 4) * 4),
     }
     parts = {
         "startup.c": "startup.c.j2",

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from engine import synth
 from engine.compiler import compile_graph
 from engine.errors import DoesNotFitError
+from engine.export import export_tflite
 from engine.oracle import run_tflm
 from hil.boards import load_board
 from hil.errors import ProtocolError
@@ -21,7 +23,7 @@ from hil.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
 from hil.inputgen import generated_input, generated_value
 from hil.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
 from hil.modelrun import build_model_firmware, engine_provenance, model_static_ram, run_model
-from hil.models import default_input, resolve_model
+from hil.models import ModelSource, default_input, resolve_model
 from hil.runners import runner_for
 
 from conftest import needs_arm_gcc, needs_qemu
@@ -119,7 +121,7 @@ def test_without_room_the_input_is_loaded_in_place_and_matches_tflm(in_place_run
     assert run.static_ram == firmware.size.static_ram == firmware.size.data + firmware.size.bss
     # the lab keeps no copy of the input: its command buffer and the first inference's output
     assert run.lab_objects["command"] == COMMAND_BUFFER_BYTES
-    assert run.lab_objects["first_output"] == compiled.generated.output_bytes
+    assert run.lab_objects["first_output"] == 12  # the 10-byte output, in whole words
     assert COMMAND_BUFFER_BYTES < run.lab_overhead < compiled.generated.input_bytes
     summary = run.summary()
     assert (summary["peak_sram_bytes"], summary["lab_overhead_bytes"], summary["input_staged"]) == \
@@ -199,6 +201,19 @@ def test_windows_of_several_inferences_report_the_first_and_tick_the_same_every_
     assert outputs == [reference.tobytes()] * 2 and again[2] == outputs  # the first inference's output, bit-exact
     assert (warm, cold) == (again[0], again[1])  # deterministic: the generated inputs are the same every boot
     assert warm[0] >= 3 * warm[1] and warm[2] >= warm[1] > 0
+
+
+@pytest.mark.parametrize("graph", [
+    synth.fully_connected_model(np.random.default_rng(1), (1, 24), 2, "NONE", True),  # a 2-byte output
+    synth.dequantize_model(np.random.default_rng(2), (1, 3)),  # a float32 output, 12 bytes
+], ids=["int8x2", "float32x3"])
+def test_small_and_float_outputs_are_kept_and_reported_in_place(graph):
+    board = load_board("qemu-f746")
+    source = ModelSource(graph.name, export_tflite(graph), _graph=graph)
+    value = default_input(graph, seed=9)
+    run = run_model(board, source, value, input_staging=False, warmup=2)
+    assert not run.input_staged and run.matches_reference
+    assert run.lab_objects["first_output"] >= graph.tensors[graph.outputs[0]].nbytes
 
 
 def test_the_generator_is_seeded_per_inference():
