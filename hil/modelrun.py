@@ -3,7 +3,7 @@ output with TFLite Micro's for the same input."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -25,13 +25,14 @@ from hil.toolchain import toolchain_summary
 
 
 class TargetRun:
-    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM
-    from static data and the measured stack, bit-exactness, and rows for the results store.
-    Its users are dataclasses with model, model_sha256, resolution, static_ram,
-    stack_high_water, output and reference."""
+    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM,
+    bit-exactness, and rows for the results store. Its users are dataclasses with model,
+    model_sha256, resolution, static_ram, stack_high_water, output and reference."""
 
     @property
     def peak_sram(self) -> int:
+        """The whole firmware's static data and the measured stack (ModelRun counts the model's
+        part of the static data only)."""
         return self.static_ram + self.stack_high_water
 
     @property
@@ -63,6 +64,8 @@ class ModelRun(TargetRun):
     latency: float  # per inference, in `unit`
     resolution: float
     static_ram: int  # .data + .bss (+ .noinit) of the whole firmware (the arena inside)
+    model_static_ram: int  # the model's part of static_ram: its arena and its own statics (from the ELF)
+    input_staged: bool  # whether the firmware kept a staging copy of the input
     stack_high_water: int
     arena_planned: int
     arena_lower_bound: int
@@ -73,9 +76,7 @@ class ModelRun(TargetRun):
     reference: np.ndarray
     checksum: str
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
-    model_static_ram: int = 0  # the model's part of static_ram: its arena and its own statics (from the ELF)
-    input_staged: bool = True  # whether the firmware kept a staging copy of the input
-    lab_objects: dict[str, int] | None = None  # the lab's static RAM objects (name -> bytes), from the ELF
+    lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
 
     @property
     def peak_sram(self) -> int:
@@ -118,7 +119,7 @@ class ModelRun(TargetRun):
             row("latency", self.latency, self.unit),
             row("peak_sram", self.peak_sram, "bytes", {"model_static_ram": self.model_static_ram}),
             row("lab_overhead", self.lab_overhead, "bytes",
-                {"input_staged": self.input_staged, "objects": self.lab_objects or {}}),
+                {"input_staged": self.input_staged, "objects": self.lab_objects}),
             row("static_ram", self.static_ram, "bytes"),
             row("stack_high_water", self.stack_high_water, "bytes"),
             row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),

@@ -91,7 +91,7 @@ def test_the_default_model_loaded_in_place_matches_tflm(dut, board):
     run = dut.run("mcunet-tiny", input_staging=False, store=False)
     assert run.matches_reference and not run.input_staged
     assert run.peak_sram + run.lab_overhead == run.static_ram + run.stack_high_water
-    assert run.model_static_ram >= run.arena_planned and "lab_input_buffer" not in (run.lab_objects or {})
+    assert run.model_static_ram >= run.arena_planned and "lab_input_buffer" not in run.lab_objects
 
 
 def test_the_default_model_matches_tflm_and_is_stored(dut, board, request):
