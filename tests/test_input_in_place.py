@@ -22,6 +22,7 @@ from hil.errors import ProtocolError
 from hil.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
 from hil.inputgen import generated_input, generated_value
 from hil.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
+from hil.mlperf import run_mlperf
 from hil.modelrun import build_model_firmware, engine_provenance, model_static_ram, run_model
 from hil.models import ModelSource, default_input, resolve_model
 from hil.runners import runner_for
@@ -170,6 +171,8 @@ def test_db_streamed_input_without_preload_and_the_generator_reproduced_on_the_h
         raw, _ = link.results()
         with pytest.raises(ProtocolError, match="more bytes than the model's input holds"):
             link.command(f"db load {value.nbytes + 1}")
+        with pytest.raises(ProtocolError, match="an inference has used the input slot since boot"):
+            link.load_input(value.tobytes(), preloaded=True)
     assert profile["staging-bytes"] == "0"
     assert (loaded.output_inference, loaded.output_input) == (1, "loaded")
     assert loaded.output == reference.tobytes()
@@ -214,6 +217,19 @@ def test_small_and_float_outputs_are_kept_and_reported_in_place(graph):
     run = run_model(board, source, value, input_staging=False, warmup=2)
     assert not run.input_staged and run.matches_reference
     assert run.lab_objects["first_output"] >= graph.tensors[graph.outputs[0]].nbytes
+
+
+def test_mlperf_performance_and_accuracy_without_a_staging_copy(small_board, model, tmp_path):
+    source, _, _ = model
+    truth = []
+    for seed in range(2):
+        value = default_input(source.graph, seed=seed)
+        (tmp_path / f"img{seed}.bin").write_bytes(value.tobytes())
+        truth.append(f"img{seed}.bin, 10, {int(np.argmax(run_tflm(source.tflite, [value])[0]))}")
+    (tmp_path / "y_labels.csv").write_text("\n".join(truth) + "\n")
+    result = run_mlperf(small_board, source, tmp_path, window_s=0.02, warmup=1)
+    assert result.accuracy.matches_reference == 2 and result.accuracy.value == 1.0
+    assert len(result.performance.per_window) == 5 and len(set(result.performance.per_window)) == 1
 
 
 def test_the_generator_is_seeded_per_inference():
