@@ -353,6 +353,9 @@ def measure_accuracy(runner: Runner, firmware: Firmware, source: ModelSource, in
     reports = _infer_each(runner, firmware, inputs)
     matches, predictions = 0, []
     for item, report in zip(inputs, reports):
+        if not report.output_of_loaded_input:
+            raise LabError(f"input {item.path}: the firmware reported the output of an inference on "
+                           f"'{report.output_input}' input, not on the input loaded")
         reference = run_tflm(source.tflite, [item.value])[0]
         matches += report.output == np.ascontiguousarray(reference).tobytes()
         entry: dict[str, object] = {"file": item.path.name, "label": item.label}
