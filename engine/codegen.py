@@ -50,6 +50,8 @@ class GeneratedModel:
     weight_bytes: int  # flash taken by the constant arrays
     widened_bytes: int = 0  # of which the int16 copies of weights cost beyond int8 (choose_wide)
     variants: tuple[tuple[str, ...], ...] = ()  # per op: the code paths chosen (KERNEL_VARIANTS)
+    input_offset: int = 0  # where the input tensor starts in the arena (`{prefix}_input()`)
+    static_scratch_bytes: int = 0  # the static scratch buffer outside the arena (0: none)
 
 
 @dataclass
@@ -1349,6 +1351,8 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: s
         weight_bytes=weight_bytes,
         widened_bytes=sum(c.extra_bytes for c in widening_candidates(graph) if c.position in g.wide),
         variants=tuple(layer.variant for layer in layers),
+        input_offset=plan.placements[graph.inputs[0]].offset,
+        static_scratch_bytes=4 * ((g.static_scratch + 3) // 4),
     )
 
 

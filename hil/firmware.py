@@ -29,6 +29,10 @@ CXX_SUFFIXES = (".cc", ".cpp")
 CXX_LINK_LIBRARIES = ("-lstdc++", "-lm")
 BUILD_TIMEOUT_S = 300
 REGION_OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+# The symbol the host writes the input at before boot (QEMU's loader device, a probe's memory
+# write): the staging copy, or the model's input slot in its arena (linker.ld.j2).
+INPUT_TARGET_SYMBOL = "lab_input_target"
+STAGING_BUFFER_SYMBOL = "lab_input_buffer"  # the staging copy of the input (main.c.j2)
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,28 @@ class ImageSize:
 
 
 @dataclass(frozen=True)
+class InputSlot:
+    """A firmware with no staging copy of the input: `db` bytes and the host's preload go straight
+    into the model's input, `input_bytes` at `offset` in the arena `arena_symbol` (which the
+    workload keeps out of .bss, so that a preload survives start-up). The harness keeps the first
+    inference's output (`output_bytes`) aside to report it."""
+
+    arena_symbol: str
+    offset: int
+    input_bytes: int
+    output_bytes: int
+
+
+@dataclass(frozen=True)
 class WorkloadSources:
     """What a firmware links in besides the harness: the workload table and its code.
 
     `files` are generated texts (name -> content); `library` are C files read from disk (a kernel
     library) or static archives (linked after the objects), `include_dirs` their headers.
-    `input_capacity` sizes the buffer that `db` fills. `cxx_flags` are added to the compilation of
-    the C++ sources among `files` (.cc, .cpp), for instance a C++ library's -isystem and -D flags."""
+    `input_capacity` sizes the staging copy that `db` fills; with an `input_slot` there is none
+    and `db` writes into the slot. `defines` are -D flags for every C and C++ source. `cxx_flags`
+    are added to the compilation of the C++ sources among `files` (.cc, .cpp), for instance a
+    C++ library's -isystem and -D flags."""
 
     files: Mapping[str, str]
     input_capacity: int = 64
@@ -63,6 +82,13 @@ class WorkloadSources:
     include_dirs: tuple[Path, ...] = ()
     label: str = "workload"
     cxx_flags: tuple[str, ...] = ()
+    input_slot: InputSlot | None = None
+    defines: tuple[str, ...] = ()
+
+    @property
+    def input_staged(self) -> bool:
+        """Whether the firmware keeps a staging copy of the input."""
+        return self.input_slot is None
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,7 @@ class Firmware:
     optimize: str
     label: str
     from_cache: bool = field(default=False, compare=False)
+    input_staged: bool = True  # whether it keeps a staging copy of the input (WorkloadSources)
 
     @property
     def stack_bytes(self) -> int:
@@ -90,7 +117,8 @@ def cpu_flags(board: BoardSpec) -> list[str]:
     return flags
 
 
-def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...]) -> list[str]:
+def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...],
+                  defines: tuple[str, ...] = ()) -> list[str]:
     return [
         *cpu_flags(board),
         f"-{optimize}",
@@ -103,6 +131,7 @@ def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...
         "-Werror",
         "-I.",
         *(f"-I{d}" for d in include_dirs),
+        *(f"-D{d}" for d in defines),
         "-nostartfiles",
         "--specs=nano.specs",
         "--specs=nosys.specs",
@@ -148,10 +177,23 @@ def render_template(name: str, **context: object) -> str:
     return _environment().get_template(name).render(**context)
 
 
-def render_harness(board: BoardSpec, input_capacity: int) -> dict[str, str]:
-    """The board's harness files: startup, linker script, drivers, timer, command loop."""
+def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot | None = None) -> dict[str, str]:
+    """The board's harness files: startup, linker script, drivers, timer, command loop; with a
+    staging copy of `input_capacity` bytes, or without one when the input goes to `input_slot`."""
     env = _environment()
-    context = {"board": board, "input_capacity": max(1, input_capacity)}
+    if input_slot is None:
+        input_target = STAGING_BUFFER_SYMBOL
+    else:
+        input_capacity = input_slot.input_bytes
+        input_target = f"{input_slot.arena_symbol} + {input_slot.offset}"
+    context = {
+        "board": board,
+        "input_capacity": max(1, input_capacity),
+        "input_staging": input_slot is None,
+        "input_target": input_target,
+        # whole 4-byte words, so that a 32-bit output element never reads past the kept output
+        "output_capacity": max(4, -(-(input_slot.output_bytes if input_slot else 0) // 4) * 4),
+    }
     parts = {
         "startup.c": "startup.c.j2",
         "linker.ld": "linker.ld.j2",
@@ -189,14 +231,15 @@ def build_firmware(
     if optimize not in OPTIMIZE_LEVELS:
         raise BuildError(f"optimisation level {optimize!r} is not one of {', '.join(OPTIMIZE_LEVELS)}")
     compiler = require_tool(COMPILER)
-    sources = render_harness(board, workload.input_capacity)
+    sources = render_harness(board, workload.input_capacity, workload.input_slot)
     clashes = sorted(set(sources) & set(workload.files))
     if clashes:
         raise BuildError(f"workload file names clash with the harness: {', '.join(clashes)}")
     sources.update(workload.files)
-    flags = compile_flags(board, optimize, workload.include_dirs)
+    flags = compile_flags(board, optimize, workload.include_dirs, workload.defines)
     cxx_sources = sorted(n for n in sources if n.endswith(CXX_SUFFIXES))
-    cxx_flags = cxx_compile_flags(board, optimize, workload.include_dirs, workload.cxx_flags) if cxx_sources else []
+    cxx_flags = cxx_compile_flags(board, optimize, workload.include_dirs,
+                                  (*(f"-D{d}" for d in workload.defines), *workload.cxx_flags)) if cxx_sources else []
 
     digest = _digest(sources, workload.library, workload.include_dirs,
                      flags + ([tool_version(CXX_COMPILER), *cxx_flags] if cxx_sources else []))
@@ -204,7 +247,8 @@ def build_firmware(
     final_dir = cache_root / digest
     if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
         size = ImageSize(**json.loads((final_dir / "size.json").read_text()))
-        return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, True))
+        return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, True,
+                                 workload.input_staged))
 
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"build-{digest[:12]}-", dir=cache_root))
@@ -226,7 +270,8 @@ def build_firmware(
         work.rename(final_dir)
     except OSError:  # another process built the same firmware at the same time: keep theirs
         shutil.rmtree(work, ignore_errors=True)
-    return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False))
+    return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False,
+                             workload.input_staged))
 
 
 def _build_step(command: list[str], work: Path, too_slow: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@ output with TFLite Micro's for the same input."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -13,23 +13,27 @@ from engine.errors import DoesNotFitError
 from engine.ir import DTYPES
 from engine.oracle import run_tflm
 from hil.boards import BoardSpec
+from hil.errors import LabError
 from hil.firmware import Firmware, WorkloadSources, build_firmware, render_template
 from hil.flash import FlashBreakdown, fit_flash
+from hil.inputplacement import arena_section_define, choose_input_staging, input_slot
 from hil.models import ModelSource
 from hil.planlayout import plan_layout
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
+from hil.staticram import StaticRamSplit, split_static_ram
 from hil.toolchain import toolchain_summary
 
 
 class TargetRun:
-    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM
-    from static data and the measured stack, bit-exactness, and rows for the results store.
-    Its users are dataclasses with model, model_sha256, resolution, static_ram,
-    stack_high_water, output and reference."""
+    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM,
+    bit-exactness, and rows for the results store. Its users are dataclasses with model,
+    model_sha256, resolution, static_ram, stack_high_water, output and reference."""
 
     @property
     def peak_sram(self) -> int:
+        """The whole firmware's static data and the measured stack (ModelRun counts the model's
+        part of the static data only)."""
         return self.static_ram + self.stack_high_water
 
     @property
@@ -49,7 +53,9 @@ class TargetRun:
 
 @dataclass
 class ModelRun(TargetRun):
-    """What one run of a model on a board measured."""
+    """What one run of a model on a board measured. Its peak SRAM is the model's own: the arena
+    (input and output inside), the model's statics and the stack high-water; the lab's static
+    buffers (a staging copy of the input, the command buffer, ...) are `lab_overhead`, apart."""
 
     model: str
     model_sha256: str
@@ -58,7 +64,9 @@ class ModelRun(TargetRun):
     unit: str
     latency: float  # per inference, in `unit`
     resolution: float
-    static_ram: int  # .data + .bss of the whole firmware (the arena inside)
+    static_ram: int  # .data + .bss (+ .noinit) of the whole firmware (the arena inside)
+    model_static_ram: int  # the model's part of static_ram: its arena and its own statics (from the ELF)
+    input_staged: bool  # whether the firmware kept a staging copy of the input
     stack_high_water: int
     arena_planned: int
     arena_lower_bound: int
@@ -70,6 +78,18 @@ class ModelRun(TargetRun):
     checksum: str
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
     flash_parts: FlashBreakdown | None = None
+    lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
+
+    @property
+    def peak_sram(self) -> int:
+        """The model's peak SRAM: its arena (input and output inside), its own statics and the
+        measured stack high-water; to compare with TFLM's arena and TinyEngine's peak memory."""
+        return self.model_static_ram + self.stack_high_water
+
+    @property
+    def lab_overhead(self) -> int:
+        """The static RAM that is the lab's, not the model's (the rest of static_ram)."""
+        return self.static_ram - self.model_static_ram
 
     def summary(self) -> dict[str, object]:
         return {
@@ -81,6 +101,9 @@ class ModelRun(TargetRun):
             "latency_unit": self.unit,
             "latency_resolution": self.resolution,
             "peak_sram_bytes": self.peak_sram,
+            "model_static_bytes": self.model_static_ram,
+            "lab_overhead_bytes": self.lab_overhead,
+            "input_staged": self.input_staged,
             "static_ram_bytes": self.static_ram,
             "stack_high_water_bytes": self.stack_high_water,
             "arena_planned_bytes": self.arena_planned,
@@ -97,7 +120,9 @@ class ModelRun(TargetRun):
         row = self.row_maker(provenance)
         return [
             row("latency", self.latency, self.unit),
-            row("peak_sram", self.peak_sram, "bytes"),
+            row("peak_sram", self.peak_sram, "bytes", {"model_static_ram": self.model_static_ram}),
+            row("lab_overhead", self.lab_overhead, "bytes",
+                {"input_staged": self.input_staged, "objects": self.lab_objects}),
             row("static_ram", self.static_ram, "bytes"),
             row("stack_high_water", self.stack_high_water, "bytes"),
             row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
@@ -163,13 +188,18 @@ def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
     }
 
 
-def model_workload(compiled: CompiledModel, name: str) -> WorkloadSources:
-    return models_workload([(compiled, name)])
+def model_workload(compiled: CompiledModel, name: str, *, staged: bool = True) -> WorkloadSources:
+    """The model's workload table and sources; `staged`: with a staging copy of the input, else
+    with the input loaded in place (its slot in the arena, the arena in .noinit)."""
+    return models_workload([(compiled, name)], staged=staged)
 
 
-def models_workload(models: list[tuple[CompiledModel, str]]) -> WorkloadSources:
+def models_workload(models: list[tuple[CompiledModel, str]], *, staged: bool = True) -> WorkloadSources:
     """A workload table of one or more compiled models (distinct C prefixes), each a workload
-    named as given (`select NAME%` picks one; the first is current at boot)."""
+    named as given (`select NAME%` picks one; the first is current at boot). In place (`staged`
+    False) only for one model: its input slot is where `db` writes."""
+    if not staged and len(models) != 1:
+        raise ValueError("an input loaded in place takes a firmware of one model")
     files: dict[str, str] = {}
     for compiled, _ in models:
         files.update(compiled.generated.files)
@@ -183,6 +213,8 @@ def models_workload(models: list[tuple[CompiledModel, str]]) -> WorkloadSources:
         library=kernel_sources(),
         include_dirs=(KERNELS_DIR,),
         label=models[0][1] if len(models) == 1 else f"{len(models)} models",
+        input_slot=None if staged else input_slot(models[0][0]),
+        defines=() if staged else (arena_section_define(models[0][0]),),
     )
 
 
@@ -197,16 +229,27 @@ class BuiltModel:
 
 def build_model_firmware(
     board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
-    flash_budget: int | None = None, name: str | None = None,
+    flash_budget: int | None = None, *, input_staging: bool | None = None, name: str | None = None,
 ) -> BuiltModel:
     """The model's firmware for the board, its workload named `name` (default: the model's), its
-    image within `flash_budget` bytes (default: the board's flash)."""
+    image within `flash_budget` bytes (default: the board's flash). `input_staging`: keep a staging
+    copy of the input (True), load it in place (False), or the first where the board has room for
+    it (None)."""
     compiled = compile_graph(source.graph, kernels=kernels)
     check_fits(board, compiled, flash_budget)
+    staged = choose_input_staging(board, compiled, input_staging)
     firmware, compiled, flash = fit_flash(
-        board, compiled, lambda c: build_firmware(board, model_workload(c, name or source.name), optimize=optimize),
+        board, compiled,
+        lambda c: build_firmware(board, model_workload(c, name or source.name, staged=staged), optimize=optimize),
         flash_budget)
     return BuiltModel(firmware, compiled, flash)
+
+
+def model_static_ram(firmware: Firmware, compiled: CompiledModel) -> StaticRamSplit:
+    """The firmware's static RAM, split between the model (its generated sources and kernel
+    library) and the lab, from the ELF."""
+    sources = [n for n in compiled.generated.files if n.endswith(".c")] + [str(p) for p in kernel_sources()]
+    return split_static_ram(firmware, sources, f"{compiled.generated.prefix}_arena")
 
 
 def run_model(
@@ -219,9 +262,13 @@ def run_model(
     warmup: int = 1,
     kernels: str = "optimized",
     flash_budget: int | None = None,
+    input_staging: bool | None = None,
 ) -> ModelRun:
-    """Build, run one timed inference after `warmup` ones, and compare with TFLM."""
-    built = build_model_firmware(board, source, optimize, kernels, flash_budget)
+    """Build, run one timed inference after `warmup` ones, and compare with TFLM the output the
+    firmware reports: that of an inference on `value` (without a staging copy of the input, the
+    first; the others run on generated input). `flash_budget` and `input_staging` as
+    build_model_firmware's."""
+    built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging)
     firmware, compiled = built.firmware, built.compiled
     runner = runner or runner_for(board)
     graph = compiled.graph
@@ -230,6 +277,10 @@ def run_model(
     with runner.open(firmware, preload=data if runner.can_preload else None) as link:
         link.load_input(data, preloaded=runner.can_preload)
         report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+    if not report.output_of_loaded_input:
+        raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
+                       f"{report.output_inference}, whose input was '{report.output_input}', not the input loaded")
+    split = model_static_ram(firmware, compiled)
     output = np.frombuffer(report.output, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
     reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
     latency = runner.latency(report.ticks_min)
@@ -253,6 +304,9 @@ def run_model(
         checksum=report.checksum,
         memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
         flash_parts=built.flash,
+        model_static_ram=split.model_bytes,
+        input_staged=firmware.input_staged,
+        lab_objects={o.name: o.size for o in split.lab},
     )
 
 

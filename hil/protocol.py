@@ -37,13 +37,22 @@ class Port(Protocol):
     def flush(self) -> None: ...
 
 
+# Where the input of the inference whose output is reported came from (`m-lab-output-input-[...]`).
+LOADED_INPUTS = ("staged", "loaded")  # the bytes the host loaded (a staging copy of them, or in place)
+GENERATED_INPUT = "generated"  # the firmware's input generator (hil.inputgen), seeded with the ordinal
+NO_INPUT = "none"  # nothing loaded: whatever the input held
+
+
 @dataclass(frozen=True)
 class InferenceReport:
     """What one `infer N W%` measured: timer ticks (in the board's timer unit) and memory.
 
-    `output` is the output tensor's raw bytes (`m-lab-output-[HEX]`), `results` the same bytes
-    as int8 values; `values` are the MLPerf Tiny `m-results-[...]` numbers (the output
-    dequantised), `lap_us` the two `m-lap-us-` timestamps."""
+    `output` is the raw output bytes (`m-lab-output-[HEX]`) of one inference of the command:
+    inference number `output_inference` (1: the first, warm-ups included), whose input came from
+    `output_input` (LOADED_INPUTS, GENERATED_INPUT or NO_INPUT). With a staging copy of the input
+    that is the last inference; without one, the first (the one that ran on the loaded input).
+    `results` are the same bytes as int8 values; `values` are the MLPerf Tiny `m-results-[...]`
+    numbers (that output dequantised), `lap_us` the two `m-lap-us-` timestamps."""
 
     count: int
     warmup: int
@@ -57,6 +66,13 @@ class InferenceReport:
     output: bytes = b""
     values: tuple[float, ...] = ()
     lap_us: tuple[int, ...] = ()
+    output_inference: int = 0
+    output_input: str = NO_INPUT
+
+    @property
+    def output_of_loaded_input(self) -> bool:
+        """Whether the reported output is that of an inference on the bytes the host loaded."""
+        return self.output_input in LOADED_INPUTS
 
     @property
     def results(self) -> tuple[int, ...]:
@@ -234,7 +250,8 @@ class DeviceLink:
         raise self._error("name%", "no m-name-dut-[...] in the reply")
 
     def results(self) -> tuple[bytes, tuple[float, ...]]:
-        """`results%`: the last output's raw bytes and its `m-results-[...]` numbers."""
+        """`results%`: the raw bytes and `m-results-[...]` numbers of the output the last `infer`
+        reported (the same inference as its InferenceReport's)."""
         lines = self.command("results")
         figures = {m.group(1): m.group(2) for m in map(LAB_FIGURE.match, lines) if m}
         return self._output(figures, "results%"), self._values(lines, "results%")
@@ -262,7 +279,7 @@ class DeviceLink:
         figures = {m.group(1): m.group(2) for m in map(LAB_FIGURE.match, lines) if m}
         has_results = any(RESULTS.match(line) for line in lines)
         needed = ("ticks-total", "ticks-min", "ticks-max", "stack-high-water", "stack-at-call", "arena-touched",
-                  "checksum", "output")
+                  "output-inference", "output-input", "checksum", "output")
         missing = [name for name in needed if name not in figures]
         if missing or not has_results or "m-infer-done" not in lines:
             what = ", ".join(missing + ([] if has_results else ["m-results"]) + ([] if "m-infer-done" in lines else ["m-infer-done"]))
@@ -281,6 +298,8 @@ class DeviceLink:
                 output=self._output(figures, f"{wire}%"),
                 values=self._values(lines, f"{wire}%"),
                 lap_us=tuple(int(m.group(1)) for m in map(LAP.match, lines) if m),
+                output_inference=int(figures["output-inference"]),
+                output_input=figures["output-input"],
             )
         except ValueError as error:
             raise self._error(f"{wire}%", f"a figure is not a number ({error})") from None

@@ -302,9 +302,12 @@ class Dut:
                 return match
 
     def run(self, model: str | Path | ModelSource = DEFAULT_MODEL,
-            input: np.ndarray | None = None, *, store: bool = True) -> ModelRun:  # noqa: A002
+            input: np.ndarray | None = None, *, store: bool = True,  # noqa: A002
+            input_staging: bool | None = None) -> ModelRun:
         """Build `model` (a .tflite path or a built-in name) for this board, run it on its
-        default input (or `input`), compare with TFLM, and store every figure."""
+        default input (or `input`), compare with TFLM, and store every figure. `input_staging`:
+        with a staging copy of the input (True), loaded in place (False), or the first where the
+        board has room (None)."""
         from hil.modelrun import engine_provenance, run_model
         from hil.models import ModelSource, default_input, resolve_model
         from hil.results import open_store
@@ -312,7 +315,7 @@ class Dut:
         self.close()  # the device now runs the model's own firmware
         source = model if isinstance(model, ModelSource) else resolve_model(str(model))
         value = default_input(source.graph) if input is None else input
-        result = run_model(self.board, source, value, runner=self.runner)
+        result = run_model(self.board, source, value, runner=self.runner, input_staging=input_staging)
         if store:
             provenance = engine_provenance(self.board, result.backend, test_id=self.test_id)
             with open_store() as results:

@@ -38,7 +38,7 @@ LATENCY_UNITS = ("cycles", "instructions")
 # Units of time are never stored: milliseconds are derived from cycles and the board's clock.
 TIME_UNITS = frozenset({"s", "sec", "seconds", "ms", "msec", "milliseconds", "us", "µs", "usec",
                         "microseconds", "ns", "nanoseconds"})
-BYTE_METRICS = frozenset({"peak_sram", "stack_high_water", "flash", "arena_touched"})
+BYTE_METRICS = frozenset({"peak_sram", "lab_overhead", "stack_high_water", "flash", "arena_touched"})
 
 _T = TypeVar("_T")
 

@@ -169,6 +169,9 @@ def test_infer_speaks_the_mlperf_performance_mode(format_firmware):
     assert len(laps) == 2 and lines.index("m-infer-done") > max(i for i, l in enumerate(lines) if l.startswith("m-lap-us-"))
     assert any(line.startswith("m-lab-lap-clock-[qemu-virtual-us") for line in lines)
     assert lines[-1].startswith("m-results-[") and any(line.startswith("m-lab-output-[") for line in lines)
+    # with a staging copy of the input, the output reported is the last inference's (7 + 2 here)
+    assert "m-lab-output-inference-[9]" in lines and "m-lab-output-input-[none]" in lines
+    assert (report.output_inference, report.output_input) == (5, "none")
     # the lap clock only runs in timed windows: the next window starts where this one ended
     assert report.lap_us[0] == laps[1]
     elapsed = report.ticks_total * 1_000_000 / board.clock_hz
@@ -266,6 +269,7 @@ def test_mlperf_on_the_builtin_model(tmp_path):
 INFER_REPLY = ("m-warmup-start-0\r\nm-warmup-done\r\nm-infer-start-2\r\nm-lap-us-100\r\nm-lap-us-180\r\n"
                "m-infer-done\r\nm-lab-ticks-total-[2000]\r\nm-lab-ticks-min-[1000]\r\nm-lab-ticks-max-[1000]\r\n"
                "m-lab-stack-high-water-[64]\r\nm-lab-stack-at-call-[8]\r\nm-lab-arena-touched-[4]\r\n"
+               "m-lab-output-inference-[1]\r\nm-lab-output-input-[loaded]\r\n"
                "m-lab-checksum-[0badcafe]\r\n{output}m-results-[0.500000,-1.250000,0.000000]\r\nm-ready\r\n")
 
 
@@ -281,6 +285,13 @@ def test_infer_reads_raw_bytes_numbers_and_laps():
     report = fake_device(INFER_REPLY.format(output="m-lab-output-[80ff7f]\r\n")).infer(2, 0)
     assert report.output == b"\x80\xff\x7f" and report.results == (-128, -1, 127)
     assert report.values == (0.5, -1.25, 0.0) and report.lap_us == (100, 180)
+    assert (report.output_inference, report.output_input, report.output_of_loaded_input) == (1, "loaded", True)
+
+
+def test_infer_without_saying_whose_output_it_reports_is_an_error():
+    reply = INFER_REPLY.format(output="m-lab-output-[80ff7f]\r\n").replace("m-lab-output-input-[loaded]\r\n", "")
+    with pytest.raises(ProtocolError, match="lacks output-input"):
+        fake_device(reply).infer(2, 0)
 
 
 def test_infer_without_raw_output_or_with_bad_hex_is_an_error():

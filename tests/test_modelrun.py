@@ -34,12 +34,15 @@ def test_default_model_runs_and_matches_tflm(private_store, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "mcunet-tiny" and result["matches_reference"] is True
     assert result["latency_unit"] == "instructions" and result["latency"] > 100_000
-    assert result["peak_sram_bytes"] == result["static_ram_bytes"] + result["stack_high_water_bytes"]
+    assert result["peak_sram_bytes"] == result["model_static_bytes"] + result["stack_high_water_bytes"]
+    assert result["model_static_bytes"] >= result["arena_planned_bytes"] and result["input_staged"] is True
+    assert result["peak_sram_bytes"] + result["lab_overhead_bytes"] == result["static_ram_bytes"] + result["stack_high_water_bytes"]
     assert 0 < result["arena_touched_bytes"] <= result["arena_planned_bytes"]
     with open_store(private_store) as store:
         rows = {r.metric: r for r in store.query(model="mcunet-tiny")}
     assert rows["latency"].value == result["latency"] and rows["latency"].unit == "instructions"
     assert rows["peak_sram"].value == result["peak_sram_bytes"]
+    assert rows["lab_overhead"].value == result["lab_overhead_bytes"] and rows["lab_overhead"].unit == "bytes"
 
 
 def test_bench_without_models_benchmarks_the_default_one(private_store, capsys):

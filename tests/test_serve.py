@@ -86,6 +86,7 @@ def test_build_writes_the_elf_and_its_size(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert elf.is_file() and summary["elf"] == str(elf)
     assert summary["flash_bytes"] == summary["text_bytes"] + summary["data_bytes"] > 50_000
+    assert summary["input_staged"] is True  # the F412's 256 KB have room for a staging copy
     with open(elf, "rb") as stream:
         elf_file = ELFFile(stream)
         assert elf_file["e_machine"] == "EM_ARM"

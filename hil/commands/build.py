@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "model": source.name, "model_sha256": source.sha256, "board": board.name, "elf": str(out),
         "optimize": firmware.optimize, "text_bytes": size.text, "data_bytes": size.data, "bss_bytes": size.bss,
-        "flash_bytes": size.flash, "static_ram_bytes": size.static_ram,
+        "flash_bytes": size.flash, "static_ram_bytes": size.static_ram, "input_staged": firmware.input_staged,
     }
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -35,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_run(summary: dict[str, object]) -> None:
     print(f"{summary['model']} on {summary['board']} ({summary['backend']})")
     print(f"  latency          {summary['latency']:,.0f} {summary['latency_unit']} per inference")
-    print(f"  peak SRAM        {summary['peak_sram_bytes']:,} B (static {summary['static_ram_bytes']:,} + "
+    print(f"  peak SRAM        {summary['peak_sram_bytes']:,} B (arena and model statics {summary['model_static_bytes']:,} + "
           f"stack {summary['stack_high_water_bytes']:,})")
+    staging = "with a staging copy of the input" if summary["input_staged"] else "input loaded in place, no staging copy"
+    print(f"  lab overhead     {summary['lab_overhead_bytes']:,} B of static RAM besides the model's ({staging})")
     print(f"  arena            {summary['arena_touched_bytes']:,} B touched of {summary['arena_planned_bytes']:,} B "
           f"planned (lower bound {summary['arena_lower_bound_bytes']:,})")
     print(f"  flash            {summary['flash_bytes']:,} B of a {summary['flash_budget_bytes']:,} B budget (weights "

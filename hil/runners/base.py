@@ -37,7 +37,8 @@ class Runner(ABC):
     @abstractmethod
     def open(self, firmware: Firmware, preload: bytes | None = None) -> AbstractContextManager[DeviceLink]:
         """Boot or flash `firmware`, wait for the device's `m-ready`, and yield the link.
-        With `preload` (where `can_preload`), those bytes are in the firmware's input buffer
+        With `preload` (where `can_preload`), those bytes are at the firmware's `lab_input_target`
+        (its staging copy of the input, or the input slot in the model's arena)
         before it starts: much faster than `db` lines for large inputs. Leaving the context
         always releases the backend (no process or probe left behind)."""
 

@@ -19,12 +19,11 @@ import serial
 
 from hil.boards import BoardSpec, list_boards
 from hil.errors import LabError, RunnerError
-from hil.firmware import Firmware, symbol_address
+from hil.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.protocol import DeviceLink
 from hil.runners.base import Runner
 
-INPUT_BUFFER = "lab_input_buffer"  # the firmware's input buffer (main.c.j2), in .noinit
 PROGRAM_TIMEOUT_S = 180.0  # erasing and writing a whole 2 MB flash on a slow probe
 PROBE_ENV = "TINYLAB_PROBE"  # a probe's unique id, for the CLI (the pytest plugin has --probe)
 PORT_ENV = "TINYLAB_PORT"  # a serial port, for the CLI (the pytest plugin has --port)
@@ -277,7 +276,7 @@ class DebugSession:
 class BoardRunner(Runner):
     backend = "hardware"
     unit = "cycles"
-    can_preload = True  # written into the input buffer by the probe, before the target starts
+    can_preload = True  # written at the firmware's lab_input_target by the probe, before the target starts
 
     def __init__(self, board: BoardSpec, *, timeout_s: float = 30.0, probe: str | None = None,
                  port: str | None = None) -> None:
@@ -300,7 +299,7 @@ class BoardRunner(Runner):
         with_deadline(self.board.name, "looking up the target type", self.timeout_s,
                       lambda: check_target_support(self.board))
         port = self.port or find_serial_port(self.board.name, probe.unique_id)
-        address = symbol_address(firmware.elf, INPUT_BUFFER) if preload is not None else None
+        address = symbol_address(firmware.elf, INPUT_TARGET_SYMBOL) if preload is not None else None
         with DebugSession(self.board, probe.unique_id, self.timeout_s) as debug:
             debug.program(firmware.elf)
             debug.reset_and_halt()

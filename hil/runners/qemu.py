@@ -15,7 +15,7 @@ from typing import Iterator
 import serial
 
 from hil.errors import RunnerError
-from hil.firmware import Firmware, symbol_address
+from hil.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.protocol import DeviceLink
 from hil.runners.base import Runner
 from hil.toolchain import require_qemu
@@ -23,7 +23,6 @@ from hil.toolchain import require_qemu
 CONNECT_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 5
 NS_PER_INSTRUCTION = 1.0  # -icount shift=0
-INPUT_BUFFER = "lab_input_buffer"  # the firmware's input buffer (main.c.j2)
 
 
 def free_tcp_port() -> int:
@@ -146,7 +145,7 @@ class QemuRunner(Runner):
             "-no-reboot",
             "-kernel", str(elf),
         ] + (
-            ["-device", f"loader,file={preload},addr={symbol_address(elf, INPUT_BUFFER):#x},force-raw=on"]
+            ["-device", f"loader,file={preload},addr={symbol_address(elf, INPUT_TARGET_SYMBOL):#x},force-raw=on"]
             if preload is not None
             else []
         )

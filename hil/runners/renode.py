@@ -19,10 +19,10 @@ import serial
 
 from hil.boards import BoardSpec
 from hil.errors import ProtocolError, RunnerError
-from hil.firmware import Firmware, symbol_address
+from hil.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.protocol import READY, DeviceLink
 from hil.runners.base import Runner
-from hil.runners.qemu import INPUT_BUFFER, PORT_ATTEMPTS, QemuProcess, free_tcp_port
+from hil.runners.qemu import PORT_ATTEMPTS, QemuProcess, free_tcp_port
 
 RENODE = "renode"
 TERMINAL = "term"
@@ -77,7 +77,7 @@ class RenodeScript:
         ]
         if self.preload is not None:
             if self.preload_address is None:
-                raise RunnerError("a preloaded input needs the input buffer's address")
+                raise RunnerError("a preloaded input needs the address of the firmware's lab_input_target")
             lines.append(f"sysbus LoadBinary {_path(self.preload)} {self.preload_address:#x}")
         lines += [
             f'emulation CreateServerSocketTerminal {self.port} "{TERMINAL}" false',
@@ -125,7 +125,7 @@ class RenodeRunner(Runner):
                     renode.stop()
 
     def _start(self, firmware: Firmware, scratch: Path, preload: Path | None) -> tuple[RenodeProcess, serial.SerialBase]:
-        address = symbol_address(firmware.elf, INPUT_BUFFER) if preload is not None else None
+        address = symbol_address(firmware.elf, INPUT_TARGET_SYMBOL) if preload is not None else None
         last_problem = ""
         for _ in range(PORT_ATTEMPTS):
             tcp_port = free_tcp_port()
