@@ -22,8 +22,9 @@ class Comparison:
 
     @property
     def engine_sram(self) -> int:
-        """What the engine needs in SRAM: its arena plus the stack measured on the target."""
-        return self.ours.arena_planned + self.ours.stack_high_water
+        """What the engine needs in SRAM: the model's peak (its arena, its own statics and the
+        stack measured on the target), the lab's buffers left out."""
+        return self.ours.peak_sram
 
     @property
     def latency_ratio(self) -> float:

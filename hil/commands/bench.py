@@ -103,5 +103,6 @@ def print_comparison(summaries: list[dict]) -> None:
               f"{s['tflm_activation_bytes']:>9,} {s['sram_vs_tflm_activations']:>6.2f}  "
               f"{s['arena_bytes']:>8,} {s['arena_lower_bound_bytes']:>8,}  {s['flash_bytes']:>9,} "
               f"{s['flash_portable_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
-    print("SRAM = our arena + the stack high-water mark measured on the target; TFLM act. = the activation "
+    print("SRAM = the model's peak SRAM (arena, its own statics, the stack high-water mark measured on the target; "
+          "the lab's buffers apart); TFLM act. = the activation "
           "part of TFLM's arena (its head), TFLM arena = head + bookkeeping.")
