@@ -136,13 +136,14 @@ def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | No
     """Refuse, with the numbers, a model whose plan or int8 weights cannot fit the board at all
     (int16 copies of weights are cut to fit by hil.flash.fit_flash)."""
     name = compiled.graph.name
-    arena = compiled.plan.arena_bytes
+    arena, scratch = compiled.plan.arena_bytes, compiled.generated.static_scratch_bytes
     weights = compiled.generated.weight_bytes - compiled.generated.widened_bytes
     budget = board.flash_bytes if flash_budget is None else flash_budget
     room = board.sram_bytes - board.min_stack_bytes
-    if arena > room:
+    if arena + scratch > room:
+        needs = f"its arena needs {arena:,} B" + (f" and its kernels' static scratch {scratch:,} B" if scratch else "")
         raise DoesNotFitError(
-            f"model {name} does not fit {board.name}: its arena needs {arena:,} B of SRAM; the board has "
+            f"model {name} does not fit {board.name}: {needs} of SRAM; the board has "
             f"{board.sram_bytes:,} B, of which {board.min_stack_bytes:,} B are kept for the stack"
         )
     if weights > budget:
