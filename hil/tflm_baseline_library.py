@@ -56,6 +56,9 @@ CMSIS_NN_SYMBOLS = frozenset({
 })
 # tflite::MicroInterpreter::Invoke(), mangled: every TFLM library defines it.
 INTERPRETER_SYMBOL = "_ZN6tflite16MicroInterpreter6InvokeEv"
+# MicroPrintf(const char*, ...), mangled: a BUILD_TYPE=release library (TF_LITE_STRIP_ERROR_STRINGS)
+# has none, and code compiled against it must strip its error strings too.
+MICRO_PRINTF_SYMBOL = "_Z11MicroPrintfPKcz"
 # Defined only by the test suite's stand-in library (tests/test_tflm_baseline.py), which is not
 # TFLM: a library that defines it is never measured or reported as TFLM.
 STAND_IN_SYMBOL = "tinylab_test_stand_in_not_tflm"
@@ -108,6 +111,7 @@ class TflmLibrary:
     cmsis_nn: bool
     sha256: str
     stand_in: bool = False
+    strips_error_strings: bool = False  # no MicroPrintf: built with TF_LITE_STRIP_ERROR_STRINGS
 
     @property
     def engine(self) -> str:
@@ -198,6 +202,7 @@ def load_tflm_library(root: Path, board: BoardSpec) -> TflmLibrary:
         cmsis_nn=bool(uses_cmsis),
         sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
         stand_in=stand_in,
+        strips_error_strings=MICRO_PRINTF_SYMBOL not in defined,
     )
 
 

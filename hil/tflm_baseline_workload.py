@@ -25,8 +25,11 @@ SOURCE_NAME = "tflm_workload.cc"
 ARENA_WORKLOAD = "tflm-arena"  # the table's second workload: its output is ArenaFigures
 ARENA_ALIGNMENT = 16
 # Compiled into the workload as TFLM's own build compiles the library: TfLiteTensor's layout
-# depends on it.
-TFLM_DEFINES = ("-DTF_LITE_STATIC_MEMORY",)
+# depends on it. NDEBUG as TFLM's release builds have it: without it TFLITE_DCHECK in TFLM's headers
+# calls abort(), which pulls newlib's malloc and _sbrk into a firmware that has no heap.
+TFLM_DEFINES = ("-DTF_LITE_STATIC_MEMORY", "-DNDEBUG")
+# Where the library has no MicroPrintf (BUILD_TYPE=release), TFLM's headers must not call it either.
+TFLM_STRIPPED_DEFINES = ("-DTF_LITE_STRIP_ERROR_STRINGS",)
 
 CXX_PACKAGES = "libstdc++-arm-none-eabi-dev libstdc++-arm-none-eabi-newlib"
 
@@ -252,7 +255,8 @@ def tflm_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, librar
         input_capacity=info.input.bytes,
         library=library.archives,
         label=f"{info.name} ({library.engine})",
-        cxx_flags=(*TFLM_DEFINES, *(f"-isystem{d}" for d in library.include_dirs)),
+        cxx_flags=(*TFLM_DEFINES, *(TFLM_STRIPPED_DEFINES if library.strips_error_strings else ()),
+                   *(f"-isystem{d}" for d in library.include_dirs)),
     )
 
 
