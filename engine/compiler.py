@@ -9,6 +9,7 @@ from engine.codegen import KERNEL_SETS, KERNELS_DIR, GeneratedModel, generate_c,
 from engine.fold import fold_pad
 from engine.ir import Graph
 from engine.planner import MemoryPlan, plan_memory
+from engine.validate import validate_graph
 
 ENGINE_NAME = "tinylab"
 ENGINE_VERSION = "0.2"
@@ -25,10 +26,11 @@ class CompiledModel:
 def compile_graph(graph: Graph, prefix: str = "model", kernels: str = "optimized",
                   wide_budget: int | None = None) -> CompiledModel:
     """`kernels`: "optimized" (per-layer specialised kernels) or "portable" (the C library: the
-    in-run baseline). Both use the same memory techniques. `wide_budget`: the flash the optimised
+    in-run baseline). The graph is validated first (engine.validate). Both use the same memory techniques. `wide_budget`: the flash the optimised
     kernels may spend on int16 copies of weights (None: no limit)."""
     if kernels not in KERNEL_SETS:
         raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
+    validate_graph(graph)  # a graph built in Python meets the importer's checks too
     graph = fold_pad(graph)
     plan = plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
     return CompiledModel(graph, plan, generate_c(graph, plan, prefix, kernels, wide_budget), kernels)

@@ -11,6 +11,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import OP_KINDS, Graph, Op, Tensor
+from engine.validate import check_op_structure, check_shape, validate_graph
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -30,35 +31,75 @@ def load_tflite(path: str | Path) -> Graph:
 
 
 def parse_tflite(data: bytes, name: str = "model") -> Graph:
+    """The model as a validated Graph (engine.validate.validate_graph), or a ModelFormatError /
+    UnsupportedOpError naming the op or tensor and the field at fault."""
     model = _unpack(data, name)
     if len(model.subgraphs or []) != 1:
         raise UnsupportedOpError(f"model {name}: {len(model.subgraphs or [])} subgraphs; the engine takes exactly one")
     subgraph = model.subgraphs[0]
     buffers = model.buffers or []
     tensors = [_tensor(t, buffers, name, i) for i, t in enumerate(subgraph.tensors or [])]
+    codes = model.operatorCodes or []
     ops = []
     for index, op in enumerate(subgraph.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        kind = _op_name(code)
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise ModelFormatError(f"model {name}: op {index} has opcode_index {op.opcodeIndex}, outside 0..{len(codes) - 1}")
+        kind = _op_name(codes[op.opcodeIndex])
+        where = f"model {name}: op {index} ({kind})"
         if kind not in OP_KINDS:
             raise UnsupportedOpError(
-                f"model {name}: op {index} ({kind}) is not supported by the engine "
-                f"(supported: {', '.join(OP_KINDS)})"
+                f"{where} is not supported by the engine (supported: {', '.join(OP_KINDS)})"
             )
         inputs = tuple(int(i) for i in (op.inputs if op.inputs is not None else []))
         outputs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
-        attrs = _ATTRIBUTES.get(kind, lambda *_: {})(op.builtinOptions, inputs, tensors, f"model {name}: op {index} ({kind})")
+        check_op_structure(where, kind, inputs, outputs, len(tensors))
+        options = _options(op, kind, where)
+        attrs = _ATTRIBUTES.get(kind, lambda *_: {})(options, inputs, tensors, where)
         ops.append(Op(kind=kind, inputs=inputs, outputs=outputs, attrs=attrs, index=index))
     graph = Graph(
         name=name,
         tensors=tensors,
         ops=ops,
-        inputs=[int(i) for i in subgraph.inputs],
-        outputs=[int(i) for i in subgraph.outputs],
+        inputs=[int(i) for i in (subgraph.inputs if subgraph.inputs is not None else [])],
+        outputs=[int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])],
     )
-    _check_types(graph)
+    validate_graph(graph)
     _check_concatenation(graph)
     return graph
+
+
+# The options table each op kind carries; None: the op takes none. `optional`: may be absent.
+_OPTIONS_TYPES: dict[str, tuple[int | None, bool]] = {
+    "CONV_2D": (schema.BuiltinOptions.Conv2DOptions, False),
+    "DEPTHWISE_CONV_2D": (schema.BuiltinOptions.DepthwiseConv2DOptions, False),
+    "FULLY_CONNECTED": (schema.BuiltinOptions.FullyConnectedOptions, False),
+    "ADD": (schema.BuiltinOptions.AddOptions, True),
+    "AVERAGE_POOL_2D": (schema.BuiltinOptions.Pool2DOptions, False),
+    "MAX_POOL_2D": (schema.BuiltinOptions.Pool2DOptions, False),
+    "MEAN": (schema.BuiltinOptions.ReducerOptions, True),
+    "PAD": (schema.BuiltinOptions.PadOptions, True),
+    "RESHAPE": (schema.BuiltinOptions.ReshapeOptions, True),
+    "SOFTMAX": (schema.BuiltinOptions.SoftmaxOptions, False),
+    "CONCATENATION": (schema.BuiltinOptions.ConcatenationOptions, False),
+    "QUANTIZE": (schema.BuiltinOptions.QuantizeOptions, True),
+    "DEQUANTIZE": (schema.BuiltinOptions.DequantizeOptions, True),
+}
+_OPTIONS_NAMES = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+
+
+def _options(op: Any, kind: str, where: str) -> Any:
+    """The op's builtin options, refused when of another op's type or missing where required."""
+    expected, optional = _OPTIONS_TYPES[kind]
+    actual = int(op.builtinOptionsType or 0)
+    if actual == schema.BuiltinOptions.NONE or op.builtinOptions is None:
+        if not optional:
+            raise ModelFormatError(f"{where}: builtin_options are missing ({_OPTIONS_NAMES[expected]} expected)")
+        return None
+    if actual != expected:
+        raise ModelFormatError(
+            f"{where}: builtin_options_type is {_OPTIONS_NAMES.get(actual, actual)}, not {_OPTIONS_NAMES[expected]}"
+        )
+    return op.builtinOptions
 
 
 def _unpack(data: bytes, name: str) -> Any:
@@ -73,7 +114,7 @@ def _unpack(data: bytes, name: str) -> Any:
 def _op_name(code: Any) -> str:
     value = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
     if value == schema.BuiltinOperator.CUSTOM:
-        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        custom = code.customCode.decode(errors="replace") if isinstance(code.customCode, bytes) else code.customCode
         return f"CUSTOM:{custom}"
     return _OP_NAMES.get(value, f"builtin operator {value}")
 
@@ -84,15 +125,25 @@ def _tensor(t: Any, buffers: list[Any], model: str, index: int) -> Tensor:
         raise ModelFormatError(f"model {model}: tensor {index} has type {type_name}, which the engine does not handle")
     dtype = _DTYPES[type_name]
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    where = f"model {model}: tensor {index}"
+    check_shape(shape, dtype, where)
+    if t.sparsity is not None:
+        raise UnsupportedOpError(f"{where}: sparse tensors are not supported")
     quant = t.quantization
+    if quant is not None and quant.details is not None:
+        raise UnsupportedOpError(f"{where}: custom quantisation details are not supported")
     scale = tuple(float(s) for s in (quant.scale if quant is not None and quant.scale is not None else []))
     zero_point = tuple(int(z) for z in (quant.zeroPoint if quant is not None and quant.zeroPoint is not None else []))
     data = None
-    buffer = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+    if not 0 <= t.buffer < len(buffers):
+        raise ModelFormatError(f"{where}: buffer index {t.buffer} is outside 0..{len(buffers) - 1}")
+    buffer = buffers[t.buffer] if t.buffer > 0 else None
+    if buffer is not None and int(getattr(buffer, "offset", 0) or 0) > 1:
+        raise UnsupportedOpError(f"{where}: its data lies outside the flatbuffer (buffer offset), which is not supported")
     if buffer is not None and buffer.data is not None and len(buffer.data) > 0:
         raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
         try:
-            data = np.frombuffer(raw, dtype=_NUMPY[dtype]).reshape(shape).copy()
+            data = np.frombuffer(raw, dtype=np.dtype(_NUMPY[dtype]).newbyteorder("<")).reshape(shape).astype(_NUMPY[dtype])
         except ValueError:
             raise ModelFormatError(
                 f"model {model}: tensor {index} holds {len(raw)} bytes, which do not fit its shape {shape} of {dtype}"
@@ -122,6 +173,8 @@ def _window(options: Any, where: str) -> dict[str, Any]:
         raise UnsupportedOpError(
             f"{where}: dilation {options.dilationHFactor}x{options.dilationWFactor} is not supported (only 1)"
         )
+    if options.padding not in _PADDINGS:
+        raise ModelFormatError(f"{where}: padding is {options.padding}, neither SAME (0) nor VALID (1)")
     return {
         "padding": _PADDINGS[options.padding],
         "stride_h": int(options.strideH),
@@ -135,10 +188,10 @@ def _conv(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: s
 
 
 def _depthwise(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    """depth_multiplier as the options give it (TFLM's kernels use it); validate_graph checks it
+    against the filter's channels."""
     attrs = _window(options, where)
-    channels_in = tensors[inputs[0]].shape[-1]
-    channels_out = tensors[inputs[1]].shape[-1]
-    attrs["depth_multiplier"] = channels_out // channels_in if channels_in else int(options.depthMultiplier)
+    attrs["depth_multiplier"] = int(options.depthMultiplier)
     return attrs
 
 
@@ -159,7 +212,7 @@ def _add(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: st
 
 
 def _concatenation(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    rank = len(tensors[inputs[0]].shape)
+    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
     axis = int(options.axis)
     return {"axis": axis + rank if axis < 0 else axis, "activation": _activation(options, where)}
 
@@ -175,13 +228,15 @@ def _constant_input(inputs: tuple[int, ...], tensors: list[Tensor], position: in
 
 
 def _mean(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    rank = len(tensors[inputs[0]].shape)
+    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
     axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in _constant_input(inputs, tensors, 1, where, "axis").ravel()})
     return {"axes": tuple(axes), "keep_dims": bool(options.keepDims) if options is not None else False}
 
 
 def _pad(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
     paddings = _constant_input(inputs, tensors, 1, where, "paddings")
+    if paddings.size % 2:
+        raise ModelFormatError(f"{where}: the paddings tensor has {paddings.size} values, not pairs")
     return {"paddings": tuple((int(a), int(b)) for a, b in paddings.reshape(-1, 2))}
 
 
@@ -220,35 +275,3 @@ def _check_concatenation(graph: Graph) -> None:
                     f"scale {tensor.scale} zero point {tensor.zero_point}, the output with {out.scale} {out.zero_point}; "
                     "TFLite Micro (and so the engine) needs them equal"
                 )
-
-
-def _check_types(graph: Graph) -> None:
-    """int8 activations, int8 weights, int32 biases; float only at QUANTIZE in / DEQUANTIZE out."""
-    for op in graph.ops:
-        where = f"model {graph.name}: op {op.index} ({op.kind})"
-        for role, indices in (("input", op.inputs), ("output", op.outputs)):
-            for position, t in enumerate(indices):
-                if t < 0:
-                    continue
-                tensor = graph.tensors[t]
-                allowed = _allowed_types(op.kind, role, position)
-                if tensor.dtype not in allowed:
-                    hint = " (a float model: quantise it to int8 first)" if tensor.dtype == "float32" else ""
-                    raise ModelFormatError(
-                        f"{where}: {role} {position} '{tensor.name}' is {tensor.dtype}; "
-                        f"the engine needs {' or '.join(allowed)}{hint}"
-                    )
-                if tensor.dtype == "int8" and not tensor.scale:
-                    raise ModelFormatError(f"{where}: {role} {position} '{tensor.name}' is int8 without quantisation parameters")
-
-
-def _allowed_types(kind: str, role: str, position: int) -> tuple[str, ...]:
-    if kind == "QUANTIZE" and role == "input":
-        return ("float32", "int8")
-    if kind == "DEQUANTIZE" and role == "output":
-        return ("float32",)
-    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and role == "input" and position == 2:
-        return ("int32",)
-    if kind in ("MEAN", "PAD", "RESHAPE") and role == "input" and position == 1:
-        return ("int32",)
-    return ("int8",)
