@@ -245,14 +245,19 @@ def _check_activation_total(graph: Graph) -> None:
 
 
 def _check_quantisation_use(graph: Graph, op: Op, where: str) -> None:
-    """Weights quantised along their output channels with zero point 0, as the kernels assume."""
+    """Constant weights quantised along their output channels, with zero point 0 where the kernels
+    assume symmetric weights."""
     if op.kind not in WEIGHTED_KINDS:
         return
     weights = graph.tensors[op.inputs[1]]
     if weights.data is None:
         raise UnsupportedOpError(f"{where}: the weights '{weights.name}' must be a constant tensor")
-    if any(z != 0 for z in weights.zero_point):
-        raise UnsupportedOpError(f"{where}: weights '{weights.name}' have zero points {weights.zero_point[:4]}...; only 0 (symmetric) is supported")
+    # FULLY_CONNECTED takes one weight zero point (TFLM's filter offset); the rest need 0.
+    if any(z != 0 for z in weights.zero_point) and (op.kind != "FULLY_CONNECTED" or weights.per_channel):
+        raise UnsupportedOpError(
+            f"{where}: weights '{weights.name}' have zero points {weights.zero_point[:4]}; "
+            f"{op.kind} supports only 0 (symmetric){' per channel' if op.kind == 'FULLY_CONNECTED' else ''}"
+        )
     if weights.per_channel:
         axis = 3 if op.kind == "DEPTHWISE_CONV_2D" else 0
         if weights.quantized_dimension != axis:
