@@ -14,7 +14,7 @@ import pytest
 
 from hil.boards import load_board, list_boards
 from hil.calibration import CalibrationPlan
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.errors import ProtocolError, RunnerError
 from hil.firmware import Firmware, build_firmware
 from hil.probes import AttachedProbe, find_attached_probes

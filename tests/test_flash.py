@@ -12,7 +12,7 @@ from conftest import needs_arm_gcc
 from engine.codegen import choose_wide, widening_candidates
 from engine.errors import DoesNotFitError
 from hil.boards import load_board
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.flash import byte_count
 from hil.modelrun import build_model_firmware
 from hil.models import resolve_model

@@ -11,8 +11,8 @@ import pytest
 
 from engine.torch_models import Stage
 from hil.boards import load_board
-from hil.cli import main
-from hil.commands.lut import measuring_jobs
+from tinylab_cli.main import main
+from tinylab_cli.lut import measuring_jobs
 from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.results import open_store

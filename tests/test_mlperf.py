@@ -12,7 +12,7 @@ import serial
 
 from engine.oracle import run_tflm
 from hil.boards import load_board
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,

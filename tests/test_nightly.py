@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.errors import LabError
 from hil.nightly import suite_models
 

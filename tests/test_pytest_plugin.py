@@ -11,7 +11,7 @@ import pytest
 
 import hil.runners  # noqa: F401 - likewise (it imports numpy)
 from hil.boards import list_boards, load_board
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.hardware_map import HardwareMapError, load_hardware_map, map_from_probes
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.results import open_store

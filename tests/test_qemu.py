@@ -16,7 +16,7 @@ import pytest
 
 from hil.boards import load_board
 from hil.calibration import CalibrationPlan, calibrate
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.results import open_store

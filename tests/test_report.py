@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hil.browser import BrowserError, check_page, find_chromium, png_size
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.planlayout import PlanLayout
 from hil.regressions import find_regressions
 from hil.results import Measurement, Provenance, open_store

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from hil.boards import BoardSpec, load_board
-from hil.cli import main
+from tinylab_cli.main import main
 from hil.errors import BuildError, LabError
 from hil.firmware import CXX_COMPILER, cpu_flags
 from hil.models import ModelSource, default_input, resolve_model
