@@ -163,7 +163,7 @@ def test_the_lab_and_its_commands_work_without_the_search(tmp_path: Path) -> Non
         assert (out / "model.c").is_file() and (out / "plan.json").is_file()
 
 
-def test_the_engine_compiles_without_the_lab(tmp_path: Path) -> None:
+def test_the_engine_compiles_without_the_lab() -> None:
     result = _run_without(("hil", "nas", "tinylab_cli"), """
         import numpy as np
         import engine
