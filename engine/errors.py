@@ -1,7 +1,15 @@
-"""Errors the engine raises for models it cannot take. Each names what is wrong."""
+"""Errors the engine raises for models it cannot take. Each names what is wrong.
+
+`TinylabError` is the one base of every user-facing error in the project (engine, lab and search
+alike); it lives here, in the bottom layer, so that every layer can subclass it and the command
+line can catch all of them in one place."""
 
 
-class EngineError(Exception):
+class TinylabError(Exception):
+    """Base of every user-facing error: the CLI prints it as one message (no traceback), exit 2."""
+
+
+class EngineError(TinylabError):
     """Base of every user-facing engine error."""
 
 

@@ -1,7 +1,8 @@
 """Errors a user can act on. The CLI prints them as one message (no traceback) and exits 2."""
+from engine.errors import TinylabError
 
 
-class LabError(Exception):
+class LabError(TinylabError):
     """Base of every user-facing error in the lab."""
 
 

@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib (Agg) from hil.report's plain data: our engine
+"""The report's figures, drawn with matplotlib (Agg) from hil.report_data's plain data: our engine
 against its baselines, the memory plan step by step, and trends with regressions marked. Each
 figure carries a footer saying where its numbers came from."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
 from hil.planlayout import short_name  # noqa: E402
-from hil.report import OURS, ComparisonTable, PlanPicture, Source, Trend  # noqa: E402
+from hil.report_data import OURS, ComparisonTable, PlanPicture, Source, Trend  # noqa: E402
 
 OURS_COLOR = "#1f77b4"
 BASELINE_COLORS = ("#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")

@@ -14,7 +14,6 @@ import pytest
 
 from hil.boards import load_board, list_boards
 from hil.calibration import CalibrationPlan
-from hil.cli import main
 from hil.errors import ProtocolError, RunnerError
 from hil.firmware import Firmware, build_firmware
 from hil.probes import AttachedProbe, find_attached_probes
@@ -30,6 +29,7 @@ from hil.runners.board import (
     with_deadline,
 )
 from hil.runners.qemu import QemuProcess, QemuRunner, free_tcp_port
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -13,7 +13,7 @@ import jinja2
 import pytest
 import yaml
 
-import hil.cli
+import tinylab_cli.main
 from hil.boards import (STM32_APB_DIVIDERS, BoardSpec, boards_dir, list_boards, load_board)
 from hil.errors import BoardError
 
@@ -267,7 +267,7 @@ def test_a_board_file_outside_boards_loads_by_path(tmp_path):
 # --- tinylab boards -----------------------------------------------------------------------------
 
 def test_tinylab_boards_json_lists_every_board_and_the_probes(capsys):
-    assert hil.cli.main(["boards", "--json"]) == 0
+    assert tinylab_cli.main.main(["boards", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {board["name"] for board in out["boards"]} == EXPECTED_BOARDS
     assert isinstance(out["probes"], list)
@@ -281,7 +281,7 @@ def test_tinylab_boards_json_lists_every_board_and_the_probes(capsys):
 
 
 def test_tinylab_boards_prints_a_table_and_a_probe_line(capsys):
-    assert hil.cli.main(["boards"]) == 0
+    assert tinylab_cli.main.main(["boards"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == ["BOARD", "CORE", "CLOCK", "SRAM", "FLASH", "BACKEND", "RUNS", "ON"]
@@ -294,13 +294,13 @@ def test_tinylab_boards_prints_a_table_and_a_probe_line(capsys):
 
 
 def test_tinylab_boards_one_board_without_probes(capsys):
-    assert hil.cli.main(["boards", "qemu-f412", "--no-probes"]) == 0
+    assert tinylab_cli.main.main(["boards", "qemu-f412", "--no-probes"]) == 0
     out = capsys.readouterr().out
     assert "qemu-f412" in out and "qemu-f746" not in out and "Debug probes" not in out
 
 
 def test_tinylab_boards_unknown_board_is_a_clean_error(capsys):
-    assert hil.cli.main(["boards", "no-such-board", "--no-probes"]) == 2
+    assert tinylab_cli.main.main(["boards", "no-such-board", "--no-probes"]) == 2
     err = capsys.readouterr().err
     assert "unknown board 'no-such-board'" in err and "qemu-f746" in err
 

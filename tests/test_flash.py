@@ -12,10 +12,10 @@ from conftest import needs_arm_gcc
 from engine.codegen import choose_wide, widening_candidates
 from engine.errors import DoesNotFitError
 from hil.boards import load_board
-from hil.cli import main
 from hil.flash import byte_count
 from hil.modelrun import build_model_firmware
 from hil.models import resolve_model
+from tinylab_cli.main import main
 
 
 def test_byte_counts():

@@ -11,8 +11,6 @@ import pytest
 
 from engine.torch_models import Stage
 from hil.boards import load_board
-from hil.cli import main
-from hil.commands.lut import measuring_jobs
 from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.results import open_store
@@ -20,6 +18,8 @@ from nas.layers import network_layers, space_layers
 from nas.lut import LatencyTable, LutError, load_table, predict, save_table
 from nas.measure import error_figures, macs_fit, macs_held_out, measure_layer, spearman
 from nas.space import SPACES
+from tinylab_cli.lut import measuring_jobs
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

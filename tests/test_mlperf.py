@@ -12,7 +12,6 @@ import serial
 
 from engine.oracle import run_tflm
 from hil.boards import load_board
-from hil.cli import main
 from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,
@@ -22,6 +21,7 @@ from hil.models import default_input, resolve_model
 from hil.protocol import DeviceLink
 from hil.results import open_store
 from hil.runners.qemu import QemuRunner
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

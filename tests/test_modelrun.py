@@ -14,11 +14,11 @@ from engine.quantize import quantize_input, quantize_model
 from engine.torch_models import TinyMobileNetConfig
 from engine.zoo import seeded_model, synthetic_images
 from hil.boards import load_board
-from hil.cli import main
 from hil.modelrun import build_model_firmware, run_model
 from hil.models import ModelSource, default_input, resolve_model
 from hil.results import open_store
 from hil.runners import runner_for
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from hil.cli import main
 from hil.errors import LabError
 from hil.nightly import suite_models
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -22,7 +22,7 @@ from engine.ir import Graph, Op, Tensor
 from engine.planner import MemoryPlan, check_no_overlap, plan_memory
 from engine.synth import GraphBuilder
 from engine.tflite import load_tflite, parse_tflite
-from hil.cli import main
+from tinylab_cli.main import main
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MCUNET = SHARED_MODELS.parent / "models-mcunet" / "mcunet-320kb-1mb_imagenet.tflite"

@@ -11,10 +11,10 @@ import pytest
 
 import hil.runners  # noqa: F401 - likewise (it imports numpy)
 from hil.boards import list_boards, load_board
-from hil.cli import main
 from hil.hardware_map import HardwareMapError, load_hardware_map, map_from_probes
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.results import open_store
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -16,11 +16,11 @@ import pytest
 
 from hil.boards import load_board
 from hil.calibration import CalibrationPlan, calibrate
-from hil.cli import main
 from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.results import open_store
 from hil.runners.qemu import QemuRunner
+from tinylab_cli.main import main
 
 from conftest import EMULATED_BOARDS, needs_arm_gcc, needs_qemu
 

@@ -14,8 +14,8 @@ from engine.errors import DoesNotFitError, ModelFormatError, UnsupportedOpError
 from engine.export import export_tflite
 from engine.tflite import parse_tflite
 from hil.boards import load_board
-from hil.cli import main
 from hil.modelrun import check_fits
+from tinylab_cli.main import main
 
 
 def conv_model_bytes() -> bytes:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from hil.browser import BrowserError, check_page, find_chromium, png_size
-from hil.cli import main
 from hil.planlayout import PlanLayout
 from hil.regressions import find_regressions
 from hil.results import Measurement, Provenance, open_store
+from tinylab_cli.main import main
 
 BOARDS = ("qemu-f746", "qemu-f412")  # f412 with --compare: portable kernels and TFLM's arena too
 needs_chromium = pytest.mark.skipif(

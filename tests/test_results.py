@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import hil.cli
+import tinylab_cli.main
 from hil.errors import StoreError
 from hil.results import (DEFAULT_STORE_PATH, REPO_ROOT, Measurement, Provenance, ResultsStore,
                          collect_git_commit, new_run_id, open_store, resolve_store_path)
@@ -163,7 +163,7 @@ def test_default_location_and_environment(tmp_path: Path, monkeypatch: pytest.Mo
                                           ) -> None:
     monkeypatch.delenv("TINYLAB_STORE", raising=False)
     assert resolve_store_path(None) == REPO_ROOT / "results" / "lab.sqlite" == DEFAULT_STORE_PATH
-    assert REPO_ROOT == Path(hil.cli.__file__).resolve().parent.parent
+    assert REPO_ROOT == Path(tinylab_cli.main.__file__).resolve().parent.parent
 
     target = tmp_path / "env" / "store.sqlite"
     monkeypatch.setenv("TINYLAB_STORE", str(target))
@@ -277,11 +277,11 @@ def test_a_lock_held_too_long_raises_and_drops_nothing(tmp_path: Path) -> None:
 def cli(monkeypatch: pytest.MonkeyPatch):
     """`tinylab` as a function. Sub-commands whose module is not written yet are left out of
     the table so that this command can be tested on its own."""
-    for name, module in list(hil.cli.COMMANDS.items()):
+    for name, module in list(tinylab_cli.main.COMMANDS.items()):
         if importlib.util.find_spec(module) is None:
-            monkeypatch.delitem(hil.cli.COMMANDS, name)
+            monkeypatch.delitem(tinylab_cli.main.COMMANDS, name)
     monkeypatch.delenv("TINYLAB_STORE", raising=False)
-    return hil.cli.main
+    return tinylab_cli.main.main
 
 
 def filled_store(tmp_path: Path, n: int = 25) -> Path:

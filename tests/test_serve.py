@@ -16,9 +16,9 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from engine.oracle import run_tflm
-from hil.cli import main
 from hil.models import default_input, resolve_model
 from hil.runners.qemu import free_tcp_port
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 
@@ -112,7 +112,7 @@ def test_an_mlperf_client_drives_the_served_firmware():
 
     port = free_tcp_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", "serve", "mcunet-tiny", "--board", "qemu-f746", "--tcp", str(port), "--json"],
+        [sys.executable, "-m", "tinylab_cli", "serve", "mcunet-tiny", "--board", "qemu-f746", "--tcp", str(port), "--json"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     client = None

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 
 from hil.boards import BoardSpec, load_board
-from hil.cli import main
 from hil.errors import BuildError, LabError
 from hil.firmware import CXX_COMPILER, cpu_flags
 from hil.models import ModelSource, default_input, resolve_model
@@ -55,6 +54,7 @@ from hil.tflm_baseline_workload import (
     require_cxx_toolchain,
     resolver_calls,
 )
+from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 

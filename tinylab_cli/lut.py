@@ -1,5 +1,6 @@
 """`tinylab lut`: build a per-layer latency lookup table for a search space on a board, and
-validate it against whole networks of the space."""
+validate it against whole networks of the space. It needs the search (`nas`), so it lives here,
+above the lab, and imports `nas` only when it runs."""
 from __future__ import annotations
 
 import argparse
