@@ -18,7 +18,6 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import jinja2
@@ -29,9 +28,10 @@ from engine.ir import Graph, Op, Tensor
 from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
 from engine.planner import MemoryPlan
 from engine.quant import activation_range, effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
+from engine.resources import kernels_dir, templates_dir
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
+TEMPLATES_DIR = templates_dir()
+KERNELS_DIR = kernels_dir()
 ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs are shifted left 20 bits before rescaling
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int16": "int16_t", "uint8": "uint8_t"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from hil import resources
 from hil.errors import BoardError
 
 CORES = ("cortex-m4", "cortex-m7", "cortex-m33")
@@ -233,8 +234,8 @@ class BoardSpec:
 
 
 def boards_dir() -> Path:
-    """The repository's `boards/` folder."""
-    return Path(__file__).resolve().parent.parent / "boards"
+    """The board files: the repository's `boards/` folder, or the installed copy (hil.resources)."""
+    return resources.boards_dir()
 
 
 def board_names() -> list[str]:
@@ -304,7 +305,7 @@ class _StrictLoader(yaml.SafeLoader):
 def _shown(path: Path) -> str:
     """`boards/x.yaml` for the repository's own files, the path as given otherwise."""
     try:
-        return str(path.resolve().relative_to(boards_dir().parent))
+        return f"boards/{path.resolve().relative_to(boards_dir().resolve())}"
     except ValueError:
         return str(path)
 

@@ -18,9 +18,10 @@ import jinja2
 from engine.cache import cache_root
 from hil.boards import OPTIMIZE_LEVELS, BoardSpec
 from hil.errors import BuildError, RegionOverflowError
+from hil.resources import firmware_templates_dir
 from hil.toolchain import require_tool, tool_version
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
+TEMPLATES_DIR = firmware_templates_dir()
 COMPILER = "arm-none-eabi-gcc"
 CXX_COMPILER = "arm-none-eabi-g++"
 CXX_SUFFIXES = (".cc", ".cpp")

@@ -19,13 +19,14 @@ from hil.planlayout import PlanLayout
 from hil.regressions import Regression, find_regressions
 from hil.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
                              Trend, TrendPoint, TrendSeries)
+from hil.resources import report_templates_dir
 from hil.results import open_store, resolve_store_path, utc_now
 from hil.results_format import TABLE_COLUMNS, commit_text, value_text
 
 if TYPE_CHECKING:
     import pandas
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = report_templates_dir()
 TEMPLATE = "report.html.j2"
 FIGURE_FORMATS = ("png", "svg")
 FIGURE_KINDS = ("-comparison", "-plan", "-trend")  # file names: <section>-<kind>.<format>

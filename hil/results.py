@@ -24,14 +24,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hil.errors import StoreError
+from hil.resources import SOURCE_ROOT, results_dir
 
 if TYPE_CHECKING:  # pandas is imported only when a DataFrame is asked for
     import pandas
 
 SCHEMA_VERSION = 1
 STORE_ENV = "TINYLAB_STORE"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STORE_PATH = REPO_ROOT / "results" / "lab.sqlite"
+REPO_ROOT = SOURCE_ROOT  # the checkout (site-packages when installed): provenance's git commit
+STORE_FILE_NAME = "lab.sqlite"
+
+
+def default_store_path() -> Path:
+    """results/lab.sqlite in a checkout; installed, $XDG_DATA_HOME/tinylab/lab.sqlite
+    (else ~/.local/share/tinylab/lab.sqlite)."""
+    return results_dir() / STORE_FILE_NAME
+
+
+DEFAULT_STORE_PATH = default_store_path()  # as resolved at import; resolve_store_path() asks again
 
 BACKENDS = ("qemu", "hardware", "renode", "host")  # host: figures taken on this machine (TFLM's arena)
 LATENCY_UNITS = ("cycles", "instructions")
@@ -239,9 +249,9 @@ SUPPORTED_LOCATIONS = "a file path, sqlite:///absolute/path or sqlite:relative/p
 
 def resolve_store_path(location: str | os.PathLike[str] | None = None) -> Path:
     """The SQLite file a store location names: a path, `sqlite:///abs/path`,
-    `sqlite:relative/path`; None means $TINYLAB_STORE, else `<repo>/results/lab.sqlite`."""
+    `sqlite:relative/path`; None means $TINYLAB_STORE, else `default_store_path()`."""
     if location is None:
-        location = os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH
+        location = os.environ.get(STORE_ENV) or default_store_path()
     if isinstance(location, os.PathLike):
         return Path(location).expanduser().absolute()
     text = str(location).strip()
@@ -270,7 +280,7 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", metavar="URL", default=None,
         help=f"results store: {SUPPORTED_LOCATIONS} (default: ${STORE_ENV}, "
-        "else results/lab.sqlite in the repository)")
+        "else results/lab.sqlite in a checkout, $XDG_DATA_HOME/tinylab/lab.sqlite when installed)")
 
 
 # --- the store --------------------------------------------------------------------------------

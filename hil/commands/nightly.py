@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflm-dir", metavar="DIR",
                         help=f"a TFLM library for the boards' core: also measure TFLM on the target (default: ${TFLM_DIR_ENV})")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
-                        help="where the report goes (default: results/reports in the repository)")
+                        help="where the report goes (default: results/reports in a checkout, "
+                        "$XDG_DATA_HOME/tinylab/reports when installed)")
     add_store_argument(parser)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from hil.errors import StoreError
 from hil.report import FIGURE_FORMATS, make_report
-from hil.results import REPO_ROOT, add_store_argument, normalize_timestamp
+from hil.resources import results_dir
+from hil.results import add_store_argument, normalize_timestamp
 
 SUMMARY = "write a static HTML report (figures, tables, trends, regressions) from the results store"
 EXAMPLES = """\
@@ -16,7 +17,7 @@ EXAMPLES = """\
   tinylab report --format svg --check              # SVG figures; check them in headless Chromium
 """
 
-DEFAULT_DIR = REPO_ROOT / "results" / "reports"  # next to the default store; not committed
+DEFAULT_DIR = results_dir() / "reports"  # next to the default store; not committed
 
 
 def _date(text: str) -> str:
@@ -28,7 +29,8 @@ def _date(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=DEFAULT_DIR,
-                        help="folder to write index.html and figures/ into (default: results/reports in the repository)")
+                        help="folder to write index.html and figures/ into (default: results/reports in a checkout, "
+                        "$XDG_DATA_HOME/tinylab/reports when installed)")
     parser.add_argument("--since", metavar="DATE", type=_date,
                         help="only measurements at or after DATE (ISO-8601; UTC unless a zone is given)")
     parser.add_argument("--board", help="only this board (%% matches anything)")
