@@ -18,7 +18,7 @@ from conftest import needs_arm_gcc, needs_qemu
 
 REPO = Path(__file__).resolve().parents[1]
 # What a wheel is built from: the project's metadata, its packages and the data folders it maps.
-BUILD_INPUTS = ("pyproject.toml", "README.md", "engine", "hil", "nas", "boards", "firmware_templates")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "engine", "hil", "nas", "tinylab_cli", "boards", "firmware_templates")
 SHIPPED_DATA = {
     "engine/kernels/tl_kernels.h", "engine/kernels/tl_conv_s8.c", "engine/templates/model.c.j2",
     "hil/templates/report.html.j2", "hil/board_files/qemu-f746.yaml", "hil/firmware_templates/lab.h",
