@@ -1,6 +1,7 @@
-"""The latency lookup table: one measured latency per layer key, for one board and one engine
-version, plus the per-network fixed overhead. A network's predicted latency is the overhead plus
-the sum over its layers, in the board's unit."""
+"""The latency lookup table: one measured latency per layer key, plus the per-network fixed
+overhead, under one `LatencyKey` (board, kernel set, kernel library, code generator, toolchain,
+compile flags). A network's predicted latency is the overhead plus the sum over its layers, in the
+board's unit."""
 from __future__ import annotations
 
 import json
@@ -12,29 +13,34 @@ from engine.cache import cache_root
 from engine.torch_models import TinyMobileNetConfig
 from hil.errors import LabError
 from nas.layers import network_layers
+from nas.lutkey import LatencyKey
 
-FORMAT = 1
+FORMAT = 2  # 1: keyed by board and a hand-bumped engine version
 
 
 class LutError(LabError):
-    """A table that is missing, for another board or engine version, or lacks a key."""
+    """A table that is missing, measured under another key, or lacks a layer."""
 
 
 @dataclass
 class LatencyTable:
-    board: str
-    engine_version: str
+    key: LatencyKey
     unit: str  # "instructions" (QEMU) or "cycles" (hardware)
     overhead: float | None = None  # per network, added once
     layers: dict[str, float] = field(default_factory=dict)  # key -> latency of the layer alone
 
+    @property
+    def board(self) -> str:
+        return self.key.board
+
     def to_json(self) -> dict:
-        return {"format": FORMAT, "board": self.board, "engine_version": self.engine_version,
-                "unit": self.unit, "overhead": self.overhead, "layers": dict(sorted(self.layers.items()))}
+        return {"format": FORMAT, "key": self.key.to_json(), "unit": self.unit, "overhead": self.overhead,
+                "layers": dict(sorted(self.layers.items()))}
 
 
-def default_table_path(board: str, engine_version: str) -> Path:
-    return cache_root() / "lut" / board / f"engine-{engine_version}.json"
+def default_table_path(key: LatencyKey) -> Path:
+    """`lut/BOARD/KERNELS-SHORTKEY.json` in the cache: one file per key."""
+    return cache_root() / "lut" / key.board / f"{key.kernels}-{key.short}.json"
 
 
 def save_table(table: LatencyTable, path: Path) -> None:
@@ -45,33 +51,39 @@ def save_table(table: LatencyTable, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_table(path: Path, board: str, engine_version: str) -> LatencyTable:
-    """The table at `path`, refused with the reason when it was built for another board or engine
-    version."""
+def load_table(path: Path, key: LatencyKey) -> LatencyTable:
+    """The table at `path`, refused, naming each part that differs, when it was measured under
+    another key."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise LutError(f"no latency table at {path}: build it with 'tinylab lut build --board {board}'") from None
+        raise LutError(f"no latency table at {path}: build it with 'tinylab lut build --board {key.board}'") from None
     except ValueError as error:
         raise LutError(f"latency table {path} is not valid JSON: {error}") from None
     if data.get("format") != FORMAT:
-        raise LutError(f"latency table {path} has format {data.get('format')!r}, expected {FORMAT}")
-    if data["board"] != board:
-        raise LutError(f"latency table {path} was measured on board {data['board']!r}, not {board!r}: "
+        raise LutError(f"latency table {path} has format {data.get('format')!r}, expected {FORMAT} "
+                       "(a table keyed by what determines a latency): rebuild it")
+    try:
+        stored = LatencyKey.from_json(data["key"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise LutError(f"latency table {path} has no valid key ({error}): rebuild it") from None
+    if stored.board != key.board:
+        raise LutError(f"latency table {path} was measured on board {stored.board!r}, not {key.board!r}: "
                        "a table is never used for another board")
-    if data["engine_version"] != engine_version:
-        raise LutError(f"latency table {path} was measured with engine version {data['engine_version']!r}, "
-                       f"not {engine_version!r}: kernels changed, rebuild it")
-    return LatencyTable(board=data["board"], engine_version=data["engine_version"], unit=data["unit"],
-                        overhead=data["overhead"], layers={k: float(v) for k, v in data["layers"].items()})
+    differences = stored.differences(key)
+    if differences:
+        raise LutError(f"latency table {path} no longer holds: {'; '.join(differences)}. Rebuild it "
+                       f"(the default table for today's key is {default_table_path(key)})")
+    return LatencyTable(key=stored, unit=data["unit"], overhead=data["overhead"],
+                        layers={k: float(v) for k, v in data["layers"].items()})
 
 
-def open_table(path: Path | None, board: str, engine_version: str) -> tuple[LatencyTable, Path]:
-    """The table at `path` (default: the cache's for board and engine), or a new empty one."""
-    path = Path(path) if path else default_table_path(board, engine_version)
+def open_table(path: Path | None, key: LatencyKey) -> tuple[LatencyTable, Path]:
+    """The table at `path` (default: the cache's for `key`), or a new empty one."""
+    path = Path(path) if path else default_table_path(key)
     if not path.exists():
-        return LatencyTable(board=board, engine_version=engine_version, unit=""), path
-    return load_table(path, board, engine_version), path
+        return LatencyTable(key=key, unit=""), path
+    return load_table(path, key), path
 
 
 def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
@@ -83,6 +95,6 @@ def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
         try:
             total += table.layers[layer.key]
         except KeyError:
-            raise LutError(f"latency table for {table.board} (engine {table.engine_version}) has no entry "
+            raise LutError(f"latency table for {table.board} (key {table.key.short}) has no entry "
                            f"for layer {layer.key}: build the table for a space that holds it") from None
     return total

@@ -25,6 +25,7 @@ from hil.models import ModelSource, default_input
 from hil.results import Provenance
 from nas.layers import Layer, network_macs
 from nas.lut import LatencyTable, LutError, save_table
+from nas.lutkey import LUT_KERNELS
 from nas.space import SearchSpace
 
 SEED = 7
@@ -65,7 +66,7 @@ def network_source(config: TinyMobileNetConfig, name: str, seed: int = SEED) -> 
 
 
 def measure(board: BoardSpec, source: ModelSource) -> ModelRun:
-    run = run_model(board, source, default_input(source.graph))
+    run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS)
     if not run.matches_reference:
         raise LutError(f"{source.name} on {board.name}: output differs from TFLite Micro's; not measuring it")
     return run

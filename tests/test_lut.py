@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,7 +16,8 @@ from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.results import open_store
 from nas.layers import network_layers, space_layers
-from nas.lut import LatencyTable, LutError, load_table, predict, save_table
+from nas.lut import LatencyTable, LutError, default_table_path, load_table, predict, save_table
+from nas.lutkey import LatencyKey, current_key
 from nas.measure import error_figures, macs_fit, macs_held_out, measure_layer, spearman
 from nas.space import SPACES
 from tinylab_cli.lut import measuring_jobs
@@ -24,6 +26,8 @@ from tinylab_cli.main import main
 from conftest import needs_arm_gcc, needs_qemu
 
 TINY = SPACES["tiny"]
+KEY = LatencyKey(board="qemu-f746", kernels="optimized", kernel_library="a1b2c3d4", code_generator="e5f6",
+                 toolchain="gcc 12", compile_flags=("-mcpu=cortex-m7", "-mthumb", "-O2"))
 
 
 def test_keys_are_readable_and_cover_every_sampled_network():
@@ -49,22 +53,53 @@ def test_residual_only_when_stride_1_and_channels_kept():
 def test_predict_adds_overhead_once_and_names_a_missing_key():
     config = TINY.sample(random.Random(0))
     keys = [layer.key for layer in network_layers(config)]
-    table = LatencyTable("qemu-f746", "0.2", "instructions", overhead=100.0,
-                         layers={key: 1000.0 for key in keys})
+    table = LatencyTable(KEY, "instructions", overhead=100.0, layers={key: 1000.0 for key in keys})
     assert predict(table, config) == 100.0 + 1000.0 * len(keys)
     del table.layers[keys[1]]
     with pytest.raises(LutError, match=keys[1]):
         predict(table, config)
 
 
-def test_table_is_refused_for_another_board_or_engine(tmp_path):
+def test_table_is_refused_for_another_board(tmp_path):
     path = tmp_path / "t.json"
-    save_table(LatencyTable("qemu-f746", "0.2", "instructions", 40.0, {"pool-in:4x4x32": 6000.0}), path)
-    assert load_table(path, "qemu-f746", "0.2").layers == {"pool-in:4x4x32": 6000.0}
+    save_table(LatencyTable(KEY, "instructions", 40.0, {"pool-in:4x4x32": 6000.0}), path)
+    assert load_table(path, KEY).layers == {"pool-in:4x4x32": 6000.0}
     with pytest.raises(LutError, match="board 'qemu-f746', not 'qemu-f412'"):
-        load_table(path, "qemu-f412", "0.2")
-    with pytest.raises(LutError, match="engine version '0.2', not '0.3'"):
-        load_table(path, "qemu-f746", "0.3")
+        load_table(path, replace(KEY, board="qemu-f412", compile_flags=("-mcpu=cortex-m4",)))
+
+
+def test_table_is_refused_naming_each_part_that_changed(tmp_path):
+    path = tmp_path / "t.json"
+    save_table(LatencyTable(KEY, "instructions", 40.0, {"pool-in:4x4x32": 6000.0}), path)
+    with pytest.raises(LutError, match="the kernel library changed: table 'a1b2c3d4', now 'c3d4e5f6'") as refused:
+        load_table(path, replace(KEY, kernel_library="c3d4e5f6"))
+    assert "code generator" not in str(refused.value) and "flags" not in str(refused.value)
+    with pytest.raises(LutError, match="the compile flags changed: table -O2, now -O3"):
+        load_table(path, replace(KEY, compile_flags=("-mcpu=cortex-m7", "-mthumb", "-O3")))
+    with pytest.raises(LutError, match="the code generator changed.*; the toolchain changed: table 'gcc 12', now 'gcc 13'"):
+        load_table(path, replace(KEY, code_generator="ffff", toolchain="gcc 13"))
+    with pytest.raises(LutError, match="the kernel set changed: table 'optimized', now 'portable'"):
+        load_table(path, replace(KEY, kernels="portable"))
+    path.write_text(json.dumps({"format": 1, "board": "qemu-f746", "engine_version": "0.2"}))
+    with pytest.raises(LutError, match="format 1, expected 2"):
+        load_table(path, KEY)
+
+
+def test_key_names_a_readable_path_and_changes_with_any_part():
+    path = default_table_path(KEY)
+    assert path.parent.name == "qemu-f746" and path.name == f"optimized-{KEY.short}.json"
+    assert len(KEY.short) == 12
+    assert replace(KEY, compile_flags=KEY.compile_flags + ("-DX",)).short != KEY.short
+    assert LatencyKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
+
+
+def test_current_key_holds_the_board_its_flags_and_the_engine_digests():
+    key = current_key(load_board("qemu-f746"))
+    assert key.board == "qemu-f746" and key.kernels == "optimized"
+    assert "-mcpu=cortex-m7" in key.compile_flags and not any(f.startswith("-I/") for f in key.compile_flags)
+    assert len(key.kernel_library) == len(key.code_generator) == 16
+    assert current_key(load_board("qemu-f746")) == key
+    assert current_key(load_board("qemu-f412")).compile_flags != key.compile_flags
 
 
 def test_error_figures():
@@ -121,14 +156,16 @@ def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, pr
     first = json.loads(capsys.readouterr().out)
     assert len(first["measured"]) == first["keys"] == len(space_layers(TINY)) + 1
     # Parallel figures equal a serial measurement in this process.
-    parallel = load_table(table, "qemu-f746", first["engine_version"])
+    lut_key = LatencyKey.from_json(first["key"])
+    assert lut_key == current_key(load_board("qemu-f746"))
+    parallel = load_table(table, lut_key)
     layers = space_layers(TINY)
     for key in ("fc-in:32-out:10", "mbconv-in:8x8x16-out:16-e:6-k:5-s:1-res"):
         alone = measure_layer(load_board("qemu-f746"), layers[key], f"lut:{key}")
         assert parallel.layers[key] == alone.latency - parallel.overhead
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["measured"] == []
-    built = load_table(table, "qemu-f746", first["engine_version"])
+    built = load_table(table, lut_key)
     assert built.unit == "instructions" and set(built.layers) == set(space_layers(TINY))
     with open_store(private_store) as store:
         assert len(store.query(metric="layer_latency")) == len(space_layers(TINY))

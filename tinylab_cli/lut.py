@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.compiler import ENGINE_VERSION
 from hil.boards import BoardSpec, load_board
 from hil.errors import LabError
 from hil.progress import ProgressBar
@@ -23,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("build", "validate"), help="build the table, or validate it")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--space", default="tiny", help="search space name (default: tiny)")
-    parser.add_argument("--table", help="table file (default: the cache's, keyed by board and engine version)")
+    parser.add_argument("--table", help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
     parser.add_argument("--jobs", "-j", type=int, default=None,
@@ -34,13 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas.layers import space_layers
     from nas.lut import open_table
+    from nas.lutkey import current_key
     from nas.measure import build_table, missing_keys, validate_table
     from nas.space import get_space
 
     board = load_board(args.board)
     space = get_space(args.space)
     jobs = measuring_jobs(args.jobs, board)
-    table, path = open_table(args.table, board.name, ENGINE_VERSION)
+    table, path = open_table(args.table, current_key(board))
     with open_store(args.store) as store:
         if args.action == "build":
             missing = missing_keys(space, table)
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                       f"({jobs} at once); table {path}", flush=True)
             report = build_table(board, space, table, path, store=store, jobs=jobs,
                                  progress=None if args.json else ProgressBar(len(missing), "lut build").advance)
-            summary = {"table": str(path), "board": board.name, "engine_version": ENGINE_VERSION,
+            summary = {"table": str(path), "board": board.name, "key": table.key.to_json(),
                        "space": space.name, "keys": report.total_keys, "measured": report.measured,
                        "unit": table.unit, "store": str(store.path)}
             if args.json:
