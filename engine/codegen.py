@@ -439,7 +439,7 @@ def _bias_values(g: _Generator, op: Op, channels: int) -> np.ndarray:
 def _conv(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     shape = _conv_shape(g.graph, op, where)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
     params = prepare_conv(g.graph, op, where)
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     extra = f"stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, {op.attrs.get('activation', 'NONE')}"
@@ -485,7 +485,7 @@ def _library_constants(g: _Generator, position: int, op: Op, mults: list[int], s
 def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     shape = _depthwise_shape(g.graph, op, where)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
     params = prepare_conv(g.graph, op, where)
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     extra = (f"depth multiplier {shape.mult}, stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, "
