@@ -3,8 +3,8 @@ kernel library (engine/kernels) once per layer with every shape and quantisation
 as literals. Weights, biases and per-channel multipliers are `static const` arrays (flash); every
 activation lives in one static arena at the planner's offsets.
 
-The constants are computed here exactly as TFLite Micro computes them in its Prepare step (float32
-scales widened to double, `quantize_multiplier`), so the C is bit-exact with TFLM.
+The constants come from engine.prepare, which computes them exactly as TFLite Micro's Prepare step
+does (float32 scales widened to double, `quantize_multiplier`), so the C is bit-exact with TFLM.
 
 Two kernel sets: "portable" calls the C kernel library (engine/kernels/*.c) with literal arguments;
 "optimized" (the default) generates one static function per CONV_2D, DEPTHWISE_CONV_2D,
@@ -15,7 +15,6 @@ kernel whose access order makes that safe."""
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -27,12 +26,24 @@ from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
 from engine.planner import MemoryPlan
-from engine.quant import activation_range, effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
+from engine.prepare import (
+    ADD_LEFT_SHIFT,
+    prepare_add,
+    prepare_conv,
+    prepare_fully_connected,
+    prepare_mean,
+    prepare_pool,
+    prepare_requantize,
+    prepare_softmax,
+    prepare_window,
+)
+from engine.prepare import scale_of as _scale
+from engine.prepare import zero_point_of as _zp
+from engine.quant import multiply_by_quantized_multiplier
 from engine.resources import kernels_dir, templates_dir
 
 TEMPLATES_DIR = templates_dir()
 KERNELS_DIR = kernels_dir()
-ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs are shifted left 20 bits before rescaling
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int16": "int16_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 24, "uint8_t": 24, "int16_t": 16, "int32_t": 10, "float": 6}
@@ -305,64 +316,10 @@ def _comment_safe(text: str) -> str:
     return text.replace("*/", "* /").replace("\n", " ")
 
 
-# ---- quantisation helpers ----
-def _scale(t: Tensor, where: str) -> float:
-    if not t.scale:
-        raise UnsupportedOpError(f"{where}: tensor '{t.name}' has no quantisation parameters")
-    return float(np.float32(t.scale[0]))
-
-
-def _zp(t: Tensor) -> int:
-    return int(t.zero_point[0]) if t.zero_point else 0
-
-
-def _act_range(op: Op, out: Tensor, where: str) -> tuple[int, int]:
-    return activation_range(op.attrs.get("activation", "NONE"), _scale(out, where), _zp(out))
-
-
-def _channel_multipliers(in_scale: float, weights: Tensor, out_scale: float, channels: int, where: str) -> tuple[list[int], list[int]]:
-    if len(weights.scale) not in (1, channels):
-        raise UnsupportedOpError(f"{where}: filter has {len(weights.scale)} scales for {channels} output channels")
-    mults, shifts = [], []
-    for c in range(channels):
-        w_scale = weights.scale[c] if len(weights.scale) > 1 else weights.scale[0]
-        m, s = quantize_multiplier(effective_scale(in_scale, w_scale, out_scale))
-        mults.append(m)
-        shifts.append(s)
-    return mults, shifts
-
-
-def _window_padding(size: int, filter_size: int, stride: int, out_size: int, padding: str, where: str, axis: str) -> int:
-    """TFLM's padding before the first row/column (ComputePaddingHeightWidth)."""
-    expected = (size + stride - 1) // stride if padding == "SAME" else (size + stride - filter_size) // stride
-    if expected != out_size:
-        raise UnsupportedOpError(
-            f"{where}: output {axis} is {out_size} but {padding} padding with filter {filter_size}, stride {stride} "
-            f"on {size} gives {expected}"
-        )
-    total = (out_size - 1) * stride + filter_size - size
-    return max(total, 0) // 2
-
-
 # ---- shapes of the windowed ops ----
 def _groups(k: int) -> int:
     """Groups of four values in a vector of k (the last one padded with zeros)."""
     return -(-k // 4)
-
-
-def _padding(op: Op, h: int, w: int, kh: int, kw: int, oh: int, ow: int, where: str) -> tuple[int, int, int, int]:
-    """(stride_h, stride_w, pad_top, pad_left): TFLM's for SAME/VALID, or a folded PAD's (EXPLICIT)."""
-    sh, sw = int(op.attrs["stride_h"]), int(op.attrs["stride_w"])
-    if op.attrs["padding"] == "EXPLICIT":
-        a = op.attrs
-        pt, pb, pl, pr = (int(a[k]) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
-        expected = ((h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
-        if expected != (oh, ow) or min(pt, pb, pl, pr) < 0:
-            raise UnsupportedOpError(f"{where}: output {oh}x{ow} does not match explicit padding {(pt, pb, pl, pr)}")
-        return sh, sw, pt, pl
-    pt = _window_padding(h, kh, sh, oh, op.attrs["padding"], where, "height")
-    pl = _window_padding(w, kw, sw, ow, op.attrs["padding"], where, "width")
-    return sh, sw, pt, pl
 
 
 def _padding_text(op: Op, pt: int, pl: int) -> str:
@@ -414,8 +371,8 @@ def _conv_shape(graph: Graph, op: Op, where: str = "") -> _ConvShape:
         raise UnsupportedOpError(f"{where}: grouped convolution (filter depth {ic}, input depth {c}) is not supported")
     if occ != oc:
         raise UnsupportedOpError(f"{where}: output depth {occ} differs from the filter's {oc}")
-    sh, sw, pt, pl = _padding(op, h, wd, kh, kw, oh, ow, where)
-    return _ConvShape(n, h, wd, c, oc, kh, kw, oh, ow, sh, sw, pt, pl)
+    win = prepare_window(op.attrs, (h, wd), (kh, kw), (oh, ow), where)
+    return _ConvShape(n, h, wd, c, oc, kh, kw, oh, ow, win.stride_h, win.stride_w, win.pad_top, win.pad_left)
 
 
 @dataclass(frozen=True)
@@ -468,8 +425,8 @@ def _depthwise_shape(graph: Graph, op: Op, where: str = "") -> _DepthwiseShape:
     _, oh, ow, occ = y.shape
     if c == 0 or oc % c != 0 or occ != oc:
         raise UnsupportedOpError(f"{where}: {oc} filter channels are not a multiple of {c} input channels")
-    sh, sw, pt, pl = _padding(op, h, wd, kh, kw, oh, ow, where)
-    return _DepthwiseShape(n, h, wd, c, oc // c, kh, kw, oh, ow, sh, sw, pt, pl)
+    win = prepare_window(op.attrs, (h, wd), (kh, kw), (oh, ow), where)
+    return _DepthwiseShape(n, h, wd, c, oc // c, kh, kw, oh, ow, win.stride_h, win.stride_w, win.pad_top, win.pad_left)
 
 
 def _bias_values(g: _Generator, op: Op, channels: int) -> np.ndarray:
@@ -482,9 +439,9 @@ def _bias_values(g: _Generator, op: Op, channels: int) -> np.ndarray:
 def _conv(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     shape = _conv_shape(g.graph, op, where)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), shape.co, where)
-    lo, hi = _act_range(op, y, where)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    params = prepare_conv(g.graph, op, where)
+    mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     extra = f"stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, {op.attrs.get('activation', 'NONE')}"
     rule = g.overlaps.get(position)
     if rule is not None and not shape.pointwise:
@@ -528,10 +485,9 @@ def _library_constants(g: _Generator, position: int, op: Op, mults: list[int], s
 def _depthwise(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     shape = _depthwise_shape(g.graph, op, where)
-    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    channels = shape.c * shape.mult
-    mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), channels, where)
-    lo, hi = _act_range(op, y, where)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    params = prepare_conv(g.graph, op, where)
+    mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     extra = (f"depth multiplier {shape.mult}, stride {shape.sh}x{shape.sw}, {_padding_text(op, shape.pt, shape.pl)}, "
              f"{op.attrs.get('activation', 'NONE')}")
     rule = g.overlaps.get(position)
@@ -585,13 +541,9 @@ def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
     batches, depth, units = _fc_shape(g, op, where)
-    lo, hi = _act_range(op, y, where)
-    if len(w.scale) > 1:
-        mults, shifts = _channel_multipliers(_scale(x, where), w, _scale(y, where), units, where)
-    else:
-        m, s = quantize_multiplier(effective_scale(_scale(x, where), w.scale[0], _scale(y, where)))
-        mults, shifts = [m] * units, [s] * units
-    filter_offset = -_zp(w) if len(w.scale) <= 1 else 0
+    params = prepare_fully_connected(g.graph, op, units, where)
+    mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
+    filter_offset = params.filter_offset
     if g.optimized and (filter_offset == 0 or position in g.wide):
         body = _opt_fully_connected(g, position, op, batches, depth, units, filter_offset, mults, shifts, lo, hi)
         how = f"one vector x {GEMV_ROWS} rows a step, widened on the fly, " + ("int16 weights" if position in g.wide else "int8 weights")
@@ -1016,12 +968,10 @@ def _add_table(offset: int, multiplier: int, shift: int) -> list[int]:
 def _add(g: _Generator, position: int, op: Op) -> _Layer:
     where = g.where(op)
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
-    sa, sb, sy = _scale(a, where), _scale(b, where), _scale(y, where)
-    twice_max = 2.0 * max(sa, sb)
-    m1, s1 = quantize_multiplier(sa / twice_max)
-    m2, s2 = quantize_multiplier(sb / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy))
-    lo, hi = _act_range(op, y, where)
+    p = prepare_add(g.graph, op, where)
+    m1, s1, m2, s2, mo, so = (p.input1_multiplier, p.input1_shift, p.input2_multiplier, p.input2_shift,
+                              p.output_multiplier, p.output_shift)
+    lo, hi = p.output_min, p.output_max
     quant = (f"{_int(-_zp(a))}, {_int(m1)}, {s1}, {_int(-_zp(b))}, {_int(m2)}, {s2}, {ADD_LEFT_SHIFT}, "
              f"{_int(_zp(y))}, {_int(mo)}, {so}, {lo}, {hi}")
     pa, pb, py = g.ptr(op.inputs[0], const=True), g.ptr(op.inputs[1], const=True), g.ptr(op.outputs[0])
@@ -1070,11 +1020,9 @@ def _pool(g: _Generator, position: int, op: Op) -> _Layer:
     _, oh, ow, oc = y.shape
     if oc != c:
         raise UnsupportedOpError(f"{where}: output depth {oc} differs from the input's {c}")
-    fh, fw = int(op.attrs["filter_h"]), int(op.attrs["filter_w"])
-    sh, sw = int(op.attrs["stride_h"]), int(op.attrs["stride_w"])
-    pt = _window_padding(h, fh, sh, oh, op.attrs["padding"], where, "height")
-    pl = _window_padding(wd, fw, sw, ow, op.attrs["padding"], where, "width")
-    lo, hi = _act_range(op, y, where)
+    p = prepare_pool(g.graph, op, where)
+    fh, fw, sh, sw = p.filter_h, p.filter_w, p.window.stride_h, p.window.stride_w
+    pt, pl, lo, hi = p.window.pad_top, p.window.pad_left, p.output_min, p.output_max
     args = (f"{g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.outputs[0])}, {oh}, {ow}, "
             f"{fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}")
     if op.kind == "AVERAGE_POOL_2D" and g.optimized and c % 4 == 0 and fh * fw <= 256:
@@ -1120,12 +1068,8 @@ def _mean(g: _Generator, position: int, op: Op) -> _Layer:
         raise UnsupportedOpError(f"{where}: the mean of an empty tensor {_shape(x.shape)} is not supported")
     if step != y.elements:
         raise UnsupportedOpError(f"{where}: output {_shape(y.shape)} does not hold the {step} means")
-    in_scale, out_scale = _scale(x, where), _scale(y, where)
-    multiplier, shift = quantize_multiplier(in_scale / out_scale)
-    # TFLM folds 1/count into the multiplier as far as precision allows (QuantizedMeanOrSum).
-    fold = min(count.bit_length() - 1, 32, 31 + shift)
-    multiplier = (multiplier << fold) // count
-    shift -= fold
+    p = prepare_mean(g.graph, op, count, where)
+    multiplier, shift = p.multiplier, p.shift
     call = (f"tl_mean_s8({g.ptr(op.inputs[0], const=True)}, {_int_list(dims)}, {_int_list(strides)}, "
             f"{g.ptr(op.outputs[0])}, {y.elements}, {count}, {_int(_zp(x))}, {_int(multiplier)}, {shift}, "
             f"{_int(_zp(y))}, {g.scratch(position, op, 4 * y.elements)});")
@@ -1169,19 +1113,11 @@ def _softmax(g: _Generator, position: int, op: Op) -> _Layer:
         )
     depth = x.shape[-1] if x.shape else 1
     rows = x.elements // depth
-    mult, left_shift, diff_min = softmax_parameters(_scale(x, where), float(op.attrs.get("beta", 1.0)))
+    p = prepare_softmax(_scale(x, where), float(op.attrs.get("beta", 1.0)))
+    mult, left_shift, diff_min = p.input_multiplier, p.input_left_shift, p.diff_min
     call = (f"tl_softmax_s8({g.ptr(op.inputs[0], const=True)}, {rows}, {depth}, {_int(mult)}, {left_shift}, "
             f"{_int(diff_min)}, {g.ptr(op.outputs[0])});")
     return _Layer(g.describe(op, f"beta {op.attrs.get('beta', 1.0):g}"), [call], _tags("softmax", "library"))
-
-
-def softmax_parameters(input_scale: float, beta: float) -> tuple[int, int, int]:
-    """(input multiplier, input left shift, diff_min) as TFLM's int8 softmax Prepare computes them."""
-    integer_bits = 5
-    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
-    multiplier, left_shift = quantize_multiplier(real)
-    radius = math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift))
-    return multiplier, left_shift, -radius
 
 
 def _concatenation(g: _Generator, position: int, op: Op) -> _Layer:
@@ -1222,7 +1158,8 @@ def _quantize(g: _Generator, position: int, op: Op) -> _Layer:
                 f"{_float(_scale(y, where))}, {_zp(y)});")
         return _Layer(g.describe(op, f"scale {_scale(y, where):g}, zero point {_zp(y)}"), [call], _tags("quantize", "float"))
     if x.dtype == "int8":
-        m, s = quantize_multiplier(_scale(x, where) / _scale(y, where))
+        p = prepare_requantize(g.graph, op, where)
+        m, s = p.multiplier, p.shift
         call = (f"tl_requantize_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
                 f"{_zp(x)}, {_int(m)}, {s}, {_zp(y)});")
         return _Layer(g.describe(op, "requantise"), [call], _tags("quantize", "requantize"))

@@ -12,13 +12,21 @@ import numpy as np
 
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
+from engine.prepare import (
+    Window,
+    prepare_add,
+    prepare_conv,
+    prepare_fully_connected,
+    prepare_mean,
+    prepare_pool,
+    prepare_requantize,
+    prepare_softmax,
+)
+from engine.prepare.softmax import ACCUMULATION_INTEGER_BITS, SCALED_DIFF_INTEGER_BITS
 from engine.quant import (
     INT32_MAX,
     INT32_MIN,
-    activation_range,
-    effective_scale,
     multiply_by_quantized_multiplier,
-    quantize_multiplier,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
@@ -88,11 +96,6 @@ def _clamp(x: np.ndarray, low: int, high: int) -> np.ndarray:
     return np.clip(x, low, high)
 
 
-def _output_range(graph: Graph, op: Op) -> tuple[int, int]:
-    out = _output(graph, op)
-    return activation_range(op.attrs.get("activation", "NONE"), _scale(out), _zero_point(out))
-
-
 def _c_divide(x: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     """C's integer division: the quotient truncated toward zero."""
     q = np.abs(x) // np.abs(n)
@@ -109,178 +112,146 @@ def _rescale(acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | 
     return multiply_by_quantized_multiplier(acc, multiplier, shift)
 
 
-def _channel_multipliers(input_scale: float, weights: Tensor, output_scale: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output channel (multiplier, shift), a per-tensor scale broadcast (TFLM's
-    PopulateConvolutionQuantizationParams)."""
-    scales = weights.scale if weights.per_channel else weights.scale * channels
-    pairs = [quantize_multiplier(effective_scale(input_scale, s, output_scale)) for s in scales]
-    return np.array([m for m, _ in pairs], dtype=np.int64), np.array([s for _, s in pairs], dtype=np.int64)
-
-
 def _bias(graph: Graph, op: Op, values: Values, channels: int) -> np.ndarray:
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         return values[op.inputs[2]].astype(np.int64).reshape(channels)
     return np.zeros(channels, dtype=np.int64)
 
 
-# ---- windows: TFLite's output size and padding ----
-def _out_size(size: int, filter_size: int, stride: int, padding: str) -> int:
-    if padding == "SAME":
-        return (size + stride - 1) // stride
-    return (size + stride - filter_size) // stride
+# ---- windows (engine.prepare.window gives stride, output size and padding) ----
+def _where(graph: Graph, op: Op) -> str:
+    return f"model {graph.name}: op {op.index} ({op.kind})"
 
 
-def _pad_before(size: int, filter_size: int, stride: int, out: int) -> int:
-    """TFLite's ComputePadding (dilation 1): half the total, the odd one going after."""
-    total = (out - 1) * stride + filter_size - size
-    return max(int(total / 2), 0)  # C division truncates toward zero
-
-
-def _window_geometry(op: Op, height: int, width: int, kh: int, kw: int) -> tuple[int, int, int, int]:
-    """(out_h, out_w, pad_top, pad_left) for the op's stride and padding."""
-    sh, sw, padding = op.attrs["stride_h"], op.attrs["stride_w"], op.attrs["padding"]
-    if padding == "EXPLICIT":  # a folded PAD (engine.fold)
-        a = op.attrs
-        out_h = (height + a["pad_top"] + a["pad_bottom"] - kh) // sh + 1
-        out_w = (width + a["pad_left"] + a["pad_right"] - kw) // sw + 1
-        return out_h, out_w, a["pad_top"], a["pad_left"]
-    out_h, out_w = _out_size(height, kh, sh, padding), _out_size(width, kw, sw, padding)
-    return out_h, out_w, _pad_before(height, kh, sh, out_h), _pad_before(width, kw, sw, out_w)
-
-
-def _padded(x: np.ndarray, op: Op, kh: int, kw: int, fill: int) -> tuple[np.ndarray, int, int]:
+def _padded(x: np.ndarray, window: Window, kh: int, kw: int, fill: int) -> np.ndarray:
     """x [N, H, W, C] with `fill` around it, cut so that every window of every output fits."""
     _, height, width, _ = x.shape
-    out_h, out_w, top, left = _window_geometry(op, height, width, kh, kw)
-    need_h = (out_h - 1) * op.attrs["stride_h"] + kh
-    need_w = (out_w - 1) * op.attrs["stride_w"] + kw
+    need_h = (window.out_h - 1) * window.stride_h + kh
+    need_w = (window.out_w - 1) * window.stride_w + kw
+    top, left = window.pad_top, window.pad_left
     bottom, right = need_h - height - top, need_w - width - left
     x = np.pad(x, ((0, 0), (top, max(bottom, 0)), (left, max(right, 0)), (0, 0)), constant_values=fill)
-    return x[:, :need_h, :need_w, :], out_h, out_w
+    return x[:, :need_h, :need_w, :]
 
 
-def _tap(x: np.ndarray, op: Op, dy: int, dx: int, out_h: int, out_w: int) -> np.ndarray:
+def _tap(x: np.ndarray, window: Window, dy: int, dx: int) -> np.ndarray:
     """The input values that filter tap (dy, dx) meets, for every output position."""
-    sh, sw = op.attrs["stride_h"], op.attrs["stride_w"]
+    sh, sw, out_h, out_w = window.stride_h, window.stride_w, window.out_h, window.out_w
     return x[:, dy : dy + sh * (out_h - 1) + 1 : sh, dx : dx + sw * (out_w - 1) + 1 : sw, :]
+
+
+def _requantized(acc: np.ndarray, multipliers: Sequence[int], shifts: Sequence[int], output_offset: int,
+                 low: int, high: int) -> np.ndarray:
+    """acc rescaled per channel (the last axis), plus the output zero point, clamped."""
+    m, s = np.array(multipliers, dtype=np.int64), np.array(shifts, dtype=np.int64)
+    return _clamp(_rescale(acc, m, s) + output_offset, low, high)
 
 
 # ---- kernels, one per op kind ----
 def conv_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """sum((x - zp_in) * w) + bias over each window (padding contributes nothing), rescaled per
     output channel, plus zp_out, clamped to the fused activation's range."""
-    inp, weights, out = _tensor(graph, op, 0), _tensor(graph, op, 1), _output(graph, op)
-    x = _input(values, op, 0).astype(np.float64) - _zero_point(inp)
     w = _input(values, op, 1).astype(np.float64)  # [O, KH, KW, I]; int8 filters are symmetric
     channels, kh, kw, depth = w.shape
-    if x.shape[3] != depth:
+    if _input(values, op, 0).shape[3] != depth:
         raise UnsupportedOpError(
-            f"model {graph.name}: op {op.index} (CONV_2D): grouped convolution ({x.shape[3]} input channels, filter depth {depth}) is not supported"
+            f"model {graph.name}: op {op.index} (CONV_2D): grouped convolution ({_input(values, op, 0).shape[3]} input channels, filter depth {depth}) is not supported"
         )
-    x, out_h, out_w = _padded(x, op, kh, kw, 0)
+    p = prepare_conv(graph, op, _where(graph, op))
+    x = _padded(_input(values, op, 0).astype(np.float64) + p.input_offset, p.window, kh, kw, 0)
+    out_h, out_w = p.window.out_h, p.window.out_w
     acc = np.zeros((x.shape[0] * out_h * out_w, channels), dtype=np.float64)
     for dy in range(kh):
         for dx in range(kw):
-            acc += _tap(x, op, dy, dx, out_h, out_w).reshape(-1, depth) @ w[:, dy, dx, :].T
+            acc += _tap(x, p.window, dy, dx).reshape(-1, depth) @ w[:, dy, dx, :].T
     acc = acc.astype(np.int64) + _bias(graph, op, values, channels)
-    multiplier, shift = _channel_multipliers(_scale(inp), weights, _scale(out), channels)
-    result = _rescale(acc, multiplier, shift) + _zero_point(out)
-    return _clamp(result, *_output_range(graph, op)).reshape(x.shape[0], out_h, out_w, channels)
+    result = _requantized(acc, p.multipliers, p.shifts, p.output_offset, p.output_min, p.output_max)
+    return result.reshape(x.shape[0], out_h, out_w, channels)
 
 
 def depthwise_conv_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """Output channel c * multiplier + m sees input channel c only, through filter column
     c * multiplier + m; otherwise as CONV_2D."""
-    inp, weights, out = _tensor(graph, op, 0), _tensor(graph, op, 1), _output(graph, op)
-    x = _input(values, op, 0).astype(np.int64) - _zero_point(inp)
+    p = prepare_conv(graph, op, _where(graph, op))
+    x = _input(values, op, 0).astype(np.int64) + p.input_offset
     w = _input(values, op, 1).astype(np.int64)  # [1, KH, KW, C * M]
     _, kh, kw, channels = w.shape
     depth = x.shape[3]
     multiplier_count = channels // depth
     w = w.reshape(kh, kw, depth, multiplier_count)
-    x, out_h, out_w = _padded(x, op, kh, kw, 0)
+    x = _padded(x, p.window, kh, kw, 0)
+    out_h, out_w = p.window.out_h, p.window.out_w
     acc = np.zeros((x.shape[0], out_h, out_w, depth, multiplier_count), dtype=np.int64)
     for dy in range(kh):
         for dx in range(kw):
-            acc += _tap(x, op, dy, dx, out_h, out_w)[..., None] * w[dy, dx]
+            acc += _tap(x, p.window, dy, dx)[..., None] * w[dy, dx]
     acc = acc.reshape(x.shape[0], out_h, out_w, channels) + _bias(graph, op, values, channels)
-    multiplier, shift = _channel_multipliers(_scale(inp), weights, _scale(out), channels)
-    result = _rescale(acc, multiplier, shift) + _zero_point(out)
-    return _clamp(result, *_output_range(graph, op))
+    return _requantized(acc, p.multipliers, p.shifts, p.output_offset, p.output_min, p.output_max)
 
 
 def fully_connected(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """The input flattened to [batches, depth] times the weights [units, depth]. TFLM computes the
     multiplier as a convolution's (input * weight / output in double), per tensor or per channel."""
-    inp, weights, out = _tensor(graph, op, 0), _tensor(graph, op, 1), _output(graph, op)
+    weights = _tensor(graph, op, 1)
     w = _input(values, op, 1).astype(np.float64) - _zero_point(weights)  # [O, D]
     channels, depth = w.shape
-    x = (_input(values, op, 0).astype(np.float64) - _zero_point(inp)).reshape(-1, depth)
+    p = prepare_fully_connected(graph, op, channels, _where(graph, op))
+    x = (_input(values, op, 0).astype(np.float64) + p.input_offset).reshape(-1, depth)
     acc = (x @ w.T).astype(np.int64) + _bias(graph, op, values, channels)
-    multiplier, shift = _channel_multipliers(_scale(inp), weights, _scale(out), channels)
-    result = _rescale(acc, multiplier, shift) + _zero_point(out)
-    return _clamp(result, *_output_range(graph, op))
+    return _requantized(acc, p.multipliers, p.shifts, p.output_offset, p.output_min, p.output_max)
 
 
 def add(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """TFLM's int8 ADD: both inputs to a common scale with 20 bits of headroom, then rescaled;
     broadcasting as TFLM does (numpy's rules)."""
-    first, second, out = _tensor(graph, op, 0), _tensor(graph, op, 1), _output(graph, op)
-    left_shift = 20
-    twice_max = 2 * float(max(np.float32(_scale(first)), np.float32(_scale(second))))
-    m1, s1 = quantize_multiplier(float(np.float32(_scale(first))) / twice_max)
-    m2, s2 = quantize_multiplier(float(np.float32(_scale(second))) / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(_scale(out)))))
-    a = (_input(values, op, 0).astype(np.int64) - _zero_point(first)) << left_shift
-    b = (_input(values, op, 1).astype(np.int64) - _zero_point(second)) << left_shift
-    total = _rescale(a, m1, s1) + _rescale(b, m2, s2)
-    result = _rescale(total, mo, so) + _zero_point(out)
-    return _clamp(result, *_output_range(graph, op))
+    p = prepare_add(graph, op, _where(graph, op))
+    a = (_input(values, op, 0).astype(np.int64) + p.input1_offset) << p.left_shift
+    b = (_input(values, op, 1).astype(np.int64) + p.input2_offset) << p.left_shift
+    total = _rescale(a, p.input1_multiplier, p.input1_shift) + _rescale(b, p.input2_multiplier, p.input2_shift)
+    result = _rescale(total, p.output_multiplier, p.output_shift) + p.output_offset
+    return _clamp(result, p.output_min, p.output_max)
 
 
 def average_pool_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """Sum of the raw values inside the input, divided by how many there are, rounded half away
     from zero (TFLM's int8 AveragePool: input and output share scale and zero point)."""
     x = _input(values, op, 0).astype(np.int64)
-    kh, kw = op.attrs["filter_h"], op.attrs["filter_w"]
-    padded, out_h, out_w = _padded(x, op, kh, kw, 0)
-    inside, _, _ = _padded(np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64), op, kh, kw, 0)
-    total = np.zeros((x.shape[0], out_h, out_w, x.shape[3]), dtype=np.int64)
-    count = np.zeros((1, out_h, out_w, 1), dtype=np.int64)
+    p = prepare_pool(graph, op, _where(graph, op))
+    kh, kw, window = p.filter_h, p.filter_w, p.window
+    padded = _padded(x, window, kh, kw, 0)
+    inside = _padded(np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64), window, kh, kw, 0)
+    total = np.zeros((x.shape[0], window.out_h, window.out_w, x.shape[3]), dtype=np.int64)
+    count = np.zeros((1, window.out_h, window.out_w, 1), dtype=np.int64)
     for dy in range(kh):
         for dx in range(kw):
-            total += _tap(padded, op, dy, dx, out_h, out_w)
-            count += _tap(inside, op, dy, dx, out_h, out_w)
+            total += _tap(padded, window, dy, dx)
+            count += _tap(inside, window, dy, dx)
     result = _round_half_away_divide(total, np.maximum(count, 1))
-    return _clamp(result, *_output_range(graph, op))
+    return _clamp(result, p.output_min, p.output_max)
 
 
 def max_pool_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """The largest raw value inside the input under each window, clamped to the activation range."""
     x = _input(values, op, 0).astype(np.int64)
-    kh, kw = op.attrs["filter_h"], op.attrs["filter_w"]
-    padded, out_h, out_w = _padded(x, op, kh, kw, np.iinfo(np.int64).min)
-    result = np.full((x.shape[0], out_h, out_w, x.shape[3]), np.iinfo(np.int64).min, dtype=np.int64)
-    for dy in range(kh):
-        for dx in range(kw):
-            result = np.maximum(result, _tap(padded, op, dy, dx, out_h, out_w))
-    return _clamp(result, *_output_range(graph, op))
+    p = prepare_pool(graph, op, _where(graph, op))
+    padded = _padded(x, p.window, p.filter_h, p.filter_w, np.iinfo(np.int64).min)
+    result = np.full((x.shape[0], p.window.out_h, p.window.out_w, x.shape[3]), np.iinfo(np.int64).min, dtype=np.int64)
+    for dy in range(p.filter_h):
+        for dx in range(p.filter_w):
+            result = np.maximum(result, _tap(padded, p.window, dy, dx))
+    return _clamp(result, p.output_min, p.output_max)
 
 
 def mean(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """TFLM's int8 MEAN (QuantizedMeanOrSum): the sum of x - zp over the axes, rescaled by
     input/output scale with 1/count folded into the multiplier as far as precision allows. TFLM
     takes this one path for every axis set, keep_dims or not, same quantisation or not."""
-    inp, out = _tensor(graph, op, 0), _output(graph, op)
     x = _input(values, op, 0).astype(np.int64)
     axes = tuple(sorted({int(a) + x.ndim if int(a) < 0 else int(a) for a in _input(values, op, 1).ravel()}))
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
-    multiplier, shift = quantize_multiplier(float(np.float32(_scale(inp))) / float(np.float32(_scale(out))))
-    fold = min(count.bit_length() - 1, 32, 31 + shift)
-    multiplier = (multiplier << fold) // count
-    shift -= fold
-    total = (x - _zero_point(inp)).sum(axis=axes)
-    result = _rescale(total, multiplier, shift) + _zero_point(out)
+    p = prepare_mean(graph, op, count, _where(graph, op))
+    total = (x - p.input_zero_point).sum(axis=axes)
+    result = _rescale(total, p.multiplier, p.shift) + p.output_zero_point
     return _clamp(result, -128, 127)
 
 
@@ -322,8 +293,8 @@ def quantize(graph: Graph, op: Op, values: Values) -> np.ndarray:
         rounded = np.sign(q) * np.floor(np.abs(q) + 0.5)
         result = np.clip(rounded, INT32_MIN, INT32_MAX).astype(np.int64) + out_zp
     else:  # Requantize
-        multiplier, shift = quantize_multiplier(float(np.float32(_scale(inp))) / float(np.float32(_scale(out))))
-        result = _rescale(x.astype(np.int64) - _zero_point(inp), multiplier, shift) + out_zp
+        p = prepare_requantize(graph, op, _where(graph, op))
+        result = _rescale(x.astype(np.int64) - p.input_zero_point, p.multiplier, p.shift) + p.output_zero_point
     info = np.iinfo(_NUMPY[out.dtype])
     return _clamp(result, info.min, info.max)
 
@@ -336,23 +307,20 @@ def dequantize(graph: Graph, op: Op, values: Values) -> np.ndarray:
 
 
 # ---- SOFTMAX: gemmlowp fixed point ----
-_SCALED_DIFF_INTEGER_BITS = 5
-_ACCUMULATION_INTEGER_BITS = 12
-
-
 def softmax(graph: Graph, op: Op, values: Values) -> np.ndarray:
     """TFLM's int8 softmax: exp of (x - max) * beta in Q5.26 by gemmlowp's exp_on_negative_values,
     the sum in Q12.19, its reciprocal by Newton-Raphson, output scale 1/256, zero point -128."""
     inp = _tensor(graph, op, 0)
     x = _input(values, op, 0).astype(np.int64)
-    multiplier, left_shift, diff_min = softmax_parameters(_scale(inp), op.attrs.get("beta", 1.0))
+    p = prepare_softmax(_scale(inp), op.attrs.get("beta", 1.0))
+    multiplier, left_shift, diff_min = p.input_multiplier, p.input_left_shift, p.diff_min
     diff = x - x.max(axis=-1, keepdims=True)
     used = diff >= diff_min
     scaled = saturating_rounding_doubling_high_mul(np.where(used, diff, 0) << left_shift, multiplier)
-    exps = _exp_on_negative_values(scaled, _SCALED_DIFF_INTEGER_BITS)
-    exps_accum = rounding_divide_by_pot(exps, _ACCUMULATION_INTEGER_BITS)  # Rescale<12> of a Q0.31
+    exps = _exp_on_negative_values(scaled, SCALED_DIFF_INTEGER_BITS)
+    exps_accum = rounding_divide_by_pot(exps, ACCUMULATION_INTEGER_BITS)  # Rescale<12> of a Q0.31
     total = np.where(used, exps_accum, 0).sum(axis=-1, keepdims=True)
-    reciprocal, bits_over_unit = _reciprocal(total, _ACCUMULATION_INTEGER_BITS)
+    reciprocal, bits_over_unit = _reciprocal(total, ACCUMULATION_INTEGER_BITS)
     exponent = bits_over_unit + 31 - 8
     if np.any(exponent > 31):
         raise OverflowError(
@@ -362,18 +330,6 @@ def softmax(graph: Graph, op: Op, values: Values) -> np.ndarray:
     unsaturated = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(reciprocal, exps), exponent)
     result = np.where(used, np.clip(unsaturated - 128, -128, 127), -128)
     return result
-
-
-def softmax_parameters(input_scale: float, beta: float) -> tuple[int, int, int]:
-    """(input multiplier, left shift, diff_min): TFLite's PreprocessSoftmaxScaling and
-    CalculateInputRadius for Q5.26 differences."""
-    real = min(
-        float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - _SCALED_DIFF_INTEGER_BITS)),
-        (1 << 31) - 1.0,
-    )
-    multiplier, left_shift = quantize_multiplier(real)
-    radius = ((1 << _SCALED_DIFF_INTEGER_BITS) - 1) * (1 << (31 - _SCALED_DIFF_INTEGER_BITS)) / (1 << left_shift)
-    return multiplier, left_shift, -int(np.floor(radius))
 
 
 def _wrap32(x: np.ndarray) -> np.ndarray:

@@ -128,7 +128,8 @@ def test_single_op_optimized_matches_tflm(graph: Graph):
 
 
 def test_forced_modes_are_the_modes_meant():
-    from engine.codegen import _channel_multipliers, _requant_mode, _scale
+    from engine.codegen import _requant_mode
+    from engine.prepare import channel_multipliers, scale_of
 
     expected = {"portable": RQ_PORTABLE, "any": RQ_ANY, "even": RQ_EVEN}
     for name, graph in SINGLE_OP_GRAPHS:
@@ -136,7 +137,7 @@ def test_forced_modes_are_the_modes_meant():
             op = graph.ops[0]
             x, w, y = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
             channels = w.shape[0] if op.kind != "DEPTHWISE_CONV_2D" else w.shape[3]
-            mults, shifts = _channel_multipliers(_scale(x, ""), w, _scale(y, ""), channels, "")
+            mults, shifts = channel_multipliers(scale_of(x, ""), w, scale_of(y, ""), channels, "")
             assert _requant_mode(mults, shifts) == expected[name.split("-")[1]], name
 
 
@@ -272,7 +273,7 @@ def requant_probe(rng: np.random.Generator, exponents: range, activation: str) -
     a rounding boundary of the channel's multiplier (or at an int32 extreme), so the output checks
     the requantisation of the fused assembly block value by value; channel c's right shift is
     exponents[c % len(exponents)]."""
-    from engine.codegen import _channel_multipliers, _scale
+    from engine.prepare import channel_multipliers, scale_of
 
     channels = 3 * len(exponents)
     graph = synth.conv2d_model(rng, 1, 2, 4, channels, 1, 1, "SAME", activation, per_channel=True)
@@ -282,7 +283,7 @@ def requant_probe(rng: np.random.Generator, exponents: range, activation: str) -
     graph = with_effective_scales(graph, targets)
     tensors = list(graph.tensors)
     tensors[op.inputs[1]] = dataclasses.replace(tensors[op.inputs[1]], data=np.zeros(w.shape, dtype=np.int8))
-    mults, shifts = _channel_multipliers(_scale(x, ""), tensors[op.inputs[1]], _scale(y, ""), channels, "")
+    mults, shifts = channel_multipliers(scale_of(x, ""), tensors[op.inputs[1]], scale_of(y, ""), channels, "")
     bias = []
     for c, (m, shift) in enumerate(zip(mults, shifts)):
         if c % 17 == 5:

@@ -580,10 +580,10 @@ TL_INLINE void tl_gemm_2px(const int32_t *xq, const int32_t *w, int wide, const 
     }
 }
 
-/* ---- matrix-vector products: 1 vector x 4 rows (FULLY_CONNECTED) ----
+/* ---- matrix-vector products: 1 vector x 6 rows (TL_MV_ROWS, FULLY_CONNECTED) ----
  * The int8 vector is widened on the fly, one word (four values) a group, so no scratch is
  * needed; the last group of a length that is not a multiple of 4 is built from its bytes (no
- * read past the vector). w16: per group 4 rows x 2 pairs; w8: per group 4 row words. */
+ * read past the vector). w16: per group 6 rows x 2 pairs; w8: per group 6 row words. */
 #if TL_DSP
 #define TL_MV_X                                                \
     "ldr %[x1], [%[xp]], #4\n\t"                               \
