@@ -44,6 +44,7 @@ from hil.models import ModelSource, default_input
 from hil.protocol import DeviceLink, InferenceReport
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
+from hil.transcript import Transcript, save_for_run
 
 WINDOWS = 5  # the MLPerf Tiny runner's performance mode runs 5 windows
 HARDWARE_WINDOW_S = 10.0  # MLPerf Tiny: a timed window lasts at least 10 s
@@ -231,6 +232,7 @@ class MlperfRun:
     backend: str
     performance: Performance
     accuracy: Accuracy | None = None
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
 
     def summary(self) -> dict[str, object]:
         p = self.performance
@@ -258,9 +260,10 @@ class MlperfRun:
 
     def measurements(self, provenance: Provenance) -> list[Measurement]:
         p = self.performance
+        named = save_for_run(self.transcript, provenance.run_id)
 
         def row(metric: str, value: float, unit: str, extra: dict[str, object]) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, extra)
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**extra, **named})
 
         rows = [row("mlperf_latency", p.median, p.unit, {
             "windows": p.per_window, "inferences_per_window": p.inferences, "warmup": p.warmup,
@@ -382,7 +385,8 @@ def run_mlperf(board: BoardSpec, source: ModelSource, inputs_dir: Path | None = 
     inputs = read_inputs(inputs_dir, source.graph) if inputs_dir is not None else []
     built = firmware or build_model_firmware(board, source, optimize).firmware
     runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
     value = inputs[0].value if inputs else default_input(source.graph)
     performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)
     accuracy = measure_accuracy(runner, built, source, inputs) if inputs else None
-    return MlperfRun(source.name, source.sha256, board.name, runner.backend, performance, accuracy)
+    return MlperfRun(source.name, source.sha256, board.name, runner.backend, performance, accuracy, transcript)

@@ -190,6 +190,21 @@ def _argnames(mark: pytest.Mark) -> list[str]:
     return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
 
 
+TRANSCRIPT_TAIL_LINES = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test that used `dut` shows the tail of the device transcript in its report."""
+    outcome = yield
+    report = outcome.get_result()
+    device = getattr(item, "funcargs", {}).get("dut")
+    if report.failed and device is not None:
+        tail = device.runner.transcript.tail(TRANSCRIPT_TAIL_LINES)
+        if tail:
+            report.sections.append(("tinylab device transcript (last lines)", tail))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = item.config.stash[_LAB].skip_reason(item)
     if reason:

@@ -5,7 +5,7 @@ oracle, so that TFLM and the engine are measured figure for figure. Without a li
 that does not fit the board, `measure_tflm_baseline` says why the TFLM column is empty."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from hil.tflm_baseline_workload import (
     tflm_workload,
 )
 from hil.toolchain import toolchain_summary
+from hil.transcript import Transcript
 
 __all__ = [
     "NO_LIBRARY_REASON", "TFLM_DIR_ENV", "TflmBaselineError", "TflmDoesNotFitError", "TflmLibrary",
@@ -87,6 +88,7 @@ class TflmRun(TargetRun):
     reference: np.ndarray
     checksum: str
     library: str  # the library's description: archive, architecture, kernels
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
 
     def summary(self) -> dict[str, object]:
         return {
@@ -189,6 +191,7 @@ def run_tflm_baseline(
         raise LabError(f"model {source.name}: the input has {len(data)} bytes, its input tensor {info.input.bytes}")
     require_cxx_toolchain(board)
     runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
 
     generous, figures = _arena_on_target(board, source, info, library, optimize, runner)
     for arena in (figures.used, generous):
@@ -224,6 +227,7 @@ def run_tflm_baseline(
         reference=reference,
         checksum=report.checksum,
         library=library.describe(),
+        transcript=transcript,
     )
 
 
