@@ -16,6 +16,7 @@ from hil.boards import load_board, list_boards
 from hil.calibration import CalibrationPlan
 from hil.errors import ProtocolError, RunnerError
 from hil.firmware import Firmware, build_firmware
+from hil.hardware_map import HardwareMapEntry
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.runners import runner_for
 from hil.runners.board import (
@@ -56,6 +57,17 @@ def test_hardware_boards_get_the_board_runner():
     assert isinstance(runner, BoardRunner)
     assert (runner.backend, runner.unit, runner.can_preload) == ("hardware", "cycles", True)
     assert runner.ticks_per_unit() == 1 and str(runner.latency(12345)) == "12,345 cycles"
+
+
+def test_runner_for_a_hardware_map_entry_carries_its_probe_and_port():
+    entry = HardwareMapEntry(load_board(NUCLEO), "0670FF3136", "/dev/ttyACM7")
+    runner = runner_for(entry)
+    assert isinstance(runner, BoardRunner) and (runner.probe, runner.port) == ("0670FF3136", "/dev/ttyACM7")
+    assert runner_for(load_board(NUCLEO), probe="AB12").probe == "AB12"
+    assert isinstance(runner_for(HardwareMapEntry(load_board("qemu-f746"))), QemuRunner)
+    with pytest.raises(RunnerError, match=r"board qemu-f746: its 'qemu' runner takes no probe or "
+                                          r"serial port"):
+        runner_for(load_board("qemu-f746"), port="/dev/ttyACM7")
 
 
 def test_no_probe_attached_is_a_clear_error(no_probes):
