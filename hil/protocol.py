@@ -104,6 +104,7 @@ class DeviceLink:
         self._health = health or (lambda: None)
         self._pending = b""
         self._received: list[str] = []  # the lines of the exchange in progress, for errors
+        self._last_input: tuple[bytes, bool] | None = None  # what load_input loaded last, and how
         port.timeout = 0.05
 
     # ---- lines ----
@@ -247,6 +248,7 @@ class DeviceLink:
     def load_input(self, data: bytes, preloaded: bool = False) -> None:
         """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`. With
         `preloaded`, the runner has already placed the bytes: `db preloaded N%` only."""
+        self._last_input = (data, preloaded)
         if preloaded:
             if "m-load-done" not in self.command(f"db preloaded {len(data)}"):
                 raise self._error(f"db preloaded {len(data)}%", "no m-load-done in the reply")
@@ -260,6 +262,13 @@ class DeviceLink:
             done = "m-load-done" in reply
         if not done:
             raise self._error("db HEX%", f"the device did not confirm all {len(data)} bytes (no m-load-done)")
+
+    def reload_input(self) -> None:
+        """Load the last input again, the way it was loaded (`db preloaded N%` again for a
+        preloaded one, whose bytes the firmware still holds in its staging copy)."""
+        if self._last_input is None:
+            raise ProtocolError(f"board {self.board}: no input was loaded to load again")
+        self.load_input(*self._last_input)
 
     def name(self) -> str:
         """`name%`: the device's name from `m-name-dut-[NAME]`."""

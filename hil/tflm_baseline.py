@@ -45,6 +45,7 @@ from hil.tflm_baseline_workload import (
     resolver_calls,
     tflm_workload,
 )
+from hil.target import open_with_input
 from hil.toolchain import toolchain_summary
 from hil.transcript import Transcript
 
@@ -197,8 +198,7 @@ def run_tflm_baseline(
     for arena in (figures.used, generous):
         firmware = _build(board, source, info, library, arena, optimize)
         try:
-            with runner.open(firmware, preload=data if runner.can_preload else None) as link:
-                link.load_input(data, preloaded=runner.can_preload)
+            with open_with_input(runner, firmware, data) as link:
                 report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
                 measured = read_arena_figures(link, info.name)
             break

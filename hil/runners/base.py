@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hil.boards import BoardSpec
 from hil.firmware import Firmware
 from hil.protocol import DeviceLink
+from hil.target import TargetSession
 from hil.transcript import Transcript
 
 
@@ -35,6 +36,7 @@ class Runner(ABC):
         self.board = board
         self.timeout_s = timeout_s
         self.transcript = Transcript()  # every link this runner opens records here
+        self.target = TargetSession()  # what the target holds across this runner's opens
 
     def fresh_transcript(self) -> Transcript:
         """Start a new transcript for the links opened from now on (one per run), and return it."""

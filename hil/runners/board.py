@@ -303,15 +303,33 @@ class BoardRunner(Runner):
                       lambda: check_target_support(self.board))
         port = self.port or find_serial_port(self.board.name, probe.unique_id)
         address = symbol_address(firmware.elf, INPUT_TARGET_SYMBOL) if preload is not None else None
-        with DebugSession(self.board, probe.unique_id, self.timeout_s) as debug:
-            self.transcript.note(f"probe {probe.unique_id} flashes {firmware.elf.name} (digest {firmware.digest})")
-            log.info("board %s: flashing %s through probe %s", self.board.name, firmware.elf, probe.unique_id)
-            debug.program(firmware.elf)
+        with self.debug_session(probe.unique_id) as debug:
+            self._flash_unless_held(debug, firmware, probe.unique_id)
             debug.reset_and_halt()
             if preload is not None and address is not None:
                 debug.write(address, preload)
-            with self.console(port, start=debug.release) as link:
-                yield link
+            try:
+                with self.console(port, start=debug.release) as link:
+                    self.target.booted(firmware)
+                    yield link
+            finally:
+                self.target.released(keeps_firmware=True)
+
+    def debug_session(self, probe_id: str) -> DebugSession:
+        """A pyOCD session on the probe (flash, reset and halt, write memory, release)."""
+        return DebugSession(self.board, probe_id, self.timeout_s)
+
+    def _flash_unless_held(self, debug: DebugSession, firmware: Firmware, probe_id: str) -> None:
+        """Flash `firmware` unless the target already holds it (same digest, flashed by this runner)."""
+        if self.target.holds(firmware):
+            self.transcript.note(f"the target holds {firmware.elf.name} (digest {firmware.digest}): not reflashed")
+            log.info("board %s: already holds %s, not reflashed", self.board.name, firmware.digest)
+            return
+        self.transcript.note(f"probe {probe_id} flashes {firmware.elf.name} (digest {firmware.digest})")
+        log.info("board %s: flashing %s through probe %s", self.board.name, firmware.elf, probe_id)
+        self.target.lost()  # until the flash is done, what the target holds is unknown
+        debug.program(firmware.elf)
+        self.target.flashed(firmware)
 
     @contextmanager
     def console(self, url: str, start: Callable[[], None] | None = None) -> Iterator[DeviceLink]:

@@ -203,8 +203,10 @@ class QemuRunner(Runner):
             link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=qemu.exit_problem,
                               transcript=self.transcript)
             link.wait_boot()
+            self.target.booted(firmware)
             yield link
         finally:
+            self.target.released(keeps_firmware=False)  # no flash: the next open boots anew
             try:
                 port.close()
             finally:
