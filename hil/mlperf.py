@@ -45,7 +45,7 @@ from hil.protocol import DeviceLink, InferenceReport
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
 from hil.target import each_input, open_with_input
-from hil.transcript import Transcript, save_for_run
+from hil.transcript import Transcript, kept_on_failure, save_for_run
 
 WINDOWS = 5  # the MLPerf Tiny runner's performance mode runs 5 windows
 HARDWARE_WINDOW_S = 10.0  # MLPerf Tiny: a timed window lasts at least 10 s
@@ -372,6 +372,7 @@ def run_mlperf(board: BoardSpec, source: ModelSource, inputs_dir: Path | None = 
     runner = runner or runner_for(board)
     transcript = runner.fresh_transcript()
     value = inputs[0].value if inputs else default_input(source.graph)
-    performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)
-    accuracy = measure_accuracy(runner, built, source, inputs) if inputs else None
+    with kept_on_failure(transcript):
+        performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)
+        accuracy = measure_accuracy(runner, built, source, inputs) if inputs else None
     return MlperfRun(source.name, source.sha256, board.name, runner.backend, performance, accuracy, transcript)

@@ -24,7 +24,7 @@ from hil.runners import Runner, runner_for
 from hil.staticram import StaticRamSplit, split_static_ram
 from hil.target import open_with_input
 from hil.toolchain import toolchain_summary
-from hil.transcript import Transcript, save_for_run
+from hil.transcript import Transcript, kept_on_failure, save_for_run
 
 
 class TargetRun:
@@ -280,7 +280,7 @@ def run_model(
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
     data = np.ascontiguousarray(value).tobytes()
-    with open_with_input(runner, firmware, data) as link:
+    with kept_on_failure(transcript), open_with_input(runner, firmware, data) as link:
         report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
     if not report.output_of_loaded_input:
         raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "

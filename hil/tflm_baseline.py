@@ -47,7 +47,7 @@ from hil.tflm_baseline_workload import (
 )
 from hil.target import open_with_input
 from hil.toolchain import toolchain_summary
-from hil.transcript import Transcript
+from hil.transcript import Transcript, kept_on_failure
 
 __all__ = [
     "NO_LIBRARY_REASON", "TFLM_DIR_ENV", "TflmBaselineError", "TflmDoesNotFitError", "TflmLibrary",
@@ -194,6 +194,14 @@ def run_tflm_baseline(
     runner = runner or runner_for(board)
     transcript = runner.fresh_transcript()
 
+    with kept_on_failure(transcript):
+        return _measure_tflm(board, source, value, library, runner, optimize, warmup, info, data, transcript)
+
+
+def _measure_tflm(board: BoardSpec, source: ModelSource, value: np.ndarray, library: TflmLibrary, runner: Runner,
+                  optimize: str | None, warmup: int, info: TfliteModelInfo, data: bytes,
+                  transcript: Transcript) -> TflmRun:
+    """run_tflm_baseline's runs on the target (the arena sizing run, then the measured one)."""
     generous, figures = _arena_on_target(board, source, info, library, optimize, runner)
     for arena in (figures.used, generous):
         firmware = _build(board, source, info, library, arena, optimize)

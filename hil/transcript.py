@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,3 +79,20 @@ def save_for_run(transcript: Transcript | None, run_id: str) -> dict[str, str]:
     if transcript is None or not transcript.lines:
         return {}
     return {"transcript": str(transcript.save(transcript_path(run_id)))}
+
+
+@contextmanager
+def kept_on_failure(transcript: Transcript) -> Iterator[Transcript]:
+    """On a lab error inside: write `transcript` as transcripts/failed-<run id>.txt and add its
+    path to the error as a note (the CLI prints it)."""
+    from hil.errors import LabError
+    from hil.results import new_run_id
+
+    try:
+        yield transcript
+    except LabError as error:
+        if transcript.lines:
+            path = transcript.save(transcript_path(f"failed-{new_run_id()}"))
+            error.add_note(f"transcript of the device link: {path}")
+            log.warning("the run failed; its transcript is %s", path)
+        raise
