@@ -44,6 +44,8 @@ from hil.models import ModelSource, default_input
 from hil.protocol import DeviceLink, InferenceReport
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
+from hil.target import each_input, open_with_input
+from hil.transcript import Transcript, kept_on_failure, save_for_run
 
 WINDOWS = 5  # the MLPerf Tiny runner's performance mode runs 5 windows
 HARDWARE_WINDOW_S = 10.0  # MLPerf Tiny: a timed window lasts at least 10 s
@@ -231,6 +233,7 @@ class MlperfRun:
     backend: str
     performance: Performance
     accuracy: Accuracy | None = None
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
 
     def summary(self) -> dict[str, object]:
         p = self.performance
@@ -258,9 +261,10 @@ class MlperfRun:
 
     def measurements(self, provenance: Provenance) -> list[Measurement]:
         p = self.performance
+        named = save_for_run(self.transcript, provenance.run_id)
 
         def row(metric: str, value: float, unit: str, extra: dict[str, object]) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, extra)
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**extra, **named})
 
         rows = [row("mlperf_latency", p.median, p.unit, {
             "windows": p.per_window, "inferences_per_window": p.inferences, "warmup": p.warmup,
@@ -296,10 +300,8 @@ def measure_performance(runner: Runner, firmware: Firmware, value: np.ndarray, *
     board = runner.board
     window_s = window_s if window_s is not None else (EMULATED_WINDOW_S if board.emulated else HARDWARE_WINDOW_S)
     data = value.tobytes()
-    preload = runner.can_preload
-    with runner.open(firmware, preload=data if preload else None) as link:
+    with open_with_input(runner, firmware, data) as link:
         lap_clock = _lap_clock(link)
-        link.load_input(data, preloaded=preload)
         probe = link.infer(1, 1)
         count = inferences_per_window(probe.ticks_min, board.clock_hz, window_s)
         # Each window runs about window_s of the board's clock (virtual time under QEMU, which
@@ -308,7 +310,7 @@ def measure_performance(runner: Runner, firmware: Firmware, value: np.ndarray, *
         per_window, laps = [], []
         for _ in range(windows):
             if firmware.input_staged:
-                link.load_input(data, preloaded=preload)  # the runner's `download` step
+                link.reload_input()  # the runner's `download` step
             # Without a staging copy, the input slot held the input for one inference only (the
             # probe's); the windows run on the firmware's generated input, which times the same.
             report = link.infer(count, warmup, timeout_s=timeout)
@@ -320,22 +322,8 @@ def measure_performance(runner: Runner, firmware: Firmware, value: np.ndarray, *
 
 
 def _infer_each(runner: Runner, firmware: Firmware, inputs: list[LabeledInput]) -> list[InferenceReport]:
-    """`infer 1 0%` on every input: one boot per input with the input preloaded where the runner
-    can (much faster than `db` lines under QEMU), else one session with `db` lines."""
-    if runner.can_preload:
-        reports = []
-        for item in inputs:
-            data = item.value.tobytes()
-            with runner.open(firmware, preload=data) as link:
-                link.load_input(data, preloaded=True)
-                reports.append(link.infer(1, 0))
-        return reports
-    with runner.open(firmware) as link:
-        reports = []
-        for item in inputs:
-            link.load_input(item.value.tobytes())
-            reports.append(link.infer(1, 0))
-        return reports
+    """`infer 1 0%` on every input (preloaded where the runner can; a board is flashed once)."""
+    return [link.infer(1, 0) for link in each_input(runner, firmware, (i.value.tobytes() for i in inputs))]
 
 
 def measure_accuracy(runner: Runner, firmware: Firmware, source: ModelSource, inputs: list[LabeledInput]) -> Accuracy:
@@ -382,7 +370,9 @@ def run_mlperf(board: BoardSpec, source: ModelSource, inputs_dir: Path | None = 
     inputs = read_inputs(inputs_dir, source.graph) if inputs_dir is not None else []
     built = firmware or build_model_firmware(board, source, optimize).firmware
     runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
     value = inputs[0].value if inputs else default_input(source.graph)
-    performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)
-    accuracy = measure_accuracy(runner, built, source, inputs) if inputs else None
-    return MlperfRun(source.name, source.sha256, board.name, runner.backend, performance, accuracy)
+    with kept_on_failure(transcript):
+        performance = measure_performance(runner, built, value, windows=windows, window_s=window_s, warmup=warmup)
+        accuracy = measure_accuracy(runner, built, source, inputs) if inputs else None
+    return MlperfRun(source.name, source.sha256, board.name, runner.backend, performance, accuracy, transcript)

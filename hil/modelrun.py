@@ -22,7 +22,9 @@ from hil.planlayout import plan_layout
 from hil.results import Measurement, Provenance
 from hil.runners import Runner, runner_for
 from hil.staticram import StaticRamSplit, split_static_ram
+from hil.target import open_with_input
 from hil.toolchain import toolchain_summary
+from hil.transcript import Transcript, kept_on_failure, save_for_run
 
 
 class TargetRun:
@@ -42,8 +44,9 @@ class TargetRun:
 
     def row_maker(self, provenance: Provenance, **extra: object) -> Callable[..., Measurement]:
         """`row(metric, value, unit, more=None)`: a row of this run, its extra holding bit-exactness,
-        the latency resolution, `extra` and `more`."""
-        common = {"matches_reference": self.matches_reference, "resolution": self.resolution, **extra}
+        the latency resolution, `extra`, `more` and the run's transcript file (written now)."""
+        common = {"matches_reference": self.matches_reference, "resolution": self.resolution, **extra,
+                  **save_for_run(getattr(self, "transcript", None), provenance.run_id)}
 
         def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
             return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**common, **(more or {})})
@@ -79,6 +82,7 @@ class ModelRun(TargetRun):
     memory_plan: dict[str, object] | None = None  # hil.planlayout's JSON: stored with arena_planned
     flash_parts: FlashBreakdown | None = None
     lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
 
     @property
     def peak_sram(self) -> int:
@@ -272,11 +276,11 @@ def run_model(
     built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging)
     firmware, compiled = built.firmware, built.compiled
     runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
     data = np.ascontiguousarray(value).tobytes()
-    with runner.open(firmware, preload=data if runner.can_preload else None) as link:
-        link.load_input(data, preloaded=runner.can_preload)
+    with kept_on_failure(transcript), open_with_input(runner, firmware, data) as link:
         report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
     if not report.output_of_loaded_input:
         raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
@@ -308,6 +312,7 @@ def run_model(
         model_static_ram=split.model_bytes,
         input_staged=firmware.input_staged,
         lab_objects={o.name: o.size for o in split.lab},
+        transcript=transcript,
     )
 
 

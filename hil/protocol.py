@@ -5,6 +5,7 @@ Every read has a deadline; a missing, erroneous or garbled reply raises Protocol
 board, the command and what came back."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 import serial
 
 from hil.errors import ProtocolError
+from hil.transcript import Transcript
 
 READY = "m-ready"
 BOOT_QUIET_S = 3.0  # silence at boot after which the device is asked whether it is there
@@ -23,6 +25,8 @@ LAB_FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
 LAP = re.compile(r"^m-lap-us-([0-9]+)$")
 RESULTS = re.compile(r"^m-results-\[(.*)\]$")
 HEX_CHUNK_BYTES = 200  # 400 hex digits: a command well inside the firmware's 512-character buffer
+
+log = logging.getLogger(__name__)
 
 
 class Port(Protocol):
@@ -81,7 +85,8 @@ class InferenceReport:
 
 
 class DeviceLink:
-    """A connected device: sends commands and parses replies, with a deadline on every read."""
+    """A connected device: sends commands and parses replies, with a deadline on every read.
+    Every line sent and received goes to `transcript` (a fresh one unless given)."""
 
     def __init__(
         self,
@@ -90,13 +95,16 @@ class DeviceLink:
         *,
         timeout_s: float = 10.0,
         health: Callable[[], str | None] | None = None,
+        transcript: Transcript | None = None,
     ) -> None:
         self.port = port
         self.board = board
+        self.transcript = transcript if transcript is not None else Transcript()
         self.timeout_s = timeout_s
         self._health = health or (lambda: None)
         self._pending = b""
         self._received: list[str] = []  # the lines of the exchange in progress, for errors
+        self._last_input: tuple[bytes, bool] | None = None  # what load_input loaded last, and how
         port.timeout = 0.05
 
     # ---- lines ----
@@ -111,6 +119,8 @@ class DeviceLink:
                 raw, self._pending = self._pending.split(b"\n", 1)
                 line = raw.decode("ascii", errors="replace").strip()
                 if line:
+                    self.transcript.received(line)
+                    log.debug("%s < %s", self.board, line)
                     return line
             try:
                 # One byte (waiting up to the port timeout), then whatever else has arrived.
@@ -158,6 +168,10 @@ class DeviceLink:
         received = list(self._received)
         partial = self._pending.decode("ascii", errors="replace")
         seen = "; ".join(received + ([partial] if partial else [])) or "nothing"
+        if partial:
+            self.transcript.received(f"{partial.strip()} (an incomplete line)")
+        self.transcript.note(f"error during {during!r}: {problem}")
+        log.info("board %s, command %r: %s", self.board, during, problem)
         return ProtocolError(f"board {self.board}, command {during!r}: {problem}; received: {seen[-600:]}")
 
     # ---- commands ----
@@ -196,11 +210,17 @@ class DeviceLink:
                 raise self._error("(boot)", f"the device reported an error: {line}")
 
     def _send(self, during: str, wire: str) -> None:
+        self.transcript.sent(wire)
+        log.debug("%s > %s", self.board, wire)
         try:
             self.port.write(wire.encode("ascii"))
             self.port.flush()
         except (serial.SerialException, OSError) as error:
             raise self._error(during, f"could not send {wire!r} ({error})") from None
+
+    def send(self, text: str) -> None:
+        """Send `text%` without reading the reply."""
+        self._send(f"{text}%", f"{text}%")
 
     def command(self, text: str, timeout_s: float | None = None) -> list[str]:
         """Send `text%` and return the reply lines before `m-ready`."""
@@ -228,6 +248,7 @@ class DeviceLink:
     def load_input(self, data: bytes, preloaded: bool = False) -> None:
         """`db load N%` then `db HEX%` in chunks, until the device says `m-load-done`. With
         `preloaded`, the runner has already placed the bytes: `db preloaded N%` only."""
+        self._last_input = (data, preloaded)
         if preloaded:
             if "m-load-done" not in self.command(f"db preloaded {len(data)}"):
                 raise self._error(f"db preloaded {len(data)}%", "no m-load-done in the reply")
@@ -241,6 +262,13 @@ class DeviceLink:
             done = "m-load-done" in reply
         if not done:
             raise self._error("db HEX%", f"the device did not confirm all {len(data)} bytes (no m-load-done)")
+
+    def reload_input(self) -> None:
+        """Load the last input again, the way it was loaded (`db preloaded N%` again for a
+        preloaded one, whose bytes the firmware still holds in its staging copy)."""
+        if self._last_input is None:
+            raise ProtocolError(f"board {self.board}: no input was loaded to load again")
+        self.load_input(*self._last_input)
 
     def name(self) -> str:
         """`name%`: the device's name from `m-name-dut-[NAME]`."""

@@ -1,38 +1,27 @@
 """The tinylab pytest plugin: one test file runs on QEMU or on a physical board by changing only
 `--board`, or once per board of a `--hardware-map`.
 
-Fixtures: `board` (the BoardSpec), `dut` (a booted device: `run`, `command`, `send`, `expect`),
-`lab_target` (the board with its probe and port). Markers: `@pytest.mark.board(name or core,
-...)` and `@pytest.mark.hardware`. Every measurement `dut.run` takes goes to the results store,
+Fixtures: `board` (the BoardSpec), `dut` (a booted device: `run`, `command`, `send`, `expect`;
+hil.dut.Dut, which works without pytest too), `lab_target` (the board with its probe and port).
+Markers: `@pytest.mark.board(name or core, ...)` and `@pytest.mark.hardware`. Every measurement `dut.run` takes goes to the results store,
 tagged with the test's node id.
 """
 from __future__ import annotations
 
-import re
-import time
-from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from hil.boards import load_board
-from hil.errors import LabError, ProtocolError, RunnerError
+from hil.dut import Dut
+from hil.errors import LabError, RunnerError
 from hil.hardware_map import HardwareMapEntry, load_hardware_map
 
-if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest run
-    import numpy as np
-
-    from hil.firmware import Firmware
-    from hil.modelrun import ModelRun
-    from hil.models import ModelSource
-    from hil.protocol import DeviceLink
-    from hil.runners import Runner
-
 DEFAULT_BOARD = "qemu-f746"
-DEFAULT_MODEL = "mcunet-tiny"  # hil.models.DEFAULT_MODEL, without importing it here
-DUT_TIMEOUT_S = 30.0
 PROBE_LIST_TIMEOUT_S = 30.0
+
+__all__ = ["Dut", "Lab", "DEFAULT_BOARD"]  # Dut lives in hil.dut; kept importable from here
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -190,6 +179,21 @@ def _argnames(mark: pytest.Mark) -> list[str]:
     return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
 
 
+TRANSCRIPT_TAIL_LINES = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test that used `dut` shows the tail of the device transcript in its report."""
+    outcome = yield
+    report = outcome.get_result()
+    device = getattr(item, "funcargs", {}).get("dut")
+    if report.failed and device is not None:
+        tail = device.transcript.tail(TRANSCRIPT_TAIL_LINES)
+        if tail:
+            report.sections.append(("tinylab device transcript (last lines)", tail))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = item.config.stash[_LAB].skip_reason(item)
     if reason:
@@ -227,105 +231,3 @@ def dut(request: pytest.FixtureRequest, lab_target: HardwareMapEntry) -> Iterato
         yield device
     finally:
         device.close()
-
-
-class Dut:
-    """A device under test: QEMU or a physical board, with the same API.
-
-    `command`, `send` and `expect` talk to the firmware booted by `boot()` (the calibration
-    firmware unless another is given); `run(model)` builds and runs the model's own firmware,
-    stores its figures and returns them; the next `command` boots the default firmware again."""
-
-    def __init__(self, target: HardwareMapEntry, *, test_id: str = "",
-                 timeout_s: float = DUT_TIMEOUT_S) -> None:
-        self.target = target
-        self.board = target.board
-        self.test_id = test_id
-        self.timeout_s = timeout_s
-        self.runner = _runner(target, timeout_s)
-        self.firmware: Firmware | None = None
-        self._link: DeviceLink | None = None
-        self._session = ExitStack()
-
-    def boot(self, firmware: Firmware | None = None) -> DeviceLink:
-        """Boot (flash, on a physical board) `firmware` and wait for its `m-ready`."""
-        self.close()
-        if firmware is None:
-            from hil.calibration import CalibrationPlan
-            from hil.firmware import build_firmware
-
-            firmware = build_firmware(self.board, CalibrationPlan().sources())
-        self.firmware = firmware
-        self._link = self._session.enter_context(self.runner.open(firmware))
-        return self._link
-
-    @property
-    def link(self) -> DeviceLink:
-        """The protocol link to the booted firmware (booting the default one when none is)."""
-        return self._link if self._link is not None else self.boot()
-
-    def close(self) -> None:
-        """Stop talking to the device (QEMU is stopped; a board's port is closed)."""
-        self._link = None
-        self._session.close()
-
-    def command(self, text: str, timeout: float | None = None) -> list[str]:
-        """Send `text%` and return the reply's lines before `m-ready` (an `e-` line raises)."""
-        return self.link.command(text, timeout)
-
-    def send(self, text: str) -> None:
-        """Send `text%` without reading the reply (read it with `expect`)."""
-        link = self.link
-        link.port.write(f"{text}%".encode("ascii"))
-        link.port.flush()
-
-    def expect(self, pattern: str | re.Pattern[str], timeout: float = 10.0) -> re.Match[str]:
-        """Read lines until one matches `pattern` (re.search); ProtocolError after `timeout` s."""
-        regex = re.compile(pattern)
-        link, seen = self.link, []
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                line = link.read_line(f"expect {regex.pattern!r}", timeout_s=remaining)
-            except (ProtocolError, TimeoutError) as error:
-                if time.monotonic() < deadline:
-                    raise  # the connection was lost, or the device stopped
-                shown = "; ".join(seen)[-600:] or "nothing"
-                raise ProtocolError(f"board {self.board.name}: no line matching {regex.pattern!r} "
-                                    f"within {timeout:g} s; received: {shown}") from error
-            seen.append(line)
-            match = regex.search(line)
-            if match:
-                return match
-
-    def run(self, model: str | Path | ModelSource = DEFAULT_MODEL,
-            input: np.ndarray | None = None, *, store: bool = True,  # noqa: A002
-            input_staging: bool | None = None) -> ModelRun:
-        """Build `model` (a .tflite path or a built-in name) for this board, run it on its
-        default input (or `input`), compare with TFLM, and store every figure. `input_staging`:
-        with a staging copy of the input (True), loaded in place (False), or the first where the
-        board has room (None)."""
-        from hil.modelrun import engine_provenance, run_model
-        from hil.models import ModelSource, default_input, resolve_model
-        from hil.results import open_store
-
-        self.close()  # the device now runs the model's own firmware
-        source = model if isinstance(model, ModelSource) else resolve_model(str(model))
-        value = default_input(source.graph) if input is None else input
-        result = run_model(self.board, source, value, runner=self.runner, input_staging=input_staging)
-        if store:
-            provenance = engine_provenance(self.board, result.backend, test_id=self.test_id)
-            with open_store() as results:
-                results.add(result.measurements(provenance))
-        return result
-
-
-def _runner(target: HardwareMapEntry, timeout_s: float) -> Runner:
-    from hil.runners import BoardRunner, runner_for
-
-    if target.board.emulated:
-        return runner_for(target.board, timeout_s=timeout_s)
-    return BoardRunner(target.board, timeout_s=timeout_s, probe=target.probe, port=target.port)

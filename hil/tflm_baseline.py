@@ -5,7 +5,7 @@ oracle, so that TFLM and the engine are measured figure for figure. Without a li
 that does not fit the board, `measure_tflm_baseline` says why the TFLM column is empty."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,9 @@ from hil.tflm_baseline_workload import (
     resolver_calls,
     tflm_workload,
 )
+from hil.target import open_with_input
 from hil.toolchain import toolchain_summary
+from hil.transcript import Transcript, kept_on_failure
 
 __all__ = [
     "NO_LIBRARY_REASON", "TFLM_DIR_ENV", "TflmBaselineError", "TflmDoesNotFitError", "TflmLibrary",
@@ -87,6 +89,7 @@ class TflmRun(TargetRun):
     reference: np.ndarray
     checksum: str
     library: str  # the library's description: archive, architecture, kernels
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
 
     def summary(self) -> dict[str, object]:
         return {
@@ -189,13 +192,21 @@ def run_tflm_baseline(
         raise LabError(f"model {source.name}: the input has {len(data)} bytes, its input tensor {info.input.bytes}")
     require_cxx_toolchain(board)
     runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
 
+    with kept_on_failure(transcript):
+        return _measure_tflm(board, source, value, library, runner, optimize, warmup, info, data, transcript)
+
+
+def _measure_tflm(board: BoardSpec, source: ModelSource, value: np.ndarray, library: TflmLibrary, runner: Runner,
+                  optimize: str | None, warmup: int, info: TfliteModelInfo, data: bytes,
+                  transcript: Transcript) -> TflmRun:
+    """run_tflm_baseline's runs on the target (the arena sizing run, then the measured one)."""
     generous, figures = _arena_on_target(board, source, info, library, optimize, runner)
     for arena in (figures.used, generous):
         firmware = _build(board, source, info, library, arena, optimize)
         try:
-            with runner.open(firmware, preload=data if runner.can_preload else None) as link:
-                link.load_input(data, preloaded=runner.can_preload)
+            with open_with_input(runner, firmware, data) as link:
                 report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
                 measured = read_arena_figures(link, info.name)
             break
@@ -224,6 +235,7 @@ def run_tflm_baseline(
         reference=reference,
         checksum=report.checksum,
         library=library.describe(),
+        transcript=transcript,
     )
 
 

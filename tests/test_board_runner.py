@@ -16,6 +16,7 @@ from hil.boards import load_board, list_boards
 from hil.calibration import CalibrationPlan
 from hil.errors import ProtocolError, RunnerError
 from hil.firmware import Firmware, build_firmware
+from hil.hardware_map import HardwareMapEntry
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.runners import runner_for
 from hil.runners.board import (
@@ -56,6 +57,17 @@ def test_hardware_boards_get_the_board_runner():
     assert isinstance(runner, BoardRunner)
     assert (runner.backend, runner.unit, runner.can_preload) == ("hardware", "cycles", True)
     assert runner.ticks_per_unit() == 1 and str(runner.latency(12345)) == "12,345 cycles"
+
+
+def test_runner_for_a_hardware_map_entry_carries_its_probe_and_port():
+    entry = HardwareMapEntry(load_board(NUCLEO), "0670FF3136", "/dev/ttyACM7")
+    runner = runner_for(entry)
+    assert isinstance(runner, BoardRunner) and (runner.probe, runner.port) == ("0670FF3136", "/dev/ttyACM7")
+    assert runner_for(load_board(NUCLEO), probe="AB12").probe == "AB12"
+    assert isinstance(runner_for(HardwareMapEntry(load_board("qemu-f746"))), QemuRunner)
+    with pytest.raises(RunnerError, match=r"board qemu-f746: its 'qemu' runner takes no probe or "
+                                          r"serial port"):
+        runner_for(load_board("qemu-f746"), port="/dev/ttyACM7")
 
 
 def test_no_probe_attached_is_a_clear_error(no_probes):
@@ -296,3 +308,76 @@ def test_a_target_never_released_is_a_boot_timeout_over_qemu_socket():
         port = open_serial_port(url, "netduinoplus2")  # the port is free again: go on by hand
         with serial_link(port, "netduinoplus2", timeout_s=10, start=release) as link:
             assert link.command("name") == ["m-name-dut-[tinylab netduinoplus2]"]
+
+
+# --- the target lifecycle: a board is flashed once per firmware ---------------------------------
+
+class QmpProbe:
+    """Stands in for pyOCD's session on the one part there is no board for: the probe. QEMU's
+    monitor halts, resets and starts the emulated target; `program` only notes the ELF."""
+
+    def __init__(self, monitor: int, programmed: list[Path]) -> None:
+        self.monitor, self.programmed = monitor, programmed
+
+    def program(self, elf: Path) -> None:
+        self.programmed.append(elf)
+
+    def reset_and_halt(self) -> None:
+        qmp(self.monitor, "qmp_capabilities", "stop", "system_reset")
+
+    def release(self) -> None:
+        qmp(self.monitor, "qmp_capabilities", "cont")
+
+    def __enter__(self) -> QmpProbe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+class RunnerOnQemuProbe(BoardRunner):
+    """The board runner with its probe replaced by QmpProbe: the rest (target-type lookup,
+    serial port, boot, protocol, flash-once bookkeeping) is the real code."""
+
+    def __init__(self, board, monitor: int, uart_url: str) -> None:
+        super().__init__(board, timeout_s=10, probe="QEMU0001", port=uart_url)
+        self.monitor, self.programmed = monitor, []
+
+    def attached_probe(self) -> AttachedProbe:
+        return probe("QEMU0001", self.board.name)
+
+    def debug_session(self, probe_id: str) -> QmpProbe:
+        return QmpProbe(self.monitor, self.programmed)
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_the_board_runner_flashes_a_firmware_once_and_reflashes_another():
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, CalibrationPlan().sources())
+    other = build_firmware(board, CalibrationPlan().sources(), optimize="Os")
+    assert other.digest != firmware.digest
+    uart, monitor = free_tcp_port(), free_tcp_port()
+    command = [a.replace("wait=on", "wait=off") for a in QemuRunner(board).qemu_command(firmware.elf, uart)
+               if a != "-no-reboot"]  # a monitor's system_reset must reset, not end QEMU
+    qemu = QemuProcess(command + ["-S", "-qmp", f"tcp:127.0.0.1:{monitor},server=on,wait=off"], uart)
+    try:
+        when_listening(lambda: qmp(monitor, "qmp_capabilities"))
+        # stm32f412xg: a target type built into pyOCD, so that the real lookup passes.
+        runner = RunnerOnQemuProbe(dataclasses.replace(board, pyocd_target="stm32f412xg"), monitor,
+                                   f"socket://127.0.0.1:{uart}")
+        assert runner.target.state.value == "off"
+        for _ in range(3):
+            with runner.open(firmware) as link:
+                assert runner.target.state.value == "ready" and runner.target.digest == firmware.digest
+                assert link.command("name") == ["m-name-dut-[tinylab qemu-f746]"]
+            assert runner.target.state.value == "flashed"
+        assert runner.programmed == [firmware.elf] and runner.target.flashes == 1
+        with runner.open(other):
+            pass
+        assert runner.programmed == [firmware.elf, other.elf] and runner.target.digest == other.digest
+        said = runner.transcript.text()
+        assert said.count("not reflashed") == 2 and said.count("flashes") == 2
+        assert qemu.exit_problem() is None
+    finally:
+        qemu.stop()

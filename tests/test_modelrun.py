@@ -43,6 +43,10 @@ def test_default_model_runs_and_matches_tflm(private_store, capsys):
     assert rows["latency"].value == result["latency"] and rows["latency"].unit == "instructions"
     assert rows["peak_sram"].value == result["peak_sram_bytes"]
     assert rows["lab_overhead"].value == result["lab_overhead_bytes"] and rows["lab_overhead"].unit == "bytes"
+    transcript = Path(json.loads(rows["latency"].extra)["transcript"])
+    assert transcript == private_store.parent / "transcripts" / f"{rows['latency'].run_id}.txt"
+    said = transcript.read_text()
+    assert "QEMU boots" in said and "> infer 1 1%" in said and "< m-ready" in said
 
 
 def test_bench_without_models_benchmarks_the_default_one(private_store, capsys):

@@ -117,3 +117,19 @@ def test_lost_connection_is_an_error():
     port.close()
     with pytest.raises(ProtocolError, match="connection was lost|could not send"):
         link.command("name")
+
+
+def test_the_link_records_every_line_sent_and_received_with_its_time():
+    link = device_says("m-init-done\r\nm-ready\r\n")
+    link.wait_boot()
+    link.send("name")  # loop:// echoes it back: an incomplete line, then silence
+    with pytest.raises(ProtocolError):
+        link.read_until_ready("name%", timeout_s=0.2)
+    lines = link.transcript.lines
+    assert [(line.direction, line.text) for line in lines[:3]] == [
+        ("<", "m-init-done"), ("<", "m-ready"), (">", "name%")]
+    assert lines[3].direction == "<" and "name%" in lines[3].text and "incomplete" in lines[3].text
+    assert lines[-1].direction == "#" and "no complete reply within 0.2 s" in lines[-1].text
+    offsets = [line.offset_s for line in lines]
+    assert offsets == sorted(offsets) and offsets[-1] >= 0.2
+    assert link.transcript.tail(2).count("\n") == 2 and "> name%" in link.transcript.text()

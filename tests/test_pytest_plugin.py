@@ -172,6 +172,21 @@ def test_every_board_of_a_map_runs_the_test_and_stores_rows_with_the_node_id(lab
     assert {row.unit for row in rows} == {"instructions"} and {r.backend for r in rows} == {"qemu"}
 
 
+@needs_arm_gcc
+@needs_qemu
+def test_a_failed_dut_test_shows_the_tail_of_the_device_transcript(lab):
+    lab.makepyfile(test_fails="""
+        def test_name(dut):
+            assert dut.command("name") == ["m-name-dut-[someone else]"]
+    """)
+    result = run(lab)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*tinylab device transcript (last lines)*",
+        "* > name%", "* < m-name-dut-?tinylab qemu-f746?", "* < m-ready",
+    ])
+
+
 def test_a_map_parametrises_board_and_the_markers_pick_among_its_boards(lab):
     write_map(lab, "boards:\n  - board: qemu-f746\n  - board: qemu-f412\n"
                    "  - {board: nucleo-f746zg, probe: '0670FF3136', port: /dev/ttyACM0}\n")

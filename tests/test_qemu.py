@@ -20,6 +20,7 @@ from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.results import open_store
 from hil.runners.qemu import QemuRunner
+from hil.target import TargetState, each_input, open_with_input
 from tinylab_cli.main import main
 
 from conftest import EMULATED_BOARDS, needs_arm_gcc, needs_qemu
@@ -161,3 +162,35 @@ def test_several_runs_at_once_on_different_ports():
         t.join(timeout=120)
     assert not errors and len(results) == 3
     assert len({r.block_measured for r in results}) == 1 and all(r.passed for r in results)
+
+
+class QemuWithoutPreload(QemuRunner):
+    """QEMU as a backend that cannot place the input before boot: every input goes as db lines."""
+
+    can_preload = False
+
+
+def test_each_input_boots_once_per_input_when_preloading_else_once_with_db_lines():
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, CalibrationPlan().sources())
+    inputs = [bytes([k]) * 64 for k in range(3)]
+    for runner, boots in ((QemuRunner(board, timeout_s=10), 3), (QemuWithoutPreload(board, timeout_s=10), 1)):
+        pids = []
+        for link in each_input(runner, firmware, inputs):
+            assert runner.target.state is TargetState.READY and runner.target.digest == firmware.digest
+            pids.append(runner.last_process.process.pid)
+            assert link.name() == "tinylab qemu-f746"
+        assert len(set(pids)) == boots and runner.target.state is TargetState.OFF  # QEMU has no flash
+        said = runner.transcript.text()
+        assert said.count("QEMU boots") == boots
+        assert said.count("> db preloaded 64%") == (3 if runner.can_preload else 0)
+        assert said.count("> db load 64%") == (0 if runner.can_preload else 3)
+
+
+def test_open_with_input_loads_it_and_reload_input_repeats_the_way():
+    board = load_board("qemu-f746")
+    firmware = build_firmware(board, CalibrationPlan().sources())
+    runner = QemuWithoutPreload(board, timeout_s=10)
+    with open_with_input(runner, firmware, bytes(range(64))) as link:
+        link.reload_input()
+    assert runner.transcript.text().count("> db load 64%") == 2

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except TinylabError as error:
         print(f"tinylab {args.command}: error: {error}", file=sys.stderr)
+        for note in getattr(error, "__notes__", ()):
+            print(f"tinylab {args.command}: {note}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tinylab {args.command}: interrupted", file=sys.stderr)

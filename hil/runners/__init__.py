@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from hil.boards import BoardSpec
 from hil.errors import RunnerError
+from hil.hardware_map import HardwareMapEntry
 from hil.runners.base import Latency, Runner
 from hil.runners.board import BoardRunner
 from hil.runners.qemu import QemuRunner
@@ -15,15 +16,28 @@ RUNNERS: dict[str, type[Runner]] = {
 }
 
 
-def runner_for(board: BoardSpec, *, backend: str | None = None, timeout_s: float = 30.0) -> Runner:
-    """The runner for a board: QEMU for emulated boards unless another backend is named."""
+def runner_for(target: BoardSpec | HardwareMapEntry, *, backend: str | None = None,
+               timeout_s: float = 30.0, probe: str | None = None, port: str | None = None) -> Runner:
+    """The runner for a board, or a hardware-map entry (a board with its probe and port): QEMU
+    for emulated boards unless another backend is named. A probe or port needs a physical
+    board's runner."""
+    if isinstance(target, HardwareMapEntry):
+        board, probe, port = target.board, probe or target.probe, port or target.port
+    else:
+        board = target
     name = backend or board.backend
     if name not in RUNNERS:
         raise RunnerError(
             f"board {board.name}: no '{name}' runner in this version of the lab "
             f"(available: {', '.join(RUNNERS)})"
         )
-    return RUNNERS[name](board, timeout_s=timeout_s)
+    runner = RUNNERS[name]
+    if issubclass(runner, BoardRunner):
+        return runner(board, timeout_s=timeout_s, probe=probe, port=port)
+    if probe or port:
+        raise RunnerError(f"board {board.name}: its '{name}' runner takes no probe or serial port "
+                          f"(those are for physical boards)")
+    return runner(board, timeout_s=timeout_s)
 
 
 __all__ = ["Latency", "Runner", "RUNNERS", "runner_for", "BoardRunner", "QemuRunner"]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from hil.boards import BoardSpec
 from hil.firmware import Firmware
 from hil.protocol import DeviceLink
+from hil.target import TargetSession
+from hil.transcript import Transcript
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class Runner(ABC):
     def __init__(self, board: BoardSpec, *, timeout_s: float = 30.0) -> None:
         self.board = board
         self.timeout_s = timeout_s
+        self.transcript = Transcript()  # every link this runner opens records here
+        self.target = TargetSession()  # what the target holds across this runner's opens
+
+    def fresh_transcript(self) -> Transcript:
+        """Start a new transcript for the links opened from now on (one per run), and return it."""
+        self.transcript = Transcript()
+        return self.transcript
 
     @abstractmethod
     def open(self, firmware: Firmware, preload: bytes | None = None) -> AbstractContextManager[DeviceLink]:

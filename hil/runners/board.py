@@ -8,6 +8,7 @@ Every pyOCD call runs with a deadline, so that a probe that stops answering cann
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -23,6 +24,7 @@ from hil.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.probes import AttachedProbe, find_attached_probes
 from hil.protocol import DeviceLink
 from hil.runners.base import Runner
+from hil.transcript import Transcript
 
 PROGRAM_TIMEOUT_S = 180.0  # erasing and writing a whole 2 MB flash on a slow probe
 PROBE_ENV = "TINYLAB_PROBE"  # a probe's unique id, for the CLI (the pytest plugin has --probe)
@@ -40,6 +42,7 @@ PROBE_USB_IDS = {
 _STM32_PART = re.compile(r"^(stm32[a-z]\d{3}[a-z0-9]{2})")
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 def with_deadline(board: str | None, step: str, seconds: float, work: Callable[[], _T]) -> _T:
@@ -300,32 +303,54 @@ class BoardRunner(Runner):
                       lambda: check_target_support(self.board))
         port = self.port or find_serial_port(self.board.name, probe.unique_id)
         address = symbol_address(firmware.elf, INPUT_TARGET_SYMBOL) if preload is not None else None
-        with DebugSession(self.board, probe.unique_id, self.timeout_s) as debug:
-            debug.program(firmware.elf)
+        with self.debug_session(probe.unique_id) as debug:
+            self._flash_unless_held(debug, firmware, probe.unique_id)
             debug.reset_and_halt()
             if preload is not None and address is not None:
                 debug.write(address, preload)
-            with self.console(port, start=debug.release) as link:
-                yield link
+            try:
+                with self.console(port, start=debug.release) as link:
+                    self.target.booted(firmware)
+                    yield link
+            finally:
+                self.target.released(keeps_firmware=True)
+
+    def debug_session(self, probe_id: str) -> DebugSession:
+        """A pyOCD session on the probe (flash, reset and halt, write memory, release)."""
+        return DebugSession(self.board, probe_id, self.timeout_s)
+
+    def _flash_unless_held(self, debug: DebugSession, firmware: Firmware, probe_id: str) -> None:
+        """Flash `firmware` unless the target already holds it (same digest, flashed by this runner)."""
+        if self.target.holds(firmware):
+            self.transcript.note(f"the target holds {firmware.elf.name} (digest {firmware.digest}): not reflashed")
+            log.info("board %s: already holds %s, not reflashed", self.board.name, firmware.digest)
+            return
+        self.transcript.note(f"probe {probe_id} flashes {firmware.elf.name} (digest {firmware.digest})")
+        log.info("board %s: flashing %s through probe %s", self.board.name, firmware.elf, probe_id)
+        self.target.lost()  # until the flash is done, what the target holds is unknown
+        debug.program(firmware.elf)
+        self.target.flashed(firmware)
 
     @contextmanager
     def console(self, url: str, start: Callable[[], None] | None = None) -> Iterator[DeviceLink]:
         """Open the board's serial port, run `start` (release the target from reset), and yield
         the link once the firmware says `m-ready`. The port is closed on the way out."""
         port = open_serial_port(url, self.board.name, self.board.uart.baud)
-        with serial_link(port, self.board.name, timeout_s=self.timeout_s, start=start) as link:
+        with serial_link(port, self.board.name, timeout_s=self.timeout_s, start=start,
+                         transcript=self.transcript) as link:
             yield link
 
 
 @contextmanager
 def serial_link(port: serial.SerialBase, board: str, *, timeout_s: float,
-                start: Callable[[], None] | None = None) -> Iterator[DeviceLink]:
+                start: Callable[[], None] | None = None,
+                transcript: Transcript | None = None) -> Iterator[DeviceLink]:
     """An open port as a booted DeviceLink: drop stale input, `start` the device, wait for boot."""
     try:
         port.reset_input_buffer()
         if start is not None:
             start()
-        link = DeviceLink(port, board, timeout_s=timeout_s)
+        link = DeviceLink(port, board, timeout_s=timeout_s, transcript=transcript)
         link.wait_boot()
         yield link
     finally:

@@ -3,6 +3,7 @@ virtual time), its UART on a free TCP port of 127.0.0.1, opened through pyserial
 from __future__ import annotations
 
 import ctypes
+import logging
 import signal
 import socket
 import subprocess
@@ -23,6 +24,8 @@ from hil.toolchain import require_qemu
 CONNECT_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 5
 NS_PER_INSTRUCTION = 1.0  # -icount shift=0
+
+log = logging.getLogger(__name__)
 
 
 def free_tcp_port() -> int:
@@ -193,11 +196,17 @@ class QemuRunner(Runner):
     @contextmanager
     def _session(self, firmware: Firmware, preload: Path | None) -> Iterator[DeviceLink]:
         qemu, port = self._start(firmware.elf, preload)
+        self.transcript.note(f"QEMU boots {firmware.elf.name} (digest {firmware.digest})"
+                             + (" with the input preloaded" if preload is not None else ""))
+        log.info("board %s: QEMU boots %s", self.board.name, firmware.elf)
         try:
-            link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=qemu.exit_problem)
+            link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=qemu.exit_problem,
+                              transcript=self.transcript)
             link.wait_boot()
+            self.target.booted(firmware)
             yield link
         finally:
+            self.target.released(keeps_firmware=False)  # no flash: the next open boots anew
             try:
                 port.close()
             finally:

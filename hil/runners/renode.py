@@ -115,7 +115,9 @@ class RenodeRunner(Runner):
                 preload_file.write_bytes(preload)
             renode, port = self._start(firmware, Path(scratch), preload_file)
             try:
-                link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=renode.exit_problem)
+                self.transcript.note(f"Renode boots {firmware.elf.name} (digest {firmware.digest})")
+                link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=renode.exit_problem,
+                                  transcript=self.transcript)
                 self._handshake(link)
                 yield link
             finally:
