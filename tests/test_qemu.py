@@ -20,7 +20,8 @@ from hil.errors import ProtocolError
 from hil.firmware import WorkloadSources, build_firmware
 from hil.results import open_store
 from hil.runners.qemu import QemuRunner
-from hil.target import TargetState, each_input, open_with_input
+from hil.runners.target_state import TargetState
+from hil.target import each_input, open_with_input
 from tinylab_cli.main import main
 
 from conftest import EMULATED_BOARDS, needs_arm_gcc, needs_qemu

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hil.boards import BoardSpec
 from hil.firmware import Firmware
 from hil.protocol import DeviceLink
-from hil.target import TargetSession
+from hil.runners.target_state import TargetSession
 from hil.transcript import Transcript
 
 
