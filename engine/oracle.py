@@ -35,6 +35,10 @@ class OracleCrashError(EngineError):
     """TFLite Micro died natively (a signal) while running a model."""
 
 
+class OracleRefusedError(EngineError, RuntimeError):
+    """TFLite Micro refused a model with an error of its own (failed allocation, a bad op)."""
+
+
 @dataclass(frozen=True)
 class TflmArena:
     """TFLM's arena for a model: total = head (the activation plan) + tail (bookkeeping)."""
@@ -137,6 +141,8 @@ class _Worker:
             except (EOFError, BrokenPipeError, OSError):
                 raise self._crashed(process, model) from None
         if status == "error":
+            if isinstance(value, RuntimeError) and not isinstance(value, EngineError):
+                raise OracleRefusedError(f"TFLite Micro refused model {_model_label(model)}: {value}") from value
             raise value
         return value
 

@@ -12,7 +12,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from engine import randgraph, synth
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.export import export_tflite
-from engine.oracle import OracleCrashError, run_tflm
+from engine.oracle import OracleCrashError, OracleRefusedError, run_tflm
 from engine.tflite import parse_tflite
 from engine.validate import validate_graph
 
@@ -110,7 +110,14 @@ def test_tflm_crashing_is_an_engine_error_and_the_oracle_recovers():
     graph = synth.conv2d_model(np.random.default_rng(0), 8, 8, 3, 4, 3, 1, "SAME", "RELU", True)
     good = export_tflite(graph)
     x = synth.random_inputs(graph, np.random.default_rng(1))
-    bad = edited(good, lambda m: _first_op(m).inputs.__setitem__(1, 100000))  # TFLM reads far outside its tensors
+    # Tensor 2^31 - 1: TFLM reads about 200 GB past its tensor table, memory no process has mapped.
+    bad = edited(good, lambda m: _first_op(m).inputs.__setitem__(1, 2**31 - 1))
     with pytest.raises(OracleCrashError, match=r"TFLite Micro crashed \(SIG(SEGV|BUS|ABRT)\) running model 'conv_8x8x3"):
         run_tflm(bad, x)
-    assert run_tflm(good, x)[0].shape == (1, 8, 8, 4)
+    assert run_tflm(good, x)[0].shape == (1, 8, 8, 4)  # the oracle recovers
+
+
+def test_a_model_tflm_refuses_is_an_engine_error():
+    graph = synth.concatenation_model(np.random.default_rng(5), [(1, 3, 3, 2), (1, 3, 3, 5)], 3, False)
+    with pytest.raises(OracleRefusedError, match=r"TFLite Micro refused model 'concat_2_ax3_mixed'"):
+        run_tflm(export_tflite(graph), synth.random_inputs(graph, np.random.default_rng(0)))
