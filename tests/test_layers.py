@@ -134,7 +134,7 @@ sys.meta_path.insert(0, Refuse(*REFUSED))
 
 
 def _run_without(packages: tuple[str, ...], body: str) -> subprocess.CompletedProcess[str]:
-    script = f"REFUSED = {packages!r}\n" + REFUSE + textwrap.dedent(body) + textwrap.dedent(f"""
+    script = f"REFUSED = {packages!r}\n" + REFUSE + textwrap.dedent(body) + textwrap.dedent("""
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in REFUSED)
         assert not leaked, leaked
         """)
