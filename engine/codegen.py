@@ -571,10 +571,12 @@ def _fully_connected(g: _Generator, position: int, op: Op) -> _Layer:
 GEMV_ROWS = 6  # TL_MV_ROWS of tl_opt.h
 FUSED_STEPS = 32  # TL_FUSED_STEPS of tl_opt.h: longer products loop in the fused assembly block
 # Instructions that int16 ("wide") weights save per multiply-accumulate against int8 weights
-# widened in the loop by SXTB16. Measured under QEMU on qemu-f746 (Cortex-M7), every candidate
-# layer int16 against every one int8: MCUNet's F746 model (CONV_2D only) ran 117,569,080 against
-# 130,811,200 instructions over 56.2 M multiply-accumulates; ad01_int8 (FULLY_CONNECTED only)
-# 256,560 against 386,800 over 0.26 M. The inner loops alone account for 3/16 and 8/24.
+# widened in the loop by SXTB16. Measured under QEMU's mps2-an500 (Cortex-M7): MCUNet's F746 model
+# (CONV_2D only) on qemu-h743, where all its int16 copies fit, ran 117,569,080 instructions with
+# every candidate int16 and 130,811,200 with none, over 56.2 M multiply-accumulates; ad01_int8
+# (FULLY_CONNECTED only) on qemu-f746 ran 256,560 with every candidate int16 and 386,800 with 2 KB
+# of them left (its flash budget at 318,824 B), over 0.26 M. The inner loops alone account for
+# 3/16 and 8/24.
 WIDE_SAVING_PER_MAC = {"CONV_2D": 0.236, "FULLY_CONNECTED": 0.49}
 
 
