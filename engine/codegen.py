@@ -190,7 +190,9 @@ class _Generator:
         self.functions: list[str] = []  # static per-layer functions (optimised kernels)
         self.static_scratch = 0  # bytes of the scratch buffer outside the arena (0: none needed)
         self.overlaps = dict(getattr(plan, "overlaps", {}) or {})
-        self.wide: set[int] = choose_wide(graph, wide_budget) if kernels == "optimized" else set()
+        widened = _widened(graph, wide_budget) if kernels == "optimized" else []
+        self.wide: set[int] = {c.position for c in widened}
+        self.widened_bytes = sum(c.extra_bytes for c in widened)  # flash beyond int8 of the int16 copies
 
     @property
     def optimized(self) -> bool:
@@ -620,10 +622,15 @@ def widening_candidates(graph: Graph) -> list[WideningCandidate]:
 def choose_wide(graph: Graph, budget: int | None = None) -> set[int]:
     """Positions of the layers whose weights go int16: best gain per byte first, while their extra
     flash stays within `budget` bytes (None: every candidate)."""
-    chosen, spent = set(), 0
+    return {c.position for c in _widened(graph, budget)}
+
+
+def _widened(graph: Graph, budget: int | None) -> list[WideningCandidate]:
+    """The candidates choose_wide takes, in its order."""
+    chosen, spent = [], 0
     for candidate in widening_candidates(graph):
         if budget is None or spent + candidate.extra_bytes <= budget:
-            chosen.add(candidate.position)
+            chosen.append(candidate)
             spent += candidate.extra_bytes
     return chosen
 
@@ -1288,7 +1295,7 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: s
         input_bytes=input_tensor.nbytes,
         output_bytes=output_tensor.nbytes,
         weight_bytes=weight_bytes,
-        widened_bytes=sum(c.extra_bytes for c in widening_candidates(graph) if c.position in g.wide),
+        widened_bytes=g.widened_bytes,
         variants=tuple(layer.variant for layer in layers),
         input_offset=plan.placements[graph.inputs[0]].offset,
         static_scratch_bytes=4 * ((g.static_scratch + 3) // 4),
