@@ -2,7 +2,7 @@
 `--board`, or once per board of a `--hardware-map`.
 
 Fixtures: `board` (the BoardSpec), `dut` (a booted device: `run`, `command`, `send`, `expect`;
-hil.dut.Dut, which works without pytest too), `lab_target` (the board with its probe and port).
+hil.experiments.dut.Dut, which works without pytest too), `lab_target` (the board with its probe and port).
 Markers: `@pytest.mark.board(name or core, ...)` and `@pytest.mark.hardware`. Every measurement `dut.run` takes goes to the results store,
 tagged with the test's node id.
 """
@@ -13,15 +13,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from hil.boards import load_board
-from hil.dut import Dut
 from hil.errors import LabError, RunnerError
-from hil.hardware_map import HardwareMapEntry, load_hardware_map
+from hil.experiments.dut import Dut
+from hil.targets.boards import load_board
+from hil.targets.hardware_map import HardwareMapEntry, load_hardware_map
 
 DEFAULT_BOARD = "qemu-f746"
 PROBE_LIST_TIMEOUT_S = 30.0
 
-__all__ = ["Dut", "Lab", "DEFAULT_BOARD"]  # Dut lives in hil.dut; kept importable from here
+__all__ = ["Dut", "Lab", "DEFAULT_BOARD"]  # Dut lives in hil.experiments.dut; kept importable from here
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,9 +80,9 @@ class Lab:
 
     def attached_probes(self) -> list[Any]:
         if self._probes is None:
-            from hil.boards import list_boards
-            from hil.probes import find_attached_probes
-            from hil.runners.board import with_deadline
+            from hil.run.runners.board import with_deadline
+            from hil.targets.boards import list_boards
+            from hil.targets.probes import find_attached_probes
 
             try:
                 self._probes = with_deadline(None, "listing debug probes", PROBE_LIST_TIMEOUT_S,

@@ -50,8 +50,8 @@ def firmware_templates_dir() -> Path:
 
 
 def report_templates_dir() -> Path:
-    """hil/templates: the HTML report's jinja2 templates."""
-    return package_dir("hil", "templates")
+    """hil/report/templates: the HTML report's jinja2 templates."""
+    return package_dir("hil.report", "templates")
 
 
 def user_data_dir() -> Path:

@@ -10,9 +10,9 @@ from importlib.resources import files
 
 from engine.codegen import kernel_library_digest
 from engine.resources import templates_dir
-from hil.boards import BoardSpec
-from hil.firmware import COMPILER, compile_flags
-from hil.toolchain import tool_version
+from hil.build.firmware import COMPILER, compile_flags
+from hil.build.toolchain import tool_version
+from hil.targets.boards import BoardSpec
 
 # The kernel set a table's layers are measured with (engine.codegen.KERNEL_SETS).
 LUT_KERNELS = "optimized"
@@ -89,7 +89,7 @@ def code_generator_digest() -> str:
 
 
 def board_compile_flags(board: BoardSpec) -> tuple[str, ...]:
-    """The flags a model's firmware is compiled with on `board` (hil.firmware.compile_flags at the
+    """The flags a model's firmware is compiled with on `board` (hil.build.firmware.compile_flags at the
     board's optimisation level), less the include paths and defines that vary with the workload."""
     return tuple(compile_flags(board, board.optimize, (), ()))
 

@@ -19,10 +19,10 @@ from engine.export import export_tflite
 from engine.quantize import quantize_model
 from engine.torch_models import TinyMobileNetConfig
 from engine.zoo import seeded_model, synthetic_images
-from hil.boards import BoardSpec
-from hil.modelrun import ModelRun, engine_provenance, run_model
-from hil.models import ModelSource, default_input
-from hil.results import Provenance
+from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
+from hil.experiments.models import ModelSource, default_input
+from hil.store.results import Provenance
+from hil.targets.boards import BoardSpec
 from nas.layers import Layer, network_macs
 from nas.lut import LatencyTable, LutError, save_table
 from nas.lutkey import LUT_KERNELS

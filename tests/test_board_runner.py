@@ -12,14 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.boards import load_board, list_boards
-from hil.calibration import CalibrationPlan
+from hil.build.firmware import Firmware, build_firmware
 from hil.errors import ProtocolError, RunnerError
-from hil.firmware import Firmware, build_firmware
-from hil.hardware_map import HardwareMapEntry
-from hil.probes import AttachedProbe, find_attached_probes
-from hil.runners import runner_for
-from hil.runners.board import (
+from hil.experiments.calibration import CalibrationPlan
+from hil.run.runners import runner_for
+from hil.run.runners.board import (
     BoardRunner,
     DebugSession,
     check_target_support,
@@ -29,7 +26,10 @@ from hil.runners.board import (
     serial_link,
     with_deadline,
 )
-from hil.runners.qemu import QemuProcess, QemuRunner, free_tcp_port
+from hil.run.runners.qemu import QemuProcess, QemuRunner, free_tcp_port
+from hil.targets.boards import load_board, list_boards
+from hil.targets.hardware_map import HardwareMapEntry
+from hil.targets.probes import AttachedProbe, find_attached_probes
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

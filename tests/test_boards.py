@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 import tinylab_cli.main
-from hil.boards import (STM32_APB_DIVIDERS, BoardSpec, boards_dir, list_boards, load_board)
 from hil.errors import BoardError
+from hil.targets.boards import (STM32_APB_DIVIDERS, BoardSpec, boards_dir, list_boards, load_board)
 
 REPO = Path(__file__).resolve().parent.parent
 SOC_TEMPLATES = REPO / "firmware_templates" / "soc"

@@ -64,10 +64,10 @@ def covering_sample(cases: list[Case], kernels: str = "optimized") -> list[Case]
 @needs_target
 @pytest.mark.parametrize("board_name", ["qemu-f746", "qemu-f412"])
 def test_a_sample_reaching_every_variant_matches_tflm_under_qemu(cases: list[Case], board_name: str):
-    from hil.boards import load_board
-    from hil.firmware import build_firmware
-    from hil.modelrun import models_workload
-    from hil.runners import runner_for
+    from hil.build.firmware import build_firmware
+    from hil.experiments.modelrun import models_workload
+    from hil.run.runners import runner_for
+    from hil.targets.boards import load_board
 
     sample = covering_sample(cases)
     assert set().union(*(c.variants for c in sample)) == KERNEL_VARIANTS["optimized"]

@@ -1,9 +1,9 @@
-"""hil.dut.Dut from plain Python, without pytest's fixtures: real QEMU behind it."""
+"""hil.experiments.dut.Dut from plain Python, without pytest's fixtures: real QEMU behind it."""
 from __future__ import annotations
 
-from hil.boards import load_board
-from hil.dut import Dut
-from hil.hardware_map import HardwareMapEntry
+from hil.experiments.dut import Dut
+from hil.targets.boards import load_board
+from hil.targets.hardware_map import HardwareMapEntry
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -6,11 +6,11 @@ import pytest
 
 from engine.errors import UnsupportedOpError
 from engine.tflite import load_tflite
-from hil.boards import load_board
 from hil.errors import LabError
-from hil.external_models import external_models
-from hil.modelrun import run_model
-from hil.models import default_input, resolve_model
+from hil.experiments.external_models import external_models
+from hil.experiments.modelrun import run_model
+from hil.experiments.models import default_input, resolve_model
+from hil.targets.boards import load_board
 
 from conftest import needs_arm_gcc, needs_qemu
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from hil.boards import load_board
-from hil.calibration import CalibrationPlan
+from hil.build.firmware import WorkloadSources, build_firmware, cpu_flags
 from hil.errors import BuildError
-from hil.firmware import WorkloadSources, build_firmware, cpu_flags
+from hil.experiments.calibration import CalibrationPlan
+from hil.targets.boards import load_board
 
 from conftest import EMULATED_BOARDS, needs_arm_gcc
 

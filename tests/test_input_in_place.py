@@ -17,15 +17,15 @@ from engine.compiler import compile_graph
 from engine.errors import DoesNotFitError
 from engine.export import export_tflite
 from engine.oracle import run_tflm
-from hil.boards import load_board
+from hil.build.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
+from hil.build.inputgen import generated_input, generated_value
+from hil.build.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
 from hil.errors import ProtocolError
-from hil.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
-from hil.inputgen import generated_input, generated_value
-from hil.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
-from hil.mlperf import run_mlperf
-from hil.modelrun import build_model_firmware, engine_provenance, model_static_ram, run_model
-from hil.models import ModelSource, default_input, resolve_model
-from hil.runners import runner_for
+from hil.experiments.mlperf import run_mlperf
+from hil.experiments.modelrun import build_model_firmware, engine_provenance, model_static_ram, run_model
+from hil.experiments.models import ModelSource, default_input, resolve_model
+from hil.run.runners import runner_for
+from hil.targets.boards import load_board
 
 from conftest import needs_arm_gcc, needs_qemu
 

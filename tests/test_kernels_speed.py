@@ -298,7 +298,7 @@ def requant_probe(rng: np.random.Generator, exponents: range, activation: str) -
 
 def target_models() -> list[tuple[str, str, object]]:
     """(board, name, a function making the ModelSource)."""
-    from hil.models import ModelSource, resolve_model
+    from hil.experiments.models import ModelSource, resolve_model
 
     def made(name: str, graph: Graph):
         return lambda: ModelSource(name, export_tflite(graph), _graph=graph)
@@ -324,9 +324,9 @@ TARGET_CASES = target_models()
 @needs_target
 @pytest.mark.parametrize("board_name, name, make", TARGET_CASES, ids=[f"{b}-{n}" for b, n, _ in TARGET_CASES])
 def test_optimized_model_matches_tflm_under_qemu(board_name: str, name: str, make):
-    from hil.boards import load_board
-    from hil.modelrun import run_model
-    from hil.models import default_input
+    from hil.experiments.modelrun import run_model
+    from hil.experiments.models import default_input
+    from hil.targets.boards import load_board
 
     source = make()
     assert "tl_opt.h" in generate_c(source.graph, plan_memory(source.graph, kernel_scratch(source.graph))).files["model.c"]

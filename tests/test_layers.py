@@ -147,7 +147,7 @@ def test_the_lab_and_its_commands_work_without_the_search(tmp_path: Path) -> Non
     result = _run_without(("nas",), f"""
         import json
         import engine, hil
-        import hil.report, hil.report_figures, hil.nightly
+        import hil.report.report, hil.report.report_figures, hil.experiments.nightly
         from tinylab_cli.main import main
         assert main(["boards", "--json"]) == 0
         if {compile_too!r}:

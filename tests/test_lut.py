@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from engine.torch_models import Stage
-from hil.boards import load_board
 from hil.errors import LabError
 from hil.progress import ProgressBar
-from hil.results import open_store
+from hil.store.results import open_store
+from hil.targets.boards import load_board
 from nas.layers import network_layers, space_layers
 from nas.lut import LatencyTable, LutError, default_table_path, load_table, predict, save_table
 from nas.lutkey import LatencyKey, current_key

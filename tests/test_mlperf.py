@@ -11,16 +11,16 @@ import pytest
 import serial
 
 from engine.oracle import run_tflm
-from hil.boards import load_board
+from hil.build.firmware import WorkloadSources, build_firmware
 from hil.errors import ProtocolError
-from hil.firmware import WorkloadSources, build_firmware
-from hil.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,
+from hil.experiments.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,
                         roc_auc, run_mlperf)
-from hil.modelrun import float32_parts
-from hil.models import default_input, resolve_model
-from hil.protocol import DeviceLink
-from hil.results import open_store
-from hil.runners.qemu import QemuRunner
+from hil.experiments.modelrun import float32_parts
+from hil.experiments.models import default_input, resolve_model
+from hil.run.protocol import DeviceLink
+from hil.run.runners.qemu import QemuRunner
+from hil.store.results import open_store
+from hil.targets.boards import load_board
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

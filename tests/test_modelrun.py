@@ -13,11 +13,11 @@ from engine.oracle import run_tflm
 from engine.quantize import quantize_input, quantize_model
 from engine.torch_models import TinyMobileNetConfig
 from engine.zoo import seeded_model, synthetic_images
-from hil.boards import load_board
-from hil.modelrun import build_model_firmware, run_model
-from hil.models import ModelSource, default_input, resolve_model
-from hil.results import open_store
-from hil.runners import runner_for
+from hil.experiments.modelrun import build_model_firmware, run_model
+from hil.experiments.models import ModelSource, default_input, resolve_model
+from hil.run.runners import runner_for
+from hil.store.results import open_store
+from hil.targets.boards import load_board
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hil.errors import LabError
-from hil.nightly import suite_models
+from hil.experiments.nightly import suite_models
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

@@ -12,7 +12,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from hil.results import open_store
+from hil.store.results import open_store
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

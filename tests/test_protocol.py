@@ -9,7 +9,7 @@ import pytest
 import serial
 
 from hil.errors import ProtocolError
-from hil.protocol import BOOT_QUIET_S, DeviceLink
+from hil.run.protocol import BOOT_QUIET_S, DeviceLink
 
 
 def device_says(text: str, *, timeout_s: float = 0.5) -> DeviceLink:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy  # noqa: F401 - imported before pytester's in-process runs, which cannot re-import it
 import pytest
 
-import hil.runners  # noqa: F401 - likewise (it imports numpy)
-from hil.boards import list_boards, load_board
-from hil.hardware_map import HardwareMapError, load_hardware_map, map_from_probes
-from hil.probes import AttachedProbe, find_attached_probes
-from hil.results import open_store
+import hil.run.runners  # noqa: F401 - likewise (it imports numpy)
+from hil.store.results import open_store
+from hil.targets.boards import list_boards, load_board
+from hil.targets.hardware_map import HardwareMapError, load_hardware_map, map_from_probes
+from hil.targets.probes import AttachedProbe, find_attached_probes
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

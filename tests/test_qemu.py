@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from hil.boards import load_board
-from hil.calibration import CalibrationPlan, calibrate
+from hil.build.firmware import WorkloadSources, build_firmware
 from hil.errors import ProtocolError
-from hil.firmware import WorkloadSources, build_firmware
-from hil.results import open_store
-from hil.runners.qemu import QemuRunner
-from hil.runners.target_state import TargetState
-from hil.target import each_input, open_with_input
+from hil.experiments.calibration import CalibrationPlan, calibrate
+from hil.run.runners.qemu import QemuRunner
+from hil.run.runners.target_state import TargetState
+from hil.run.target import each_input, open_with_input
+from hil.store.results import open_store
+from hil.targets.boards import load_board
 from tinylab_cli.main import main
 
 from conftest import EMULATED_BOARDS, needs_arm_gcc, needs_qemu
@@ -125,9 +125,9 @@ def test_ctrl_c_leaves_no_qemu(tmp_path):
     firmware = build_firmware(board, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from hil.boards import load_board
-        from hil.firmware import Firmware
-        from hil.runners.qemu import QemuRunner
+        from hil.build.firmware import Firmware
+        from hil.run.runners.qemu import QemuRunner
+        from hil.targets.boards import load_board
         board = load_board("qemu-f746")
         firmware = Firmware(board, Path({str(firmware.elf)!r}), None, "x", "O2", "hang")
         runner = QemuRunner(board, timeout_s=60)

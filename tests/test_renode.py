@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.boards import load_board
 from hil.errors import RunnerError
-from hil.modelrun import run_model
-from hil.models import default_input, resolve_model
-from hil.runners import RUNNERS, runner_for
-from hil.runners.renode import RenodeRunner, RenodeScript, renode_command, uart_peripheral
+from hil.experiments.modelrun import run_model
+from hil.experiments.models import default_input, resolve_model
+from hil.run.runners import RUNNERS, runner_for
+from hil.run.runners.renode import RenodeRunner, RenodeScript, renode_command, uart_peripheral
+from hil.targets.boards import load_board
 
 from conftest import needs_arm_gcc
 

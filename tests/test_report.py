@@ -1,6 +1,6 @@
 """`tinylab report` on a store filled by real `tinylab bench` runs on two emulated boards: the page
 loads in headless Chromium with every figure, and its tables agree with `tinylab results`.
-Regressions (hil.regressions) on rows written to a real SQLite store."""
+Regressions (hil.experiments.regressions) on rows written to a real SQLite store."""
 from __future__ import annotations
 
 import contextlib
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hil.browser import BrowserError, check_page, find_chromium, png_size
-from hil.planlayout import PlanLayout
-from hil.regressions import find_regressions
-from hil.results import Measurement, Provenance, open_store
+from hil.build.planlayout import PlanLayout
+from hil.experiments.regressions import find_regressions
+from hil.report.browser import BrowserError, check_page, find_chromium, png_size
+from hil.store.results import Measurement, Provenance, open_store
 from tinylab_cli.main import main
 
 BOARDS = ("qemu-f746", "qemu-f412")  # f412 with --compare: portable kernels and TFLM's arena too

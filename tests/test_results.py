@@ -1,4 +1,4 @@
-"""The results store (hil.results) and `tinylab results`, on real SQLite files."""
+"""The results store (hil.store.results) and `tinylab results`, on real SQLite files."""
 from __future__ import annotations
 
 import csv
@@ -17,7 +17,7 @@ import pytest
 
 import tinylab_cli.main
 from hil.errors import StoreError
-from hil.results import (DEFAULT_STORE_PATH, REPO_ROOT, Measurement, Provenance, ResultsStore,
+from hil.store.results import (DEFAULT_STORE_PATH, REPO_ROOT, Measurement, Provenance, ResultsStore,
                          collect_git_commit, new_run_id, open_store, resolve_store_path)
 
 SHA = "ab" * 32
@@ -216,7 +216,7 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from hil.results import Provenance, open_store
+    from hil.store.results import Provenance, open_store
 
     store_path, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     run = Provenance(engine="tinyengine", engine_version="0.1.0", board="qemu-f746",

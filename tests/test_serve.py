@@ -16,8 +16,8 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from engine.oracle import run_tflm
-from hil.models import default_input, resolve_model
-from hil.runners.qemu import free_tcp_port
+from hil.experiments.models import default_input, resolve_model
+from hil.run.runners.qemu import free_tcp_port
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

@@ -1,4 +1,4 @@
-"""The TFLM baseline on the target (hil.tflm_baseline): finding and validating the user's TFLM
+"""The TFLM baseline on the target (hil.experiments.tflm_baseline): finding and validating the user's TFLM
 library, the generated C++ workload, and the build + link + QEMU path.
 
 No TFLM library can be obtained on this machine (TFLM and CMSIS-NN are on no package registry the
@@ -23,11 +23,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.boards import BoardSpec, load_board
+from hil.build.firmware import CXX_COMPILER, cpu_flags
+from hil.build.tflm_baseline_library import STAND_IN_ENGINE
+from hil.build.tflm_baseline_workload import (
+    RESOLVER_METHODS,
+    _check_cxx_toolchain,
+    inspect_tflite,
+    render_workload,
+    require_cxx_toolchain,
+    resolver_calls,
+)
 from hil.errors import BuildError, LabError
-from hil.firmware import CXX_COMPILER, cpu_flags
-from hil.models import ModelSource, default_input, resolve_model
-from hil.tflm_baseline import (
+from hil.experiments.models import ModelSource, default_input, resolve_model
+from hil.experiments.tflm_baseline import (
     NO_LIBRARY_REASON,
     TFLM_DIR_ENV,
     TflmDoesNotFitError,
@@ -45,15 +53,7 @@ from hil.tflm_baseline import (
     tflm_dir_from,
     tflm_provenance,
 )
-from hil.tflm_baseline_library import STAND_IN_ENGINE
-from hil.tflm_baseline_workload import (
-    RESOLVER_METHODS,
-    _check_cxx_toolchain,
-    inspect_tflite,
-    render_workload,
-    require_cxx_toolchain,
-    resolver_calls,
-)
+from hil.targets.boards import BoardSpec, load_board
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

@@ -5,8 +5,8 @@ import pytest
 import serial
 
 from hil.errors import ProtocolError
-from hil.protocol import DeviceLink
-from hil.transcript import Transcript, kept_on_failure
+from hil.run.protocol import DeviceLink
+from hil.run.transcript import Transcript, kept_on_failure
 
 
 def test_a_failed_run_keeps_its_transcript_and_the_error_names_it(private_store):

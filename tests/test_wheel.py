@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "README.md", "engine", "hil", "nas", "tinylab_cli", "boards", "firmware_templates")
 SHIPPED_DATA = {
     "engine/kernels/tl_kernels.h", "engine/kernels/tl_conv_s8.c", "engine/templates/model.c.j2",
-    "hil/templates/report.html.j2", "hil/board_files/qemu-f746.yaml", "hil/firmware_templates/lab.h",
+    "hil/report/templates/report.html.j2", "hil/board_files/qemu-f746.yaml", "hil/firmware_templates/lab.h",
     "hil/firmware_templates/paint_stack.S", "hil/firmware_templates/soc/stm32f7.c.j2",
     "hil/firmware_templates/uart/cmsdk.c.j2",
 }
@@ -102,7 +102,7 @@ def test_a_wheel_installed_elsewhere_builds_and_runs_firmware(tmp_path: Path) ->
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
 
-    probe = run(str(python), "-c", "import hil, engine, hil.resources as r, hil.results as s; "
+    probe = run(str(python), "-c", "import hil, engine, hil.resources as r, hil.store.results as s; "
                 "print(hil.__file__); print(engine.__file__); print(r.checkout_root()); "
                 "print(r.boards_dir()); print(r.firmware_templates_dir()); print(s.default_store_path())")
     assert probe.returncode == 0, probe.stderr

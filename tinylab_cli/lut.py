@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from hil.boards import BoardSpec, load_board
 from hil.errors import LabError
 from hil.progress import ProgressBar
-from hil.results import add_store_argument, open_store
+from hil.store.results import add_store_argument, open_store
+from hil.targets.boards import BoardSpec, load_board
 
 SUMMARY = "build a per-layer latency lookup table on a board, or validate it against whole networks"
 EXAMPLES = """\

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from hil.boards import load_board
-from hil.compare import compare
-from hil.flash import add_flash_budget_argument
-from hil.modelrun import engine_provenance, run_model
-from hil.models import DEFAULT_MODEL, default_input, resolve_model
-from hil.results import add_store_argument, open_store
-from hil.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
+from hil.build.flash import add_flash_budget_argument
+from hil.experiments.compare import compare
+from hil.experiments.modelrun import engine_provenance, run_model
+from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
+from hil.experiments.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
+from hil.store.results import add_store_argument, open_store
+from hil.targets.boards import load_board
 
 SUMMARY = "benchmark models on a board (default: the project's own model) and store every figure"
 EXAMPLES = """\

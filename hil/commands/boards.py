@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hil.boards import BoardSpec, list_boards, load_board
 from hil.errors import LabError, RunnerError
-from hil.hardware_map import map_from_probes, write_hardware_map
-from hil.probes import AttachedProbe, find_attached_probes
+from hil.targets.boards import BoardSpec, list_boards, load_board
+from hil.targets.hardware_map import map_from_probes, write_hardware_map
+from hil.targets.probes import AttachedProbe, find_attached_probes
 
 SUMMARY = "list the board files and the debug probes attached to this host"
 EXAMPLES = """\
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def write_map(args: argparse.Namespace) -> int:
     """`--write-map FILE`: the attached probes that match a board file, with their serial ports."""
-    from hil.runners.board import probe_serial_port
+    from hil.run.runners.board import probe_serial_port
 
     if args.no_probes or args.names:
         raise LabError("--write-map maps every attached probe: give it without --no-probes and "

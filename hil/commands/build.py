@@ -6,12 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-from hil.boards import BoardSpec, load_board
+from hil.build.firmware import Firmware
+from hil.build.flash import add_flash_budget_argument
 from hil.errors import LabError
-from hil.firmware import Firmware
-from hil.flash import add_flash_budget_argument
-from hil.modelrun import build_model_firmware
-from hil.models import DEFAULT_MODEL, ModelSource, resolve_model
+from hil.experiments.modelrun import build_model_firmware
+from hil.experiments.models import DEFAULT_MODEL, ModelSource, resolve_model
+from hil.targets.boards import BoardSpec, load_board
 
 SUMMARY = "build a model's firmware ELF for a board (the MLPerf Tiny line protocol on its UART)"
 EXAMPLES = """\

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 from engine.compiler import KERNELS_DIR, kernel_sources
-from hil.boards import load_board
-from hil.flash import add_flash_budget_argument
-from hil.modelrun import build_model_firmware
-from hil.models import DEFAULT_MODEL, resolve_model
-from hil.planreport import plan_rows, plan_summary
+from hil.build.flash import add_flash_budget_argument
+from hil.experiments.modelrun import build_model_firmware
+from hil.experiments.models import DEFAULT_MODEL, resolve_model
+from hil.report.planreport import plan_rows, plan_summary
+from hil.targets.boards import load_board
 
 SUMMARY = "compile a model into C sources (model.c, model.h, kernels) and print its memory plan"
 EXAMPLES = """\

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from hil.boards import load_board
-from hil.nightly import KERNEL_SETS, SHARED_MODELS, run_suite, suite_models
+from hil.experiments.nightly import KERNEL_SETS, SHARED_MODELS, run_suite, suite_models
+from hil.experiments.tflm_baseline import TFLM_DIR_ENV
 from hil.progress import ProgressBar
-from hil.results import add_store_argument, open_store
-from hil.tflm_baseline import TFLM_DIR_ENV
+from hil.store.results import add_store_argument, open_store
+from hil.targets.boards import load_board
 
 SUMMARY = "run the standard suite on the boards, store it, write the report; non-zero exit on a regression"
 EXAMPLES = f"""\
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hil.commands.report import DEFAULT_DIR
-    from hil.report import make_report
+    from hil.report.report import make_report
 
     boards = [load_board(name) for name in args.boards]
     models = suite_models(args.models_dir, standard=not args.models, chosen=args.models)

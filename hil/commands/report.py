@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from hil.errors import StoreError
-from hil.report import FIGURE_FORMATS, make_report
+from hil.report.report import FIGURE_FORMATS, make_report
 from hil.resources import results_dir
-from hil.results import add_store_argument, normalize_timestamp
+from hil.store.results import add_store_argument, normalize_timestamp
 
 SUMMARY = "write a static HTML report (figures, tables, trends, regressions) from the results store"
 EXAMPLES = """\
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                           image_format=args.format)
     check = None
     if args.check:
-        from hil.browser import check_page
+        from hil.report.browser import check_page
 
         check = check_page(written.index, written.index.parent / "screenshot.png")
     data = written.data

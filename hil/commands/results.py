@@ -7,8 +7,8 @@ import sys
 from dataclasses import asdict
 
 from hil.errors import StoreError
-from hil.results import BACKENDS, add_store_argument, normalize_timestamp, open_store, resolve_store_path
-from hil.results_format import format_table, write_csv
+from hil.store.results import BACKENDS, add_store_argument, normalize_timestamp, open_store, resolve_store_path
+from hil.store.results_format import format_table, write_csv
 
 SUMMARY = "show the newest measurements in the results store, or export them as CSV"
 EXAMPLES = """\

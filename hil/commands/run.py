@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.boards import load_board
-from hil.flash import add_flash_budget_argument
-from hil.modelrun import engine_provenance, run_model
-from hil.models import DEFAULT_MODEL, default_input, load_input, resolve_model
-from hil.results import add_store_argument, open_store
+from hil.build.flash import add_flash_budget_argument
+from hil.experiments.modelrun import engine_provenance, run_model
+from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
+from hil.store.results import add_store_argument, open_store
+from hil.targets.boards import load_board
 
 SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, flash, and bit-exactness with TFLM"
 EXAMPLES = """\

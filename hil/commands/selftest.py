@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from hil.boards import load_board
-from hil.calibration import CalibrationPlan, calibrate, measurements, provenance_for
-from hil.results import add_store_argument, open_store
+from hil.experiments.calibration import CalibrationPlan, calibrate, measurements, provenance_for
+from hil.store.results import add_store_argument, open_store
+from hil.targets.boards import load_board
 
 SUMMARY = "check a board's measurement chain (timer, stack and arena figures) with a calibration firmware"
 EXAMPLES = """\

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from hil.errors import ProtocolError
-from hil.results import open_store
+from hil.store.results import open_store
 
 FIGURE = re.compile(r"^m-lab-([a-z-]+)-\[(.*)\]$")
 EMULATED = ("qemu-f746", "qemu-f412", "qemu-h743", "netduinoplus2")

@@ -1,0 +1,328 @@
+"""Compile a model with the engine, build it into firmware for a board, run it, and compare its
+output with TFLite Micro's for the same input."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from engine.compiler import ENGINE_NAME, ENGINE_VERSION, KERNELS_DIR, CompiledModel, compile_graph, kernel_sources
+from engine.errors import DoesNotFitError
+from engine.ir import DTYPES
+from engine.oracle import run_tflm
+from hil.build.firmware import Firmware, WorkloadSources, build_firmware, render_template
+from hil.build.flash import FlashBreakdown, fit_flash
+from hil.build.inputplacement import arena_section_define, choose_input_staging, input_slot
+from hil.build.planlayout import plan_layout
+from hil.build.staticram import StaticRamSplit, split_static_ram
+from hil.build.toolchain import toolchain_summary
+from hil.errors import LabError
+from hil.experiments.models import ModelSource
+from hil.run.runners import Runner, runner_for
+from hil.run.target import open_with_input
+from hil.run.transcript import Transcript, kept_on_failure, save_for_run
+from hil.store.results import Measurement, Provenance
+from hil.targets.boards import BoardSpec
+
+
+class TargetRun:
+    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM,
+    bit-exactness, and rows for the results store. Its users are dataclasses with model,
+    model_sha256, resolution, static_ram, stack_high_water, output and reference."""
+
+    @property
+    def peak_sram(self) -> int:
+        """The whole firmware's static data and the measured stack (ModelRun counts the model's
+        part of the static data only)."""
+        return self.static_ram + self.stack_high_water
+
+    @property
+    def matches_reference(self) -> bool:
+        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
+
+    def row_maker(self, provenance: Provenance, **extra: object) -> Callable[..., Measurement]:
+        """`row(metric, value, unit, more=None)`: a row of this run, its extra holding bit-exactness,
+        the latency resolution, `extra`, `more` and the run's transcript file (written now)."""
+        common = {"matches_reference": self.matches_reference, "resolution": self.resolution, **extra,
+                  **save_for_run(getattr(self, "transcript", None), provenance.run_id)}
+
+        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
+            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**common, **(more or {})})
+
+        return row
+
+
+@dataclass
+class ModelRun(TargetRun):
+    """What one run of a model on a board measured. Its peak SRAM is the model's own: the arena
+    (input and output inside), the model's statics and the stack high-water; the lab's static
+    buffers (a staging copy of the input, the command buffer, ...) are `lab_overhead`, apart."""
+
+    model: str
+    model_sha256: str
+    board: str
+    backend: str
+    unit: str
+    latency: float  # per inference, in `unit`
+    resolution: float
+    static_ram: int  # .data + .bss (+ .noinit) of the whole firmware (the arena inside)
+    model_static_ram: int  # the model's part of static_ram: its arena and its own statics (from the ELF)
+    input_staged: bool  # whether the firmware kept a staging copy of the input
+    stack_high_water: int
+    arena_planned: int
+    arena_lower_bound: int
+    arena_touched: int
+    flash: int
+    weights_bytes: int
+    output: np.ndarray
+    reference: np.ndarray
+    checksum: str
+    memory_plan: dict[str, object] | None = None  # hil.build.planlayout's JSON: stored with arena_planned
+    flash_parts: FlashBreakdown | None = None
+    lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
+    transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
+
+    @property
+    def peak_sram(self) -> int:
+        """The model's peak SRAM: its arena (input and output inside), its own statics and the
+        measured stack high-water; to compare with TFLM's arena and TinyEngine's peak memory."""
+        return self.model_static_ram + self.stack_high_water
+
+    @property
+    def lab_overhead(self) -> int:
+        """The static RAM that is the lab's, not the model's (the rest of static_ram)."""
+        return self.static_ram - self.model_static_ram
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "board": self.board,
+            "backend": self.backend,
+            "latency": self.latency,
+            "latency_unit": self.unit,
+            "latency_resolution": self.resolution,
+            "peak_sram_bytes": self.peak_sram,
+            "model_static_bytes": self.model_static_ram,
+            "lab_overhead_bytes": self.lab_overhead,
+            "input_staged": self.input_staged,
+            "static_ram_bytes": self.static_ram,
+            "stack_high_water_bytes": self.stack_high_water,
+            "arena_planned_bytes": self.arena_planned,
+            "arena_lower_bound_bytes": self.arena_lower_bound,
+            "arena_touched_bytes": self.arena_touched,
+            "flash_bytes": self.flash,
+            **(self.flash_parts.to_json() if self.flash_parts else {}),
+            "weights_bytes": self.weights_bytes,
+            "matches_reference": self.matches_reference,
+            "output_checksum": self.checksum,
+        }
+
+    def measurements(self, provenance: Provenance) -> list[Measurement]:
+        row = self.row_maker(provenance)
+        return [
+            row("latency", self.latency, self.unit),
+            row("peak_sram", self.peak_sram, "bytes", {"model_static_ram": self.model_static_ram}),
+            row("lab_overhead", self.lab_overhead, "bytes",
+                {"input_staged": self.input_staged, "objects": self.lab_objects}),
+            row("static_ram", self.static_ram, "bytes"),
+            row("stack_high_water", self.stack_high_water, "bytes"),
+            row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
+            row("arena_touched", self.arena_touched, "bytes"),
+            row("flash", self.flash, "bytes", {"parts": self.flash_parts.to_json()} if self.flash_parts else None),
+            row("matches_reference", float(self.matches_reference), "bool"),
+        ]
+
+
+def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | None = None) -> None:
+    """Refuse, with the numbers, a model whose plan or int8 weights cannot fit the board at all
+    (int16 copies of weights are cut to fit by hil.build.flash.fit_flash)."""
+    name = compiled.graph.name
+    arena, scratch = compiled.plan.arena_bytes, compiled.generated.static_scratch_bytes
+    weights = compiled.generated.weight_bytes - compiled.generated.widened_bytes
+    budget = board.flash_bytes if flash_budget is None else flash_budget
+    room = board.sram_bytes - board.min_stack_bytes
+    if arena + scratch > room:
+        needs = f"its arena needs {arena:,} B" + (f" and its kernels' static scratch {scratch:,} B" if scratch else "")
+        raise DoesNotFitError(
+            f"model {name} does not fit {board.name}: {needs} of SRAM; the board has "
+            f"{board.sram_bytes:,} B, of which {board.min_stack_bytes:,} B are kept for the stack"
+        )
+    if weights > budget:
+        room = f"the board has {board.flash_bytes:,} B" if flash_budget is None else f"the flash budget is {budget:,} B"
+        raise DoesNotFitError(f"model {name} does not fit {board.name}: its weights need {weights:,} B of flash; {room}")
+
+
+OUTPUT_TYPES = {"int8": "LAB_OUTPUT_INT8", "uint8": "LAB_OUTPUT_UINT8", "int16": "LAB_OUTPUT_INT16",
+                "int32": "LAB_OUTPUT_INT32", "float32": "LAB_OUTPUT_FLOAT32"}
+
+
+def float32_parts(value: float) -> tuple[int, int]:
+    """(mantissa, exponent) with value == mantissa * 2**exponent exactly, for the value rounded to
+    float32 (a .tflite file's scales are float32); the mantissa is odd or 0."""
+    exact = float(np.float32(value))
+    if exact == 0.0:
+        return 0, 0
+    fraction, exponent = math.frexp(exact)
+    mantissa, exponent = int(fraction * (1 << 24)), exponent - 24
+    while mantissa % 2 == 0:
+        mantissa, exponent = mantissa // 2, exponent + 1
+    return mantissa, exponent
+
+
+def output_format(compiled: CompiledModel) -> dict[str, object]:
+    """How the firmware prints the model's output in `m-results-[...]`."""
+    tensor = compiled.graph.tensors[compiled.graph.outputs[0]]
+    return tensor_output_format(tensor.dtype, tensor.scale, tensor.zero_point)
+
+
+def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
+    """An output tensor's print format: its element type, and for a quantised integer tensor (one
+    scale) the scale as mantissa * 2^exponent and the zero point."""
+    quantised = dtype in ("int8", "uint8", "int16") and len(scale) == 1 and scale[0] > 0
+    mantissa, exponent = float32_parts(scale[0]) if quantised else (0, 0)
+    return {
+        "dtype": dtype,
+        "type": OUTPUT_TYPES[dtype],
+        "scale": float(np.float32(scale[0])) if quantised else 0.0,
+        "scale_mantissa": mantissa,
+        "scale_exponent": exponent,
+        "zero_point": int(zero_point[0]) if quantised and zero_point else 0,
+    }
+
+
+def model_workload(compiled: CompiledModel, name: str, *, staged: bool = True) -> WorkloadSources:
+    """The model's workload table and sources; `staged`: with a staging copy of the input, else
+    with the input loaded in place (its slot in the arena, the arena in .noinit)."""
+    return models_workload([(compiled, name)], staged=staged)
+
+
+def models_workload(models: list[tuple[CompiledModel, str]], *, staged: bool = True) -> WorkloadSources:
+    """A workload table of one or more compiled models (distinct C prefixes), each a workload
+    named as given (`select NAME%` picks one; the first is current at boot). In place (`staged`
+    False) only for one model: its input slot is where `db` writes."""
+    if not staged and len(models) != 1:
+        raise ValueError("an input loaded in place takes a firmware of one model")
+    files: dict[str, str] = {}
+    for compiled, _ in models:
+        files.update(compiled.generated.files)
+    files["model_workloads.c"] = render_template(
+        "model/workloads.c.j2",
+        models=[{"prefix": c.generated.prefix, "name": name, "output": output_format(c)} for c, name in models],
+    )
+    return WorkloadSources(
+        files=files,
+        input_capacity=max(c.generated.input_bytes for c, _ in models),
+        library=kernel_sources(),
+        include_dirs=(KERNELS_DIR,),
+        label=models[0][1] if len(models) == 1 else f"{len(models)} models",
+        input_slot=None if staged else input_slot(models[0][0]),
+        defines=() if staged else (arena_section_define(models[0][0]),),
+    )
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A model's firmware, the compiled model inside it, and its flash by component."""
+
+    firmware: Firmware
+    compiled: CompiledModel
+    flash: FlashBreakdown
+
+
+def build_model_firmware(
+    board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
+    flash_budget: int | None = None, *, input_staging: bool | None = None, name: str | None = None,
+) -> BuiltModel:
+    """The model's firmware for the board, its workload named `name` (default: the model's), its
+    image within `flash_budget` bytes (default: the board's flash). `input_staging`: keep a staging
+    copy of the input (True), load it in place (False), or the first where the board has room for
+    it (None)."""
+    compiled = compile_graph(source.graph, kernels=kernels)
+    check_fits(board, compiled, flash_budget)
+    staged = choose_input_staging(board, compiled, input_staging)
+    firmware, compiled, flash = fit_flash(
+        board, compiled,
+        lambda c: build_firmware(board, model_workload(c, name or source.name, staged=staged), optimize=optimize),
+        flash_budget)
+    return BuiltModel(firmware, compiled, flash)
+
+
+def model_static_ram(firmware: Firmware, compiled: CompiledModel) -> StaticRamSplit:
+    """The firmware's static RAM, split between the model (its generated sources and kernel
+    library) and the lab, from the ELF."""
+    sources = [n for n in compiled.generated.files if n.endswith(".c")] + [str(p) for p in kernel_sources()]
+    return split_static_ram(firmware, sources, f"{compiled.generated.prefix}_arena")
+
+
+def run_model(
+    board: BoardSpec,
+    source: ModelSource,
+    value: np.ndarray,
+    *,
+    optimize: str | None = None,
+    runner: Runner | None = None,
+    warmup: int = 1,
+    kernels: str = "optimized",
+    flash_budget: int | None = None,
+    input_staging: bool | None = None,
+) -> ModelRun:
+    """Build, run one timed inference after `warmup` ones, and compare with TFLM the output the
+    firmware reports: that of an inference on `value` (without a staging copy of the input, the
+    first; the others run on generated input). `flash_budget` and `input_staging` as
+    build_model_firmware's."""
+    built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging)
+    firmware, compiled = built.firmware, built.compiled
+    runner = runner or runner_for(board)
+    transcript = runner.fresh_transcript()
+    graph = compiled.graph
+    out_tensor = graph.tensors[graph.outputs[0]]
+    data = np.ascontiguousarray(value).tobytes()
+    with kept_on_failure(transcript), open_with_input(runner, firmware, data) as link:
+        report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+    if not report.output_of_loaded_input:
+        raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
+                       f"{report.output_inference}, whose input was '{report.output_input}', not the input loaded")
+    split = model_static_ram(firmware, compiled)
+    output = np.frombuffer(report.output, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
+    reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
+    latency = runner.latency(report.ticks_min)
+    return ModelRun(
+        model=source.name,
+        model_sha256=source.sha256,
+        board=board.name,
+        backend=runner.backend,
+        unit=latency.unit,
+        latency=latency.value,
+        resolution=latency.resolution,
+        static_ram=firmware.size.static_ram,
+        stack_high_water=report.stack_high_water,
+        arena_planned=compiled.plan.arena_bytes,
+        arena_lower_bound=compiled.plan.lower_bound,
+        arena_touched=report.arena_touched,
+        flash=firmware.size.flash,
+        weights_bytes=compiled.generated.weight_bytes,
+        output=output,
+        reference=reference,
+        checksum=report.checksum,
+        memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
+        flash_parts=built.flash,
+        model_static_ram=split.model_bytes,
+        input_staged=firmware.input_staged,
+        lab_objects={o.name: o.size for o in split.lab},
+        transcript=transcript,
+    )
+
+
+def engine_provenance(board: BoardSpec, backend: str, test_id: str = "") -> Provenance:
+    tools = ["arm-none-eabi-gcc"] + (["qemu-system-arm"] if backend == "qemu" else [])
+    return Provenance.collect(
+        engine=ENGINE_NAME,
+        engine_version=ENGINE_VERSION,
+        board=board.name,
+        backend=backend,
+        toolchain=toolchain_summary(*tools),
+        test_id=test_id,
+    )

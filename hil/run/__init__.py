@@ -1,0 +1,2 @@
+"""Firmware on a target: the runners (QEMU, Renode, boards), the line protocol, and what a
+session with the target said."""

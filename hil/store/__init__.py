@@ -1,0 +1,1 @@
+"""The results store: measurements with their provenance in SQLite, and their text forms."""

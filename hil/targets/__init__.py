@@ -1,0 +1,1 @@
+"""The boards the lab reaches: board files read into BoardSpec, hardware maps, debug probes."""
