@@ -65,7 +65,7 @@ def covering_sample(cases: list[Case], kernels: str = "optimized") -> list[Case]
 @pytest.mark.parametrize("board_name", ["qemu-f746", "qemu-f412"])
 def test_a_sample_reaching_every_variant_matches_tflm_under_qemu(cases: list[Case], board_name: str):
     from hil.build.firmware import build_firmware
-    from hil.experiments.modelrun import models_workload
+    from hil.build.model_workload import models_workload
     from hil.run.runners import runner_for
     from hil.targets.boards import load_board
 

@@ -20,9 +20,10 @@ from engine.oracle import run_tflm
 from hil.build.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
 from hil.build.inputgen import generated_input, generated_value
 from hil.build.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
+from hil.build.model_workload import model_static_ram
 from hil.errors import ProtocolError
 from hil.experiments.mlperf import run_mlperf
-from hil.experiments.modelrun import build_model_firmware, engine_provenance, model_static_ram, run_model
+from hil.experiments.modelrun import build_model_firmware, engine_provenance, run_model
 from hil.experiments.models import ModelSource, default_input, resolve_model
 from hil.run.runners import runner_for
 from hil.targets.boards import load_board

@@ -12,10 +12,10 @@ import serial
 
 from engine.oracle import run_tflm
 from hil.build.firmware import WorkloadSources, build_firmware
+from hil.build.model_workload import float32_parts
 from hil.errors import ProtocolError
 from hil.experiments.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,
-                        roc_auc, run_mlperf)
-from hil.experiments.modelrun import float32_parts
+                                    roc_auc, run_mlperf)
 from hil.experiments.models import default_input, resolve_model
 from hil.run.protocol import DeviceLink
 from hil.run.runners.qemu import QemuRunner

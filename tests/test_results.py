@@ -18,7 +18,7 @@ import pytest
 import tinylab_cli.main
 from hil.errors import StoreError
 from hil.store.results import (DEFAULT_STORE_PATH, REPO_ROOT, Measurement, Provenance, ResultsStore,
-                         collect_git_commit, new_run_id, open_store, resolve_store_path)
+                               collect_git_commit, new_run_id, open_store, resolve_store_path)
 
 SHA = "ab" * 32
 

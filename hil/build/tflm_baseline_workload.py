@@ -14,10 +14,10 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from hil.build.firmware import CXX_COMPILER, WorkloadSources, cpu_flags, render_template
+from hil.build.model_workload import tensor_output_format
 from hil.build.tflm_baseline_library import TflmBaselineError, TflmLibrary
 from hil.build.toolchain import require_tool
 from hil.errors import BuildError
-from hil.experiments.modelrun import tensor_output_format
 from hil.targets.boards import BoardSpec
 
 TEMPLATE = "tflm/workload.cc.j2"

@@ -18,7 +18,7 @@ from hil.build.planlayout import PlanLayout
 from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
 from hil.report.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
-                             Trend, TrendPoint, TrendSeries)
+                                    Trend, TrendPoint, TrendSeries)
 from hil.resources import report_templates_dir
 from hil.store.results import open_store, resolve_store_path, utc_now
 from hil.store.results_format import TABLE_COLUMNS, commit_text, value_text
