@@ -50,8 +50,9 @@ def firmware_templates_dir() -> Path:
 
 
 def report_templates_dir() -> Path:
-    """hil/report/templates: the HTML report's jinja2 templates."""
-    return package_dir("hil.report", "templates")
+    """hil/report/templates: the HTML report's jinja2 templates (a folder of the hil package, found
+    without importing hil.report, which sits above this module)."""
+    return package_dir("hil", "report/templates")
 
 
 def user_data_dir() -> Path:

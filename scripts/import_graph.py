@@ -1,8 +1,9 @@
 """The import graph of tinylab's packages, read statically (ast), and the layer rules it must keep.
 
 Layers, bottom to top: engine < hil < nas < tinylab_cli. A module may import its own layer and
-the layers below it, never one above. Inside hil, imports form no cycle, and the library never
-imports the command-line code (`hil.commands`).
+the layers below it, never one above. Inside hil, imports form no cycle, neither between modules
+nor between sub-packages (hil.targets, hil.build, ...: each one module of the graph), and the
+library never imports the command-line code (`hil.commands`).
 
 An import is any `import`/`from ... import` statement (at module level or inside a function),
 a string constant passed to `importlib.import_module` or `__import__`, or a string constant
@@ -10,6 +11,7 @@ that names a module of the project ("hil.commands.boards", "engine.zoo:default_m
 Imports under `if TYPE_CHECKING:` count too.
 
     python scripts/import_graph.py            # every cross-layer import and every cycle in hil
+                                              # (between modules and between sub-packages)
     python scripts/import_graph.py --all      # every import between the project's modules
 """
 from __future__ import annotations
@@ -174,6 +176,20 @@ def cycles(imports: list[Import], package: str) -> list[list[str]]:
     return sorted(components)
 
 
+def subpackage(module: str) -> str:
+    """The sub-package a module is in, one level below its layer ("hil.run.runners.qemu" ->
+    "hil.run"); a module at the layer's top stays itself ("hil.errors")."""
+    return ".".join(module.split(".")[:2])
+
+
+def subpackage_cycles(imports: list[Import], package: str) -> list[list[str]]:
+    """The import cycles among the sub-packages of one package (and its top-level modules), each
+    sub-package taken as one node: a cycle here means two parts of the flow point at each other
+    even where no two modules do."""
+    collapsed = [Import(subpackage(i.source), subpackage(i.target), i.line, i.how) for i in imports]
+    return cycles([i for i in collapsed if i.source != i.target], package)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="list every import between the project's modules")
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i.source}:{i.line} -> {i.target} ({i.how})")
     upward = upward_imports(imports)
     hil_cycles = cycles(imports, "hil")
+    package_cycles = subpackage_cycles(imports, "hil")
     into_commands = library_imports_of_commands(imports)
     for i in upward:
         print(f"UP    {i.source}:{i.line} -> {i.target} ({i.how})")
@@ -191,9 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CLI   {i.source}:{i.line} -> {i.target} ({i.how})")
     for cycle in hil_cycles:
         print("CYCLE " + " <-> ".join(cycle))
+    for cycle in package_cycles:
+        print("CYCLE of sub-packages " + " <-> ".join(cycle))
     print(f"{len(upward)} upward imports, {len(into_commands)} library imports of hil.commands, "
-          f"{len(hil_cycles)} cycles in hil")
-    return 1 if upward or into_commands or hil_cycles else 0
+          f"{len(hil_cycles)} cycles in hil, {len(package_cycles)} cycles between hil's sub-packages")
+    return 1 if upward or into_commands or hil_cycles or package_cycles else 0
 
 
 if __name__ == "__main__":

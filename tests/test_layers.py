@@ -63,6 +63,12 @@ def test_no_import_cycle_inside_the_lab() -> None:
     assert import_graph.cycles(import_graph.all_imports(), "hil") == []
 
 
+def test_no_import_cycle_between_the_lab_s_sub_packages() -> None:
+    imports = import_graph.all_imports()
+    assert any(i.source.startswith("hil.run.") and i.target.startswith("hil.build.") for i in imports)
+    assert import_graph.subpackage_cycles(imports, "hil") == []
+
+
 def test_the_lab_library_does_not_import_its_commands() -> None:
     assert _shown(import_graph.library_imports_of_commands(import_graph.all_imports())) == []
 
@@ -85,6 +91,18 @@ def test_the_checker_sees_importlib_strings_tables_and_cycles(tmp_path: Path) ->
     assert sorted((i.target, i.how) for i in import_graph.upward_imports(imports)) == [
         ("nas", "importlib"), ("nas.lut", "string")]
     assert import_graph.cycles(imports, "hil") == [["hil.a", "hil.b"]]
+
+
+def test_the_checker_sees_cycles_between_sub_packages_without_a_module_cycle(tmp_path: Path) -> None:
+    for package in ("hil", "hil/up", "hil/down"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "hil" / "up" / "a.py").write_text("from hil.down.b import B\n")
+    (tmp_path / "hil" / "down" / "b.py").write_text("B = 1\n")
+    (tmp_path / "hil" / "down" / "c.py").write_text("from hil.up import a\n")  # down points up
+    imports = import_graph.all_imports(tmp_path)
+    assert import_graph.cycles(imports, "hil") == []
+    assert import_graph.subpackage_cycles(imports, "hil") == [["hil.down", "hil.up"]]
 
 
 # --- one base class for every user-facing error -------------------------------------------------
