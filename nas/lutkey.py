@@ -12,7 +12,7 @@ from engine.codegen import kernel_library_digest
 from engine.resources import templates_dir
 from hil.build.firmware import COMPILER, compile_flags
 from hil.build.toolchain import tool_version
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 # The kernel set a table's layers are measured with (engine.codegen.KERNEL_SETS).
 LUT_KERNELS = "optimized"

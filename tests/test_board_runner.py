@@ -27,7 +27,7 @@ from hil.run.runners.board import (
     with_deadline,
 )
 from hil.run.runners.qemu import QemuProcess, QemuRunner, free_tcp_port
-from hil.targets.boards import load_board, list_boards
+from hil.targets.boards import list_boards, load_board
 from hil.targets.hardware_map import HardwareMapEntry
 from hil.targets.probes import AttachedProbe, find_attached_probes
 from tinylab_cli.main import main

@@ -15,7 +15,9 @@ import yaml
 
 import tinylab_cli.main
 from hil.errors import BoardError
-from hil.targets.boards import (STM32_APB_DIVIDERS, BoardSpec, boards_dir, list_boards, load_board)
+from hil.targets.boards import boards_dir, list_boards, load_board
+from hil.targets.boardspec import BoardSpec
+from hil.targets.chips import STM32_APB_DIVIDERS
 
 REPO = Path(__file__).resolve().parent.parent
 SOC_TEMPLATES = REPO / "firmware_templates" / "soc"

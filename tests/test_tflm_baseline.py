@@ -53,7 +53,8 @@ from hil.experiments.tflm_baseline import (
     tflm_dir_from,
     tflm_provenance,
 )
-from hil.targets.boards import BoardSpec, load_board
+from hil.targets.boards import load_board
+from hil.targets.boardspec import BoardSpec
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

@@ -9,7 +9,8 @@ import json
 from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.store.results import add_store_argument, open_store
-from hil.targets.boards import BoardSpec, load_board
+from hil.targets.boards import load_board
+from hil.targets.boardspec import BoardSpec
 
 SUMMARY = "build a per-layer latency lookup table on a board, or validate it against whole networks"
 EXAMPLES = """\

@@ -19,7 +19,8 @@ from engine.cache import cache_root
 from hil.build.toolchain import require_tool, tool_version
 from hil.errors import BuildError, RegionOverflowError
 from hil.resources import firmware_templates_dir
-from hil.targets.boards import OPTIMIZE_LEVELS, BoardSpec
+from hil.targets.boardspec import BoardSpec
+from hil.targets.chips import OPTIMIZE_LEVELS
 
 TEMPLATES_DIR = firmware_templates_dir()
 COMPILER = "arm-none-eabi-gcc"

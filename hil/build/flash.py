@@ -17,7 +17,7 @@ from engine.compiler import CompiledModel, with_wide_budget
 from engine.errors import DoesNotFitError
 from hil.build.firmware import Firmware
 from hil.errors import RegionOverflowError
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 KERNEL_PREFIX = "tl_"  # the kernel library's functions
 FIT_ATTEMPTS = 4  # builds after the first: each one removes at least the measured excess

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from engine.compiler import CompiledModel
 from engine.errors import DoesNotFitError
 from hil.build.firmware import InputSlot
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 # The harness's own static RAM besides the staging copy: the command buffer (513 B), its
 # counters, the workload table, the timer's state. tests/test_modelrun.py checks a real build

@@ -11,7 +11,7 @@ from engine.errors import DoesNotFitError
 from hil.build.firmware import Firmware, WorkloadSources, render_template
 from hil.build.inputplacement import arena_section_define, input_slot
 from hil.build.staticram import StaticRamSplit, split_static_ram
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 
 def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Mapping
 
 from hil.build.toolchain import require_tool
 from hil.errors import LabError
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 TFLM_DIR_ENV = "TINYLAB_TFLM_DIR"
 NO_LIBRARY_REASON = f"no TFLM library given: pass --tflm-dir or set {TFLM_DIR_ENV}"

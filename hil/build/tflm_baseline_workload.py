@@ -18,7 +18,7 @@ from hil.build.model_workload import tensor_output_format
 from hil.build.tflm_baseline_library import TflmBaselineError, TflmLibrary
 from hil.build.toolchain import require_tool
 from hil.errors import BuildError
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 TEMPLATE = "tflm/workload.cc.j2"
 SOURCE_NAME = "tflm_workload.cc"

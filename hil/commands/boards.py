@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import LabError, RunnerError
-from hil.targets.boards import BoardSpec, list_boards, load_board
+from hil.targets.boards import list_boards, load_board
+from hil.targets.boardspec import BoardSpec
 from hil.targets.hardware_map import map_from_probes, write_hardware_map
 from hil.targets.probes import AttachedProbe, find_attached_probes
 

@@ -11,7 +11,8 @@ from hil.build.flash import add_flash_budget_argument
 from hil.errors import LabError
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import DEFAULT_MODEL, ModelSource, resolve_model
-from hil.targets.boards import BoardSpec, load_board
+from hil.targets.boards import load_board
+from hil.targets.boardspec import BoardSpec
 
 SUMMARY = "build a model's firmware ELF for a board (the MLPerf Tiny line protocol on its UART)"
 EXAMPLES = """\

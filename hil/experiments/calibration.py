@@ -14,7 +14,7 @@ from hil.build.toolchain import toolchain_summary
 from hil.run.protocol import InferenceReport
 from hil.run.runners import Runner, runner_for
 from hil.store.results import Measurement, Provenance
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 WORKLOADS = ("empty", "block", "stack", "touch")
 STACK_TOLERANCE_BYTES = 16

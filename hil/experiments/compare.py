@@ -11,7 +11,7 @@ from engine.oracle import TflmArena, tflm_arena
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource
 from hil.store.results import Measurement, Provenance
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 
 @dataclass

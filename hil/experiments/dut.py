@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hil.errors import ProtocolError
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 from hil.targets.hardware_map import HardwareMapEntry
 
 if TYPE_CHECKING:  # imported when used: the pytest plugin imports this module in every run

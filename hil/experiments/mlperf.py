@@ -45,7 +45,7 @@ from hil.run.runners import Runner, runner_for
 from hil.run.target import each_input, open_with_input
 from hil.run.transcript import Transcript, kept_on_failure, save_for_run
 from hil.store.results import Measurement, Provenance
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 WINDOWS = 5  # the MLPerf Tiny runner's performance mode runs 5 windows
 HARDWARE_WINDOW_S = 10.0  # MLPerf Tiny: a timed window lasts at least 10 s

@@ -22,7 +22,7 @@ from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
 from hil.run.transcript import Transcript, kept_on_failure, save_for_run
 from hil.store.results import Measurement, Provenance
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 class TargetRun:
     """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM,

@@ -17,7 +17,7 @@ from hil.experiments.models import BUILTIN_MODELS, ModelSource, default_input, r
 from hil.experiments.regressions import Regression, find_regressions
 from hil.experiments.tflm_baseline import tflm_column_entry
 from hil.store.results import REPO_ROOT, ResultsStore
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"  # the lab's real models, when present
 KERNEL_SETS = ("optimized", "portable")

@@ -47,7 +47,7 @@ from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
 from hil.run.transcript import Transcript, kept_on_failure
 from hil.store.results import Measurement, Provenance
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 __all__ = [
     "NO_LIBRARY_REASON", "TFLM_DIR_ENV", "TflmBaselineError", "TflmDoesNotFitError", "TflmLibrary",

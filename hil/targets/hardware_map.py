@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from hil.errors import BoardError, LabError
-from hil.targets.boards import BoardSpec, load_board
+from hil.targets.boards import load_board
+from hil.targets.boardspec import BoardSpec
 from hil.targets.probes import AttachedProbe
 
 ENTRY_FIELDS = ("board", "probe", "port")

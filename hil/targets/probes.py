@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hil.errors import RunnerError
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 _BOARD_ID = re.compile(r"^[0-9A-Fa-f]{4}$")
 

@@ -6,7 +6,7 @@ from hil.run.runners.base import Latency, Runner
 from hil.run.runners.board import BoardRunner
 from hil.run.runners.qemu import QemuRunner
 from hil.run.runners.renode import RenodeRunner
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 from hil.targets.hardware_map import HardwareMapEntry
 
 RUNNERS: dict[str, type[Runner]] = {

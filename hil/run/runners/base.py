@@ -10,7 +10,7 @@ from hil.build.firmware import Firmware
 from hil.run.protocol import DeviceLink
 from hil.run.runners.target_state import TargetSession
 from hil.run.transcript import Transcript
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 
 @dataclass(frozen=True)

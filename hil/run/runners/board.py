@@ -23,7 +23,8 @@ from hil.errors import LabError, RunnerError
 from hil.run.protocol import DeviceLink
 from hil.run.runners.base import Runner
 from hil.run.transcript import Transcript
-from hil.targets.boards import BoardSpec, list_boards
+from hil.targets.boards import list_boards
+from hil.targets.boardspec import BoardSpec
 from hil.targets.probes import AttachedProbe, find_attached_probes
 
 PROGRAM_TIMEOUT_S = 180.0  # erasing and writing a whole 2 MB flash on a slow probe

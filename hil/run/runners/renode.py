@@ -22,7 +22,7 @@ from hil.errors import ProtocolError, RunnerError
 from hil.run.protocol import READY, DeviceLink
 from hil.run.runners.base import Runner
 from hil.run.runners.qemu import PORT_ATTEMPTS, QemuProcess, free_tcp_port
-from hil.targets.boards import BoardSpec
+from hil.targets.boardspec import BoardSpec
 
 RENODE = "renode"
 TERMINAL = "term"
