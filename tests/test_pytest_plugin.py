@@ -256,7 +256,7 @@ def test_a_malformed_map_is_a_usage_error_naming_the_field(lab):
     ("boards:\n  - {board: qemu-f746, port: /dev/ttyACM0}\n", "field 'boards[0].port': board qemu-f746 is emulated (QEMU): it takes no port"),
     ("boards:\n  - {board: nucleo-f746zg, probe: A}\n  - {board: nucleo-f412zg, probe: a}\n", "field 'boards[1].probe': probe a is already given to boards[0]"),
     ("boards:\n  - {board: qemu-f746}\n  - {board: qemu-f746}\n", "field 'boards[1].board': emulated board qemu-f746 is already listed at boards[0]"),
-    ("boards: [\n", "line 2: invalid YAML"),
+    ("boards: [\n", "line 2, column 1: invalid YAML"),
 ])
 def test_hardware_map_problems_name_the_field(tmp_path, text, message):
     path = tmp_path / "lab.yaml"

@@ -23,6 +23,7 @@ from hil.errors import BoardError, LabError
 from hil.targets.boards import load_board
 from hil.targets.boardspec import BoardSpec
 from hil.targets.probes import AttachedProbe
+from hil.targets.yamlfile import describe, read_yaml
 
 ENTRY_FIELDS = ("board", "probe", "port")
 HEADER = """\
@@ -66,17 +67,7 @@ class HardwareMap:
 def load_hardware_map(path: str | Path) -> HardwareMap:
     """Read and check a hardware map; every problem names the file and the field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise HardwareMapError(f"hardware map {path}: cannot read it: {error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise HardwareMapError(f"hardware map {path}: {where}invalid YAML: {problem}") from None
+    data = read_yaml(path, f"hardware map {path}", HardwareMapError)
     return HardwareMap(path, tuple(_entries(data, f"hardware map {path}", path.parent)))
 
 
@@ -86,7 +77,7 @@ def _entries(data: Any, shown: str, folder: Path) -> list[HardwareMapEntry]:
 
     if not isinstance(data, dict) or "boards" not in data:
         raise HardwareMapError(f"{shown}: expected a mapping with a 'boards' list, not "
-                               f"{_describe(data)}")
+                               f"{describe(data)}")
     unknown = [key for key in data if key != "boards"]
     if unknown:
         raise fail(str(unknown[0]), "unknown field (a hardware map has only 'boards')")
@@ -94,14 +85,14 @@ def _entries(data: Any, shown: str, folder: Path) -> list[HardwareMapEntry]:
     if items is None:
         items = []
     if not isinstance(items, list):
-        raise fail("boards", f"expected a list of boards, not {_describe(items)}")
+        raise fail("boards", f"expected a list of boards, not {describe(items)}")
     entries: list[HardwareMapEntry] = []
     seen: dict[tuple[str, str], str] = {}
     for index, item in enumerate(items):
         where = f"boards[{index}]"
         if not isinstance(item, dict):
             raise fail(where, f"expected a mapping with {', '.join(ENTRY_FIELDS)}, not "
-                       f"{_describe(item)}")
+                       f"{describe(item)}")
         for key in item:
             if key not in ENTRY_FIELDS:
                 close = difflib.get_close_matches(str(key), ENTRY_FIELDS, n=1)
@@ -113,7 +104,7 @@ def _entries(data: Any, shown: str, folder: Path) -> list[HardwareMapEntry]:
                 hint = (" (write it in quotes, so that YAML keeps it as text)"
                         if isinstance(value, (int, float)) and not isinstance(value, bool) else "")
                 raise fail(f"{where}.{key}", f"expected a non-empty string, not "
-                           f"{_describe(value)}{hint}")
+                           f"{describe(value)}{hint}")
         if "board" not in item:
             raise fail(f"{where}.board", "required field is missing")
         try:
@@ -173,11 +164,3 @@ def write_hardware_map(path: str | Path, hardware_map: HardwareMap) -> Path:
     except OSError as error:
         raise HardwareMapError(f"cannot write the hardware map {path}: {error}") from None
     return path
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, (dict, list)):
-        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    return f"{type(value).__name__} {value!r}"
