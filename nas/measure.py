@@ -21,7 +21,7 @@ from engine.torch_models import TinyMobileNetConfig
 from engine.zoo import seeded_model, synthetic_images
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource, default_input
-from hil.store.results import Provenance
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 from nas.layers import Layer, network_macs
 from nas.lut import LatencyTable, LutError, save_table

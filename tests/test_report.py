@@ -18,7 +18,9 @@ import pytest
 from hil.build.planlayout import PlanLayout
 from hil.experiments.regressions import find_regressions
 from hil.report.browser import BrowserError, check_page, find_chromium, png_size
-from hil.store.results import Measurement, Provenance, open_store
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
+from hil.store.results import open_store
 from tinylab_cli.main import main
 
 BOARDS = ("qemu-f746", "qemu-f412")  # f412 with --compare: portable kernels and TFLM's arena too

@@ -9,7 +9,7 @@ import engine.codegen
 import hil.build.firmware
 import hil.resources as resources
 from engine.resources import kernels_dir, package_dir, templates_dir
-from hil.store.results import default_store_path, resolve_store_path
+from hil.store.location import default_store_path, resolve_store_path
 
 REPO = Path(__file__).resolve().parents[1]
 

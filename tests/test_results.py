@@ -17,8 +17,10 @@ import pytest
 
 import tinylab_cli.main
 from hil.errors import StoreError
-from hil.store.results import (DEFAULT_STORE_PATH, REPO_ROOT, Measurement, Provenance, ResultsStore,
-                               collect_git_commit, new_run_id, open_store, resolve_store_path)
+from hil.store.location import DEFAULT_STORE_PATH, resolve_store_path
+from hil.store.measurement import Measurement
+from hil.store.provenance import REPO_ROOT, Provenance, collect_git_commit, new_run_id
+from hil.store.results import ResultsStore, open_store
 
 SHA = "ab" * 32
 
@@ -216,7 +218,8 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from hil.store.results import Provenance, open_store
+    from hil.store.provenance import Provenance
+    from hil.store.results import open_store
 
     store_path, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     run = Provenance(engine="tinyengine", engine_version="0.1.0", board="qemu-f746",

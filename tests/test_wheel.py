@@ -102,7 +102,7 @@ def test_a_wheel_installed_elsewhere_builds_and_runs_firmware(tmp_path: Path) ->
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
 
-    probe = run(str(python), "-c", "import hil, engine, hil.resources as r, hil.store.results as s; "
+    probe = run(str(python), "-c", "import hil, engine, hil.resources as r, hil.store.location as s; "
                 "print(hil.__file__); print(engine.__file__); print(r.checkout_root()); "
                 "print(r.boards_dir()); print(r.firmware_templates_dir()); print(s.default_store_path())")
     assert probe.returncode == 0, probe.stderr

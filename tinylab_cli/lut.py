@@ -8,7 +8,8 @@ import json
 
 from hil.errors import LabError
 from hil.progress import ProgressBar
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 from hil.targets.boardspec import BoardSpec
 

@@ -9,7 +9,8 @@ from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
 from hil.experiments.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "benchmark models on a board (default: the project's own model) and store every figure"

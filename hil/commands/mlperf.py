@@ -8,7 +8,8 @@ from pathlib import Path
 from hil.experiments.mlperf import DEFAULT_WARMUP, EMULATED_WINDOW_S, HARDWARE_WINDOW_S, WINDOWS, run_mlperf
 from hil.experiments.modelrun import engine_provenance
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "MLPerf Tiny performance (median of 'infer N W' windows) and accuracy (top-1 or AUC) on a board"

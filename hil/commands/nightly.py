@@ -9,7 +9,8 @@ from pathlib import Path
 from hil.experiments.nightly import KERNEL_SETS, SHARED_MODELS, run_suite, suite_models
 from hil.experiments.tflm_baseline import TFLM_DIR_ENV
 from hil.progress import ProgressBar
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "run the standard suite on the boards, store it, write the report; non-zero exit on a regression"

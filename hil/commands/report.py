@@ -8,7 +8,8 @@ from pathlib import Path
 from hil.errors import StoreError
 from hil.report.report import FIGURE_FORMATS, make_report
 from hil.resources import results_dir
-from hil.store.results import add_store_argument, normalize_timestamp
+from hil.store.location import add_store_argument
+from hil.store.measurement import normalize_timestamp
 
 SUMMARY = "write a static HTML report (figures, tables, trends, regressions) from the results store"
 EXAMPLES = """\

@@ -7,7 +7,9 @@ import sys
 from dataclasses import asdict
 
 from hil.errors import StoreError
-from hil.store.results import BACKENDS, add_store_argument, normalize_timestamp, open_store, resolve_store_path
+from hil.store.location import add_store_argument, resolve_store_path
+from hil.store.measurement import BACKENDS, normalize_timestamp
+from hil.store.results import open_store
 from hil.store.results_format import format_table, write_csv
 
 SUMMARY = "show the newest measurements in the results store, or export them as CSV"

@@ -10,7 +10,8 @@ import numpy as np
 from hil.build.flash import add_flash_budget_argument
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, flash, and bit-exactness with TFLM"

@@ -5,7 +5,8 @@ import argparse
 import json
 
 from hil.experiments.calibration import CalibrationPlan, calibrate, measurements, provenance_for
-from hil.store.results import add_store_argument, open_store
+from hil.store.location import add_store_argument
+from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "check a board's measurement chain (timer, stack and arena figures) with a calibration firmware"

@@ -13,7 +13,8 @@ from hil.build.firmware import Firmware, WorkloadSources, build_firmware, render
 from hil.build.toolchain import toolchain_summary
 from hil.run.protocol import InferenceReport
 from hil.run.runners import Runner, runner_for
-from hil.store.results import Measurement, Provenance
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 
 WORKLOADS = ("empty", "block", "stack", "touch")

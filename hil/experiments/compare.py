@@ -10,7 +10,8 @@ import numpy as np
 from engine.oracle import TflmArena, tflm_arena
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource
-from hil.store.results import Measurement, Provenance
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 
 

@@ -44,7 +44,8 @@ from hil.run.protocol import DeviceLink, InferenceReport
 from hil.run.runners import Runner, runner_for
 from hil.run.target import each_input, open_with_input
 from hil.run.transcript import Transcript, kept_on_failure, save_for_run
-from hil.store.results import Measurement, Provenance
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 
 WINDOWS = 5  # the MLPerf Tiny runner's performance mode runs 5 windows

@@ -21,7 +21,8 @@ from hil.experiments.models import ModelSource
 from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
 from hil.run.transcript import Transcript, kept_on_failure, save_for_run
-from hil.store.results import Measurement, Provenance
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 
 class TargetRun:

@@ -16,7 +16,8 @@ from hil.experiments.modelrun import run_model
 from hil.experiments.models import BUILTIN_MODELS, ModelSource, default_input, resolve_model
 from hil.experiments.regressions import Regression, find_regressions
 from hil.experiments.tflm_baseline import tflm_column_entry
-from hil.store.results import REPO_ROOT, ResultsStore
+from hil.store.provenance import REPO_ROOT
+from hil.store.results import ResultsStore
 from hil.targets.boardspec import BoardSpec
 
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"  # the lab's real models, when present

@@ -46,7 +46,8 @@ from hil.run.protocol import DeviceLink
 from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
 from hil.run.transcript import Transcript, kept_on_failure
-from hil.store.results import Measurement, Provenance
+from hil.store.measurement import Measurement
+from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 
 __all__ = [

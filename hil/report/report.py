@@ -20,7 +20,9 @@ from hil.experiments.regressions import Regression, find_regressions
 from hil.report.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
                                     Trend, TrendPoint, TrendSeries)
 from hil.resources import report_templates_dir
-from hil.store.results import open_store, resolve_store_path, utc_now
+from hil.store.location import resolve_store_path
+from hil.store.provenance import utc_now
+from hil.store.results import open_store
 from hil.store.results_format import TABLE_COLUMNS, commit_text, value_text
 from hil.targets.boards import load_board
 

@@ -64,7 +64,7 @@ class Transcript:
 
 def transcripts_dir() -> Path:
     """`transcripts/` beside the results store ($TINYLAB_STORE's folder, else results/)."""
-    from hil.store.results import resolve_store_path
+    from hil.store.location import resolve_store_path
 
     return resolve_store_path().parent / TRANSCRIPTS_FOLDER
 
@@ -86,7 +86,7 @@ def kept_on_failure(transcript: Transcript) -> Iterator[Transcript]:
     """On a lab error inside: write `transcript` as transcripts/failed-<run id>.txt and add its
     path to the error as a note (the CLI prints it)."""
     from hil.errors import LabError
-    from hil.store.results import new_run_id
+    from hil.store.provenance import new_run_id
 
     try:
         yield transcript

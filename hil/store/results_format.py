@@ -6,7 +6,7 @@ import csv
 from dataclasses import asdict
 from typing import TextIO
 
-from hil.store.results import COLUMNS, Measurement
+from hil.store.measurement import COLUMNS, Measurement
 
 TABLE_COLUMNS = ("timestamp", "model", "board", "backend", "metric", "value", "unit", "engine",
                  "commit")
