@@ -3,53 +3,24 @@ output with TFLite Micro's for the same input."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from engine.compiler import ENGINE_NAME, ENGINE_VERSION, CompiledModel, compile_graph
-from engine.ir import DTYPES
-from engine.oracle import run_tflm
-from hil.build.firmware import Firmware, build_firmware
+from hil.build.firmware import COMPILER, Firmware, build_firmware
 from hil.build.flash import FlashBreakdown, fit_flash
 from hil.build.inputplacement import choose_input_staging
 from hil.build.model_workload import check_fits, model_static_ram, model_workload
 from hil.build.planlayout import plan_layout
-from hil.build.toolchain import toolchain_summary
 from hil.errors import LabError
 from hil.experiments.models import ModelSource
+from hil.experiments.targetrun import TargetRun, target_fields, target_provenance
 from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
-from hil.run.transcript import Transcript, kept_on_failure, save_for_run
+from hil.run.transcript import Transcript, kept_on_failure
 from hil.store.measurement import Measurement
 from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
-
-class TargetRun:
-    """What every run on the target offers, whichever engine ran it (ours, or TFLM): peak SRAM,
-    bit-exactness, and rows for the results store. Its users are dataclasses with model,
-    model_sha256, resolution, static_ram, stack_high_water, output and reference."""
-
-    @property
-    def peak_sram(self) -> int:
-        """The whole firmware's static data and the measured stack (ModelRun counts the model's
-        part of the static data only)."""
-        return self.static_ram + self.stack_high_water
-
-    @property
-    def matches_reference(self) -> bool:
-        return self.output.dtype == self.reference.dtype and np.array_equal(self.output, self.reference)
-
-    def row_maker(self, provenance: Provenance, **extra: object) -> Callable[..., Measurement]:
-        """`row(metric, value, unit, more=None)`: a row of this run, its extra holding bit-exactness,
-        the latency resolution, `extra`, `more` and the run's transcript file (written now)."""
-        common = {"matches_reference": self.matches_reference, "resolution": self.resolution, **extra,
-                  **save_for_run(getattr(self, "transcript", None), provenance.run_id)}
-
-        def row(metric: str, value: float, unit: str, more: dict[str, object] | None = None) -> Measurement:
-            return provenance.measurement(self.model, self.model_sha256, metric, value, unit, {**common, **(more or {})})
-
-        return row
 
 
 @dataclass
@@ -95,13 +66,7 @@ class ModelRun(TargetRun):
 
     def summary(self) -> dict[str, object]:
         return {
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "board": self.board,
-            "backend": self.backend,
-            "latency": self.latency,
-            "latency_unit": self.unit,
-            "latency_resolution": self.resolution,
+            **self.summary_head(),
             "peak_sram_bytes": self.peak_sram,
             "model_static_bytes": self.model_static_ram,
             "lab_overhead_bytes": self.lab_overhead,
@@ -190,43 +155,20 @@ def run_model(
         raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
                        f"{report.output_inference}, whose input was '{report.output_input}', not the input loaded")
     split = model_static_ram(firmware, compiled)
-    output = np.frombuffer(report.output, dtype=DTYPES[out_tensor.dtype]).reshape(out_tensor.shape)
-    reference = run_tflm(source.tflite, [value])[0].reshape(out_tensor.shape)
-    latency = runner.latency(report.ticks_min)
     return ModelRun(
-        model=source.name,
-        model_sha256=source.sha256,
-        board=board.name,
-        backend=runner.backend,
-        unit=latency.unit,
-        latency=latency.value,
-        resolution=latency.resolution,
-        static_ram=firmware.size.static_ram,
-        stack_high_water=report.stack_high_water,
+        **target_fields(board, source, value, runner, firmware, report, out_tensor.dtype, out_tensor.shape, transcript),
         arena_planned=compiled.plan.arena_bytes,
         arena_lower_bound=compiled.plan.lower_bound,
         arena_touched=report.arena_touched,
-        flash=firmware.size.flash,
         weights_bytes=compiled.generated.weight_bytes,
-        output=output,
-        reference=reference,
-        checksum=report.checksum,
         memory_plan=plan_layout(compiled, board.sram_bytes).to_json(),
         flash_parts=built.flash,
         model_static_ram=split.model_bytes,
         input_staged=firmware.input_staged,
         lab_objects={o.name: o.size for o in split.lab},
-        transcript=transcript,
     )
 
 
 def engine_provenance(board: BoardSpec, backend: str, test_id: str = "") -> Provenance:
-    tools = ["arm-none-eabi-gcc"] + (["qemu-system-arm"] if backend == "qemu" else [])
-    return Provenance.collect(
-        engine=ENGINE_NAME,
-        engine_version=ENGINE_VERSION,
-        board=board.name,
-        backend=backend,
-        toolchain=toolchain_summary(*tools),
-        test_id=test_id,
-    )
+    """Provenance for the rows of a run of the engine's firmware."""
+    return target_provenance(board, backend, ENGINE_NAME, ENGINE_VERSION, [COMPILER], test_id)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.ir import DTYPES
-from engine.oracle import run_tflm, tflm_arena
+from engine.oracle import tflm_arena
 from hil.build.firmware import COMPILER, CXX_COMPILER, Firmware, build_firmware
 from hil.build.tflm_baseline_library import (
     NO_LIBRARY_REASON,
@@ -38,10 +37,9 @@ from hil.build.tflm_baseline_workload import (
     resolver_calls,
     tflm_workload,
 )
-from hil.build.toolchain import toolchain_summary
 from hil.errors import LabError, ProtocolError
-from hil.experiments.modelrun import TargetRun
 from hil.experiments.models import ModelSource
+from hil.experiments.targetrun import TargetRun, target_fields, target_provenance
 from hil.run.protocol import DeviceLink
 from hil.run.runners import Runner, runner_for
 from hil.run.target import open_with_input
@@ -94,15 +92,7 @@ class TflmRun(TargetRun):
 
     def summary(self) -> dict[str, object]:
         return {
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "board": self.board,
-            "backend": self.backend,
-            "engine": self.engine,
-            "engine_version": self.engine_version,
-            "latency": self.latency,
-            "latency_unit": self.unit,
-            "latency_resolution": self.resolution,
+            **self.summary_head(engine=self.engine, engine_version=self.engine_version),
             "peak_sram_bytes": self.peak_sram,
             "static_ram_bytes": self.static_ram,
             "stack_high_water_bytes": self.stack_high_water,
@@ -134,15 +124,7 @@ class TflmRun(TargetRun):
 def tflm_provenance(board: BoardSpec, run: TflmRun, test_id: str = "") -> Provenance:
     """Provenance for a TFLM run's rows: the library's engine name (tflm, tflm-cmsis-nn) and its
     archive's hash as engine and version."""
-    tools = [COMPILER, CXX_COMPILER] + (["qemu-system-arm"] if run.backend == "qemu" else [])
-    return Provenance.collect(
-        engine=run.engine,
-        engine_version=run.engine_version,
-        board=board.name,
-        backend=run.backend,
-        toolchain=toolchain_summary(*tools),
-        test_id=test_id,
-    )
+    return target_provenance(board, run.backend, run.engine, run.engine_version, [COMPILER, CXX_COMPILER], test_id)
 
 
 def measure_tflm_baseline(
@@ -214,29 +196,14 @@ def _measure_tflm(board: BoardSpec, source: ModelSource, value: np.ndarray, libr
         except ProtocolError as error:
             if "AllocateTensors failed" not in str(error) or arena == generous:
                 raise
-    output = np.frombuffer(report.output, dtype=DTYPES[info.output.dtype]).reshape(info.output.shape)
-    reference = run_tflm(source.tflite, [value])[0].reshape(info.output.shape)
-    latency = runner.latency(report.ticks_min)
     return TflmRun(
-        model=source.name,
-        model_sha256=source.sha256,
-        board=board.name,
-        backend=runner.backend,
+        **target_fields(board, source, value, runner, firmware, report, info.output.dtype, info.output.shape,
+                        transcript),
         engine=library.engine,
         engine_version=library.engine_version,
-        unit=latency.unit,
-        latency=latency.value,
-        resolution=latency.resolution,
-        static_ram=firmware.size.static_ram,
-        stack_high_water=report.stack_high_water,
         arena_used=measured.used,
         arena_reserved=measured.reserved,
-        flash=firmware.size.flash,
-        output=output,
-        reference=reference,
-        checksum=report.checksum,
         library=library.describe(),
-        transcript=transcript,
     )
 
 
