@@ -26,7 +26,8 @@ from hil.run.runners.board import (
     serial_link,
     with_deadline,
 )
-from hil.run.runners.qemu import QemuProcess, QemuRunner, free_tcp_port
+from hil.run.runners.emulator import free_tcp_port
+from hil.run.runners.qemu import QemuProcess, QemuRunner
 from hil.targets.boards import list_boards, load_board
 from hil.targets.hardware_map import HardwareMapEntry
 from hil.targets.probes import AttachedProbe, find_attached_probes

@@ -17,7 +17,7 @@ from elftools.elf.elffile import ELFFile
 
 from engine.oracle import run_tflm
 from hil.experiments.models import default_input, resolve_model
-from hil.run.runners.qemu import free_tcp_port
+from hil.run.runners.emulator import free_tcp_port
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu

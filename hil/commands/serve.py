@@ -10,7 +10,8 @@ from types import FrameType
 from hil.commands.build import add_model_id_argument, build_model
 from hil.errors import LabError, RunnerError
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
-from hil.run.runners.qemu import QemuRunner, free_tcp_port
+from hil.run.runners.emulator import free_tcp_port
+from hil.run.runners.qemu import QemuRunner
 from hil.targets.boards import load_board
 
 SUMMARY = "boot a model's firmware in QEMU with its UART on a TCP port of 127.0.0.1, until stopped"

@@ -21,7 +21,7 @@ from hil.build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.errors import ProtocolError, RunnerError
 from hil.run.protocol import READY, DeviceLink
 from hil.run.runners.base import Runner
-from hil.run.runners.qemu import PORT_ATTEMPTS, QemuProcess, free_tcp_port
+from hil.run.runners.emulator import EmulatorProcess, connect_uart, preload_file, start_on_free_port
 from hil.targets.boardspec import BoardSpec
 
 RENODE = "renode"
@@ -93,7 +93,7 @@ def renode_command(script: Path) -> list[str]:
     return [require_renode(), "--disable-xwt", "--hide-monitor", "--plain", str(script)]
 
 
-class RenodeProcess(QemuProcess):
+class RenodeProcess(EmulatorProcess):
     program = "Renode"
 
 
@@ -109,11 +109,7 @@ class RenodeRunner(Runner):
     def open(self, firmware: Firmware, preload: bytes | None = None) -> Iterator[DeviceLink]:
         require_renode()
         with tempfile.TemporaryDirectory(prefix="tinylab-renode-") as scratch:
-            preload_file = None
-            if preload is not None:
-                preload_file = Path(scratch) / "input.bin"
-                preload_file.write_bytes(preload)
-            renode, port = self._start(firmware, Path(scratch), preload_file)
+            renode, port = self._start(firmware, Path(scratch), preload_file(Path(scratch), preload))
             try:
                 self.transcript.note(f"Renode boots {firmware.elf.name} (digest {firmware.digest})")
                 link = DeviceLink(port, self.board.name, timeout_s=self.timeout_s, health=renode.exit_problem,
@@ -127,40 +123,18 @@ class RenodeRunner(Runner):
                     renode.stop()
 
     def _start(self, firmware: Firmware, scratch: Path, preload: Path | None) -> tuple[RenodeProcess, serial.SerialBase]:
+        """Start Renode on a free port and connect; retry on a port taken in the meantime."""
         address = symbol_address(firmware.elf, INPUT_TARGET_SYMBOL) if preload is not None else None
-        last_problem = ""
-        for _ in range(PORT_ATTEMPTS):
-            tcp_port = free_tcp_port()
+
+        def launch(port: int) -> RenodeProcess:
             script = scratch / "tinylab.resc"
-            script.write_text(RenodeScript(self.board, firmware.elf, tcp_port, preload, address).text())
-            renode = RenodeProcess(renode_command(script), tcp_port)
-            try:
-                return renode, self._connect(renode)
-            except RunnerError as error:
-                renode.stop()
-                last_problem = str(error)
-                if "in use" not in last_problem:
-                    raise
-            except BaseException:
-                renode.stop()
-                raise
-        raise RunnerError(f"board {self.board.name}: no free TCP port for Renode's UART: {last_problem}")
+            script.write_text(RenodeScript(self.board, firmware.elf, port, preload, address).text())
+            return RenodeProcess(renode_command(script), port)
+
+        return start_on_free_port(self.board.name, launch, self._connect)
 
     def _connect(self, renode: RenodeProcess) -> serial.SerialBase:
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while True:
-            problem = renode.exit_problem()
-            if problem:
-                raise RunnerError(f"board {self.board.name}: {problem}")
-            try:
-                return serial.serial_for_url(f"socket://127.0.0.1:{renode.port}", timeout=0.05)
-            except serial.SerialException:
-                if time.monotonic() > deadline:
-                    raise RunnerError(
-                        f"board {self.board.name}: Renode did not open its UART on 127.0.0.1:{renode.port} "
-                        f"within {CONNECT_TIMEOUT_S:g} s"
-                    ) from None
-                time.sleep(0.2)
+        return connect_uart(self.board.name, renode, CONNECT_TIMEOUT_S, 0.2)
 
     def _handshake(self, link: DeviceLink) -> None:
         """Renode starts the firmware before we connect, so its boot banner may be gone: send
