@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from hil.commands.single_run import store_and_show
 from hil.experiments.mlperf import DEFAULT_WARMUP, EMULATED_WINDOW_S, HARDWARE_WINDOW_S, WINDOWS, run_mlperf
-from hil.experiments.modelrun import engine_provenance
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
 from hil.store.location import add_store_argument
-from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "MLPerf Tiny performance (median of 'infer N W' windows) and accuracy (top-1 or AUC) on a board"
@@ -60,14 +58,6 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_model(args.model)
     result = run_mlperf(board, source, args.inputs, windows=args.windows, window_s=args.window_s,
                         warmup=args.warmup, optimize=args.optimize)
-    summary = result.summary()
-    if not args.no_store:
-        with open_store(args.store) as store:
-            store.add(result.measurements(engine_provenance(board, result.backend)))
-            summary["store"] = str(store.path)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_run(summary)
+    store_and_show(args, board, result, print_run)
     accuracy = result.accuracy
     return 0 if accuracy is None or accuracy.matches_reference == accuracy.files else 1

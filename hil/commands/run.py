@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from hil.build.flash import add_flash_budget_argument
-from hil.experiments.modelrun import engine_provenance, run_model
+from hil.commands.single_run import store_and_show
+from hil.experiments.modelrun import run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
 from hil.store.location import add_store_argument
-from hil.store.results import open_store
 from hil.targets.boards import load_board
 
 SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, flash, and bit-exactness with TFLM"
@@ -55,13 +54,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget)
     if args.output:
         np.save(args.output, result.output)
-    summary = result.summary()
-    if not args.no_store:
-        with open_store(args.store) as store:
-            store.add(result.measurements(engine_provenance(board, result.backend)))
-            summary["store"] = str(store.path)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_run(summary)
+    store_and_show(args, board, result, print_run)
     return 0 if result.matches_reference else 1
