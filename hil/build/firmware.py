@@ -26,6 +26,7 @@ TEMPLATES_DIR = firmware_templates_dir()
 COMPILER = "arm-none-eabi-gcc"
 CXX_COMPILER = "arm-none-eabi-g++"
 CXX_SUFFIXES = (".cc", ".cpp")
+CXX_LANGUAGE_FLAGS = ("-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics")
 # Linked after a workload's objects when it has C++ sources; nano.specs maps them to the _nano
 # variants (Debian: libstdc++-arm-none-eabi-newlib, headers in libstdc++-arm-none-eabi-dev).
 CXX_LINK_LIBRARIES = ("-lstdc++", "-lm")
@@ -119,13 +120,16 @@ def cpu_flags(board: BoardSpec) -> list[str]:
     return flags
 
 
-def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...],
-                  defines: tuple[str, ...] = ()) -> list[str]:
+def _common_flags(board: BoardSpec, optimize: str, std: str, include_dirs: tuple[Path, ...],
+                  language: tuple[str, ...] = ()) -> list[str]:
+    """The flags the C and the C++ sources share, in this order: the CPU, -O, -g, the standard,
+    `language` flags, sections per function and datum, warnings as errors, the include paths."""
     return [
         *cpu_flags(board),
         f"-{optimize}",
         "-g",
-        "-std=gnu11",
+        f"-std={std}",
+        *language,
         "-ffunction-sections",
         "-fdata-sections",
         "-Wall",
@@ -133,6 +137,13 @@ def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...
         "-Werror",
         "-I.",
         *(f"-I{d}" for d in include_dirs),
+    ]
+
+
+def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...],
+                  defines: tuple[str, ...] = ()) -> list[str]:
+    return [
+        *_common_flags(board, optimize, "gnu11", include_dirs),
         *(f"-D{d}" for d in defines),
         "-nostartfiles",
         "--specs=nano.specs",
@@ -147,23 +158,7 @@ def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...
 def cxx_compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...], extra: tuple[str, ...]) -> list[str]:
     """Flags for a workload's C++ sources (compiled to objects, then linked with the C sources):
     no exceptions, no RTTI, no thread-safe statics, as embedded C++ libraries are built."""
-    return [
-        *cpu_flags(board),
-        f"-{optimize}",
-        "-g",
-        "-std=gnu++17",
-        "-fno-exceptions",
-        "-fno-rtti",
-        "-fno-threadsafe-statics",
-        "-ffunction-sections",
-        "-fdata-sections",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-I.",
-        *(f"-I{d}" for d in include_dirs),
-        *extra,
-    ]
+    return [*_common_flags(board, optimize, "gnu++17", include_dirs, CXX_LANGUAGE_FLAGS), *extra]
 
 
 def _environment() -> jinja2.Environment:
