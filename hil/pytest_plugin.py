@@ -9,14 +9,17 @@ tagged with the test's node id.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
 from hil.errors import LabError, RunnerError
-from hil.experiments.dut import Dut
+from hil.experiments.dut import DUT_TIMEOUT_S, Dut
 from hil.targets.boards import load_board
 from hil.targets.hardware_map import HardwareMapEntry, load_hardware_map
+
+if TYPE_CHECKING:  # the runners are imported when a test asks for a dut
+    from hil.run.runners import Runner
 
 DEFAULT_BOARD = "qemu-f746"
 PROBE_LIST_TIMEOUT_S = 30.0
@@ -46,6 +49,17 @@ class Lab:
         self.map_path = map_path
         self._probes: list[Any] | None = None
         self._probe_error: str | None = None
+        self._runners: dict[tuple[str, str | None, str | None], Runner] = {}
+
+    def runner(self, target: HardwareMapEntry) -> Runner:
+        """The one runner of `target` in this session: it remembers what the board holds, so a
+        firmware is flashed once per session, not once per test."""
+        from hil.run.runners import runner_for
+
+        key = (target.board.name, target.probe, target.port)
+        if key not in self._runners:
+            self._runners[key] = runner_for(target, timeout_s=DUT_TIMEOUT_S)
+        return self._runners[key]
 
     @classmethod
     def from_options(cls, config: pytest.Config) -> Lab:
@@ -225,7 +239,9 @@ def dut(request: pytest.FixtureRequest, lab_target: HardwareMapEntry) -> Iterato
     problem = request.config.stash[_LAB].probe_problem(lab_target)
     if problem:
         pytest.skip(problem)
-    device = Dut(lab_target, test_id=request.node.nodeid)
+    runner = request.config.stash[_LAB].runner(lab_target)
+    runner.fresh_transcript()  # this test's lines only
+    device = Dut(lab_target, test_id=request.node.nodeid, runner=runner)
     try:
         device.boot()
         yield device

@@ -187,6 +187,26 @@ def test_a_failed_dut_test_shows_the_tail_of_the_device_transcript(lab):
     ])
 
 
+@needs_arm_gcc
+@needs_qemu
+def test_the_tests_of_a_session_share_one_runner_per_board_each_with_its_own_transcript(lab):
+    """One runner per board for the session: it knows what the board holds, so a physical board
+    is flashed once (tests/test_board_runner.py counts the flashes of one runner)."""
+    lab.makepyfile(test_share="""
+        SEEN = []
+
+        def test_first(dut):
+            SEEN.append(dut.runner)
+            assert dut.command("name")
+
+        def test_second(dut):
+            SEEN.append(dut.runner)
+            assert SEEN[0] is SEEN[1]
+            assert not any("name%" in line.text for line in dut.transcript.lines)
+    """)
+    run(lab).assert_outcomes(passed=2)
+
+
 def test_a_map_parametrises_board_and_the_markers_pick_among_its_boards(lab):
     write_map(lab, "boards:\n  - board: qemu-f746\n  - board: qemu-f412\n"
                    "  - {board: nucleo-f746zg, probe: '0670FF3136', port: /dev/ttyACM0}\n")

@@ -43,14 +43,16 @@ class Dut:
     boots the default firmware again. Every line said goes to `transcript`."""
 
     def __init__(self, target: HardwareMapEntry | BoardSpec, *, test_id: str = "",
-                 timeout_s: float = DUT_TIMEOUT_S) -> None:
+                 timeout_s: float = DUT_TIMEOUT_S, runner: Runner | None = None) -> None:
+        """`runner`: one to share with other Duts of the same target (the pytest plugin keeps one
+        per board for the session, so that a firmware is flashed once); else a new one."""
         from hil.run.runners import runner_for
 
         self.target = target if isinstance(target, HardwareMapEntry) else HardwareMapEntry(target)
         self.board = self.target.board
         self.test_id = test_id
         self.timeout_s = timeout_s
-        self.runner: Runner = runner_for(self.target, timeout_s=timeout_s)
+        self.runner: Runner = runner or runner_for(self.target, timeout_s=timeout_s)
         self.firmware: Firmware | None = None
         self._link: DeviceLink | None = None
         self._session = ExitStack()
