@@ -25,7 +25,7 @@ import numpy as np
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
-from engine.planner import MemoryPlan
+from engine.memory_plan import MemoryPlan
 from engine.prepare import (
     ADD_LEFT_SHIFT,
     prepare_add,
