@@ -24,21 +24,17 @@ import numpy as np
 
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
-from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
 from engine.memory_plan import MemoryPlan
-from engine.prepare import (
-    ADD_LEFT_SHIFT,
-    prepare_add,
-    prepare_conv,
-    prepare_fully_connected,
-    prepare_mean,
-    prepare_pool,
-    prepare_requantize,
-    prepare_softmax,
-    prepare_window,
-)
-from engine.prepare import scale_of as _scale
-from engine.prepare import zero_point_of as _zp
+from engine.ops.conv.prepare import prepare_conv
+from engine.ops.elementwise import ADD_LEFT_SHIFT, prepare_add
+from engine.ops.fully_connected import prepare_fully_connected
+from engine.ops.pooling import prepare_mean, prepare_pool
+from engine.ops.quant_params import scale_of as _scale
+from engine.ops.quant_params import zero_point_of as _zp
+from engine.ops.quantize import prepare_requantize
+from engine.ops.softmax import prepare_softmax
+from engine.ops.window import prepare_window
+from engine.overlap import padded_plane_bytes, pixel_stream_bytes, plane_fits
 from engine.quant import multiply_by_quantized_multiplier
 from engine.resources import kernels_dir, templates_dir
 

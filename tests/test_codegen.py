@@ -25,8 +25,9 @@ from engine.hostbuild import (
     run_generated_on_host,
     run_generated_on_host_many,
 )
-from engine.ir import OP_KINDS, Graph
+from engine.ir import Graph
 from engine.oracle import interpreter, run_tflm
+from engine.ops import OP_KINDS
 from engine.planner import plan_memory
 from engine.tflite import load_tflite
 

@@ -129,7 +129,8 @@ def test_single_op_optimized_matches_tflm(graph: Graph):
 
 def test_forced_modes_are_the_modes_meant():
     from engine.codegen import _requant_mode
-    from engine.prepare import channel_multipliers, scale_of
+    from engine.ops.quant_params import scale_of
+    from engine.ops.weighted import channel_multipliers
 
     expected = {"portable": RQ_PORTABLE, "any": RQ_ANY, "even": RQ_EVEN}
     for name, graph in SINGLE_OP_GRAPHS:
@@ -273,7 +274,8 @@ def requant_probe(rng: np.random.Generator, exponents: range, activation: str) -
     a rounding boundary of the channel's multiplier (or at an int32 extreme), so the output checks
     the requantisation of the fused assembly block value by value; channel c's right shift is
     exponents[c % len(exponents)]."""
-    from engine.prepare import channel_multipliers, scale_of
+    from engine.ops.quant_params import scale_of
+    from engine.ops.weighted import channel_multipliers
 
     channels = 3 * len(exponents)
     graph = synth.conv2d_model(rng, 1, 2, 4, channels, 1, 1, "SAME", activation, per_channel=True)

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from engine import codegen, prepare, quant
+from engine import codegen, quant
+from engine.ops import elementwise
 from engine.codegen import KERNELS_DIR
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)\s+(-?\d+)\b", re.MULTILINE)
@@ -54,8 +55,8 @@ def test_even_zp_shift_limit_matches_tl_opt_comment():
 
 
 def test_add_left_shift_has_one_source():
-    """The C ADD kernels take the left shift as an argument; its only source is engine.prepare."""
-    assert codegen.ADD_LEFT_SHIFT is prepare.ADD_LEFT_SHIFT == 20
+    """The C ADD kernels take the left shift as an argument; its only source is engine.ops.elementwise."""
+    assert codegen.ADD_LEFT_SHIFT is elementwise.ADD_LEFT_SHIFT == 20
     assert "ADD_LEFT_SHIFT" not in c_defines() and "TL_ADD_LEFT_SHIFT" not in c_defines()
 
 

@@ -1,0 +1,204 @@
+"""AVERAGE_POOL_2D, MAX_POOL_2D and MEAN: their attributes, checks, TFLM's Prepare steps and the
+numpy reference. The pools' input and output share scale and zero point (TFLM's int8 pools);
+MEAN rescales the sum of each group of values it reduces (TFLM's QuantizedMeanOrSum)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from engine.errors import ModelFormatError
+from engine.ir import Graph, Op, Tensor
+from engine.ops.checks import require_int, shape_with_rank
+from engine.ops.options import constant_input, constant_second_input, required_attribute
+from engine.ops.quant_params import output_range, scale_of, zero_point_of
+from engine.ops.spec import Arity, OpSpec, Values, op_where
+from engine.ops.window import (
+    Window,
+    check_window_attributes,
+    check_window_output,
+    padded,
+    prepare_window,
+    read_window,
+    tap,
+    write_window,
+)
+from engine.quant import c_divide, multiply_by_quantized_multiplier, quantize_multiplier
+
+
+def normalised_axes(axes: Any, rank: int) -> list[int]:
+    """MEAN's axes with the negative ones counted from the end, sorted, each once."""
+    return sorted({int(a) + rank if int(a) < 0 else int(a) for a in np.asarray(axes).ravel()})
+
+
+# ---- attributes ----
+def read_pool(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    attrs = read_window(options, where)
+    attrs.update(filter_h=int(options.filterHeight), filter_w=int(options.filterWidth))
+    return attrs
+
+
+def write_pool(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
+    options = write_window(schema.Pool2DOptionsT(), op, where)
+    options.filterHeight = int(required_attribute(op, "filter_h", where))
+    options.filterWidth = int(required_attribute(op, "filter_w", where))
+    return schema.BuiltinOptions.Pool2DOptions, options
+
+
+def read_mean(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    """The axes come from the constant input 1."""
+    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
+    axes = normalised_axes(constant_input(inputs, tensors, 1, where, "axis"), rank)
+    return {"axes": tuple(axes), "keep_dims": bool(options.keepDims) if options is not None else False}
+
+
+def write_mean(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
+    rank = len(graph.tensors[op.inputs[0]].shape)
+    axes = normalised_axes(constant_second_input(op, graph, where, "axis"), rank)
+    if "axes" in op.attrs and tuple(axes) != tuple(op.attrs["axes"]):
+        raise ValueError(f"{where}: attribute axes {tuple(op.attrs['axes'])} disagrees with the axis tensor {tuple(axes)}")
+    options = schema.ReducerOptionsT()
+    options.keepDims = bool(op.attrs.get("keep_dims", False))
+    return schema.BuiltinOptions.ReducerOptions, options
+
+
+# ---- checks ----
+def check_pool(graph: Graph, op: Op, where: str) -> None:
+    check_window_attributes(op, where)
+    require_int(op, "filter_h", where)
+    require_int(op, "filter_w", where)
+    _, _, _, c = shape_with_rank(graph, op.inputs[0], 4, "input", where)
+    check_window_output(graph, op, where, int(op.attrs["filter_h"]), int(op.attrs["filter_w"]), c)
+
+
+def check_mean(graph: Graph, op: Op, where: str) -> None:
+    """Axes within the input's rank; an output of one value per group reduced."""
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    rank = len(x.shape)
+    axes = op.attrs.get("axes", ())
+    if not axes or any(not 0 <= a < rank for a in axes):
+        raise ModelFormatError(f"{where}: axes {tuple(axes)} are not within the input's rank {rank}")
+    kept = math.prod(d for axis, d in enumerate(x.shape) if axis not in axes)
+    if y.elements != kept:
+        raise ModelFormatError(f"{where}: output {tuple(y.shape)} does not hold the {kept} means of axes {tuple(axes)} of {tuple(x.shape)}")
+
+
+# ---- prepare ----
+@dataclass(frozen=True)
+class PoolParams:
+    window: Window
+    filter_h: int
+    filter_w: int
+    output_min: int
+    output_max: int
+
+
+def prepare_pool(graph: Graph, op: Op, where: str) -> PoolParams:
+    """A pool's window and clamp."""
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    fh, fw = int(op.attrs["filter_h"]), int(op.attrs["filter_w"])
+    window = prepare_window(op.attrs, (x.shape[1], x.shape[2]), (fh, fw), (y.shape[1], y.shape[2]), where)
+    lo, hi = output_range(op, y, where)
+    return PoolParams(window, fh, fw, lo, hi)
+
+
+@dataclass(frozen=True)
+class MeanParams:
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int  # input/output scale with 1/count folded in
+    shift: int
+
+
+def prepare_mean(graph: Graph, op: Op, count: int, where: str) -> MeanParams:
+    """A MEAN of `count` values per output: TFLM's QuantizedMeanOrSum folds 1/count into the
+    multiplier as far as precision allows."""
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    multiplier, shift = quantize_multiplier(scale_of(x, where) / scale_of(y, where))
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    return MeanParams(zero_point_of(x), zero_point_of(y), (multiplier << fold) // count, shift - fold)
+
+
+# ---- reference ----
+def _round_half_away_divide(x: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """TFLM's `acc > 0 ? (acc + n/2) / n : (acc - n/2) / n`, in C integer arithmetic."""
+    half = np.asarray(n) // 2
+    return np.where(x > 0, c_divide(x + half, n), c_divide(x - half, n))
+
+
+def average_pool_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    """Sum of the raw values inside the input, divided by how many there are, rounded half away
+    from zero."""
+    x = values[op.inputs[0]].astype(np.int64)
+    p = prepare_pool(graph, op, op_where(graph, op))
+    kh, kw, window = p.filter_h, p.filter_w, p.window
+    padded_x = padded(x, window, kh, kw, 0)
+    inside = padded(np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64), window, kh, kw, 0)
+    total = np.zeros((x.shape[0], window.out_h, window.out_w, x.shape[3]), dtype=np.int64)
+    count = np.zeros((1, window.out_h, window.out_w, 1), dtype=np.int64)
+    for dy in range(kh):
+        for dx in range(kw):
+            total += tap(padded_x, window, dy, dx)
+            count += tap(inside, window, dy, dx)
+    result = _round_half_away_divide(total, np.maximum(count, 1))
+    return np.clip(result, p.output_min, p.output_max)
+
+
+def max_pool_2d(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    """The largest raw value inside the input under each window, clamped to the activation range."""
+    x = values[op.inputs[0]].astype(np.int64)
+    p = prepare_pool(graph, op, op_where(graph, op))
+    padded_x = padded(x, p.window, p.filter_h, p.filter_w, np.iinfo(np.int64).min)
+    result = np.full((x.shape[0], p.window.out_h, p.window.out_w, x.shape[3]), np.iinfo(np.int64).min, dtype=np.int64)
+    for dy in range(p.filter_h):
+        for dx in range(p.filter_w):
+            result = np.maximum(result, tap(padded_x, p.window, dy, dx))
+    return np.clip(result, p.output_min, p.output_max)
+
+
+def mean(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    """The sum of x - zp over the axes, rescaled by input/output scale with 1/count folded into the
+    multiplier. TFLM takes this one path for every axis set, keep_dims or not, same quantisation
+    or not."""
+    x = values[op.inputs[0]].astype(np.int64)
+    axes = tuple(normalised_axes(values[op.inputs[1]], x.ndim))
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    p = prepare_mean(graph, op, count, op_where(graph, op))
+    total = (x - p.input_zero_point).sum(axis=axes)
+    result = multiply_by_quantized_multiplier(total, p.multiplier, p.shift) + p.output_zero_point
+    return np.clip(result, -128, 127)
+
+
+def _pool_spec(kind: str, reference: Any) -> OpSpec:
+    return OpSpec(
+        kind=kind,
+        builtin_code=getattr(schema.BuiltinOperator, kind),
+        options_type=schema.BuiltinOptions.Pool2DOptions,
+        options_optional=False,
+        version=2,
+        arity=Arity(1, 1),
+        read_attributes=read_pool,
+        write_options=write_pool,
+        check=check_pool,
+        reference=reference,
+    )
+
+
+AVERAGE_POOL_2D = _pool_spec("AVERAGE_POOL_2D", average_pool_2d)
+MAX_POOL_2D = _pool_spec("MAX_POOL_2D", max_pool_2d)
+MEAN = OpSpec(
+    kind="MEAN",
+    builtin_code=schema.BuiltinOperator.MEAN,
+    options_type=schema.BuiltinOptions.ReducerOptions,
+    options_optional=True,
+    version=2,
+    arity=Arity(2, 2),
+    read_attributes=read_mean,
+    write_options=write_mean,
+    check=check_mean,
+    reference=mean,
+    input_types={1: ("int32",)},
+)

@@ -1,0 +1,180 @@
+"""The shape ops, PAD, RESHAPE and CONCATENATION, which move int8 values without rescaling them:
+their attributes, checks and numpy reference. TFLM pads int8 with the output zero point and
+concatenates int8 only as a copy (every input quantised like the output, no activation)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from engine.errors import ModelFormatError, UnsupportedOpError
+from engine.ir import Graph, Op, Tensor
+from engine.ops.checks import same_elements
+from engine.ops.options import (
+    constant_input,
+    constant_second_input,
+    read_activation,
+    required_attribute,
+    write_activation,
+)
+from engine.ops.quant_params import zero_point_of
+from engine.ops.spec import Arity, OpSpec, Values, no_attributes, op_where
+
+PAD_MAX_RANK = 4  # the kernel pads a 4-D tensor
+PARAMETER_INPUT_TYPES = {1: ("int32",)}  # PAD's paddings, RESHAPE's new shape
+
+
+# ---- PAD ----
+def read_pad(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    """The paddings come from the constant input 1: a (before, after) pair per dimension."""
+    paddings = constant_input(inputs, tensors, 1, where, "paddings")
+    if paddings.size % 2:
+        raise ModelFormatError(f"{where}: the paddings tensor has {paddings.size} values, not pairs")
+    return {"paddings": tuple((int(a), int(b)) for a, b in paddings.reshape(-1, 2))}
+
+
+def write_pad(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
+    paddings = tuple((int(a), int(b)) for a, b in constant_second_input(op, graph, where, "paddings").reshape(-1, 2))
+    if "paddings" in op.attrs and paddings != tuple(tuple(p) for p in op.attrs["paddings"]):
+        raise ValueError(f"{where}: attribute paddings {op.attrs['paddings']} disagrees with the paddings tensor {paddings}")
+    return schema.BuiltinOptions.PadOptions, schema.PadOptionsT()
+
+
+def check_pad(graph: Graph, op: Op, where: str) -> None:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    paddings = tuple(op.attrs.get("paddings", ()))
+    if len(x.shape) > PAD_MAX_RANK or len(paddings) != len(x.shape):
+        raise ModelFormatError(f"{where}: {len(paddings)} padding pairs for an input of rank {len(x.shape)} (at most {PAD_MAX_RANK})")
+    if any(v < 0 for pair in paddings for v in pair):
+        raise ModelFormatError(f"{where}: paddings {paddings} include a negative one")
+    expected = tuple(d + a + b for d, (a, b) in zip(x.shape, paddings))
+    if expected != tuple(y.shape):
+        raise ModelFormatError(f"{where}: output shape {tuple(y.shape)} is not the padded input {expected}")
+
+
+def pad(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    """Padding with the output zero point (TFLM's PAD for int8, no constant input)."""
+    paddings = op.attrs.get("paddings") or tuple((int(a), int(b)) for a, b in values[op.inputs[1]].reshape(-1, 2))
+    return np.pad(values[op.inputs[0]], paddings, constant_values=zero_point_of(graph.tensors[op.outputs[0]]))
+
+
+# ---- RESHAPE ----
+def write_reshape(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
+    """The new shape from the constant input 1 if there is one, else the output's shape."""
+    options = schema.ReshapeOptionsT()
+    if len(op.inputs) > 1 and op.inputs[1] >= 0 and graph.tensors[op.inputs[1]].data is not None:
+        options.newShape = np.asarray(graph.tensors[op.inputs[1]].data, dtype=np.int32).ravel()
+    else:
+        options.newShape = np.asarray(graph.tensors[op.outputs[0]].shape, dtype=np.int32)
+    return schema.BuiltinOptions.ReshapeOptions, options
+
+
+def reshape(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    return values[op.inputs[0]].reshape(graph.tensors[op.outputs[0]].shape)
+
+
+# ---- CONCATENATION ----
+def read_concatenation(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
+    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
+    axis = int(options.axis)
+    return {"axis": axis + rank if axis < 0 else axis, "activation": read_activation(options, where)}
+
+
+def write_concatenation(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
+    options = schema.ConcatenationOptionsT()
+    options.axis = int(required_attribute(op, "axis", where))
+    options.fusedActivationFunction = write_activation(op, where)
+    return schema.BuiltinOptions.ConcatenationOptions, options
+
+
+def check_concatenation(graph: Graph, op: Op, where: str) -> None:
+    """Inputs of the output's rank, equal to it but along the axis, filling it along the axis."""
+    y = graph.tensors[op.outputs[0]]
+    rank = len(y.shape)
+    axis = op.attrs.get("axis", -1)
+    if not isinstance(axis, (int, np.integer)) or not 0 <= axis < rank:
+        raise ModelFormatError(f"{where}: axis {axis!r} is outside the output's rank {rank}")
+    total = 0
+    for position, t in enumerate(op.inputs):
+        x = graph.tensors[t]
+        if len(x.shape) != rank or any(a != b for i, (a, b) in enumerate(zip(x.shape, y.shape)) if i != axis):
+            raise ModelFormatError(f"{where}: input {position} shape {tuple(x.shape)} does not concatenate into {tuple(y.shape)} along axis {axis}")
+        total += x.shape[axis]
+    if total != y.shape[axis]:
+        raise ModelFormatError(f"{where}: inputs give {total} along axis {axis}, the output has {y.shape[axis]}")
+
+
+def check_imported_concatenation(graph: Graph, op: Op, where: str) -> None:
+    """TFLM concatenates int8 only as a copy: every input quantised like the output, no activation."""
+    out = graph.tensors[op.outputs[0]]
+    if op.attrs.get("activation", "NONE") != "NONE":
+        raise UnsupportedOpError(f"{where} has a fused activation, which TFLite Micro does not support")
+    for position, t in enumerate(op.inputs):
+        tensor = graph.tensors[t]
+        if (tensor.scale, tensor.zero_point) != (out.scale, out.zero_point):
+            raise UnsupportedOpError(
+                f"{where} input {position} is quantised with "
+                f"scale {tensor.scale} zero point {tensor.zero_point}, the output with {out.scale} {out.zero_point}; "
+                "TFLite Micro (and so the engine) needs them equal"
+            )
+
+
+def concatenation(graph: Graph, op: Op, values: Values) -> np.ndarray:
+    """A byte-for-byte join. TFLM refuses an int8 CONCATENATION whose inputs differ from the
+    output in scale or zero point, or that has a fused activation; so does the reference."""
+    out = graph.tensors[op.outputs[0]]
+    where = op_where(graph, op)
+    if op.attrs.get("activation", "NONE") != "NONE":
+        raise UnsupportedOpError(f"{where}: a fused activation ({op.attrs['activation']}) is not supported (TFLM refuses it)")
+    for position, t in enumerate(op.inputs):
+        inp = graph.tensors[t]
+        if out.dtype == "int8" and (np.float32(inp.scale[0]) != np.float32(out.scale[0])
+                                    or zero_point_of(inp) != zero_point_of(out)):
+            raise UnsupportedOpError(
+                f"{where}: input {position} '{inp.name}' has scale {inp.scale[0]:g}, zero point {zero_point_of(inp)} but "
+                f"the output has {out.scale[0]:g}, {zero_point_of(out)}; TFLM does not requantise in CONCATENATION "
+                "(insert a QUANTIZE)"
+            )
+    return np.concatenate([values[t] for t in op.inputs], axis=op.attrs["axis"])
+
+
+PAD = OpSpec(
+    kind="PAD",
+    builtin_code=schema.BuiltinOperator.PAD,
+    options_type=schema.BuiltinOptions.PadOptions,
+    options_optional=True,
+    version=2,
+    arity=Arity(2, 2),
+    read_attributes=read_pad,
+    write_options=write_pad,
+    check=check_pad,
+    reference=pad,
+    input_types=PARAMETER_INPUT_TYPES,
+)
+RESHAPE = OpSpec(
+    kind="RESHAPE",
+    builtin_code=schema.BuiltinOperator.RESHAPE,
+    options_type=schema.BuiltinOptions.ReshapeOptions,
+    options_optional=True,
+    version=1,
+    arity=Arity(1, 2),
+    read_attributes=no_attributes,
+    write_options=write_reshape,
+    check=same_elements,
+    reference=reshape,
+    input_types=PARAMETER_INPUT_TYPES,
+)
+CONCATENATION = OpSpec(
+    kind="CONCATENATION",
+    builtin_code=schema.BuiltinOperator.CONCATENATION,
+    options_type=schema.BuiltinOptions.ConcatenationOptions,
+    options_optional=False,
+    version=2,
+    arity=Arity(1, 64),
+    read_attributes=read_concatenation,
+    write_options=write_concatenation,
+    check=check_concatenation,
+    reference=concatenation,
+    import_check=check_imported_concatenation,
+)
