@@ -50,7 +50,7 @@ def export_tflite(graph: Graph) -> bytes:
         operator.opcodeIndex = code_index[op.kind]
         operator.inputs = np.asarray(op.inputs, dtype=np.int32)
         operator.outputs = np.asarray(op.outputs, dtype=np.int32)
-        write_options = OPS[op.kind].write_options
+        write_options = OPS[op.kind].tflite.write
         if write_options is not None:
             operator.builtinOptionsType, operator.builtinOptions = write_options(op, graph, where)
         operators.append(operator)
@@ -128,5 +128,5 @@ def _operator_code(kind: str) -> schema.OperatorCodeT:
     spec = OPS[kind]
     code.builtinCode = spec.builtin_code
     code.deprecatedBuiltinCode = min(spec.builtin_code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
-    code.version = spec.version
+    code.version = spec.tflite.version
     return code

@@ -102,7 +102,7 @@ def plan_memory(
     search: str = "full",
     search_iterations: int = SEARCH_ITERATIONS,
 ) -> MemoryPlan:
-    """Plan the arena. `scratch_bytes` are the op kernels' own needs (codegen.kernel_scratch).
+    """Plan the arena. `scratch_bytes` are the op kernels' own needs (engine.codegen.kernel_sets.kernel_scratch).
     `overlap=True` lets outputs reuse dying inputs where engine.overlap allows it (the generated
     code must then use the overlap kernels); the plan without overlaps is computed too and the
     smaller arena kept. `search="greedy-by-size"` places largest first only (the classic

@@ -54,7 +54,7 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
         outputs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
         check_op_structure(where, kind, inputs, outputs, len(tensors))
         options = _options(op, kind, where)
-        attrs = OPS[kind].read_attributes(options, inputs, tensors, where)
+        attrs = OPS[kind].tflite.read(options, inputs, tensors, where)
         ops.append(Op(kind=kind, inputs=inputs, outputs=outputs, attrs=attrs, index=index))
     graph = Graph(
         name=name,
@@ -76,7 +76,7 @@ _OPTIONS_NAMES = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.
 
 def _options(op: Any, kind: str, where: str) -> Any:
     """The op's builtin options, refused when of another op's type or missing where required."""
-    expected, optional = OPS[kind].options_type, OPS[kind].options_optional
+    expected, optional = OPS[kind].tflite.options_type, OPS[kind].tflite.optional
     actual = int(op.builtinOptionsType or 0)
     if actual == schema.BuiltinOptions.NONE or op.builtinOptions is None:
         if not optional:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.codegen import generate_c, kernel_scratch
+from engine.codegen.generator import generate_c
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.errors import UnsupportedOpError
 from engine.hostbuild import (
     HOST_CC,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from engine import synth
-from engine.codegen import generate_c, kernel_scratch
+from engine.codegen.generator import generate_c
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.compiler import KERNELS_DIR, kernel_sources
 from engine.export import export_tflite
 from engine.hostbuild import HOST_CC, HOST_FLAGS, build_host_program, run_host_program

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.codegen import kernel_scratch
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.compiler import compile_graph
 from engine.export import export_tflite
 from engine.fold import fold_pad

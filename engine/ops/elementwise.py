@@ -1,6 +1,7 @@
 """ADD: both int8 inputs brought to a common scale with ADD_LEFT_SHIFT bits of headroom, summed,
 rescaled to the output (TFLM's int8 ADD), broadcasting as numpy does. Its attributes, checks,
-Prepare step (CalculateOpData) and numpy reference."""
+Prepare step (CalculateOpData), numpy reference and C: the library kernels, or in the optimised
+set two tables of each input's rescaled values (tl_add_tables) for large same-shape ADDs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,15 +10,21 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.variants import tag_set, tags
+from engine.codegen.literals import c_int, comment_safe, extend4, int_list, shape_text
+from engine.codegen.requant import RQ_CHOICES, requant_mode, rq_params, rq_tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.options import read_activation, write_activation
 from engine.ops.quant_params import output_range, scale_of, zero_point_of
-from engine.ops.spec import Arity, OpSpec, Values, op_where
+from engine.ops.spec import Arity, CForm, OpSpec, TfliteForm, Values, op_where
 from engine.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs are shifted left 20 bits before rescaling
 MAX_RANK = 4  # the broadcasting kernel's dimensions
+ADD_TABLE_MIN_ELEMENTS = 1024  # smaller ADDs keep the library kernel: 2 KB of tables would not pay
 
 
 # ---- attributes ----
@@ -85,15 +92,71 @@ def reference(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return np.clip(result, p.output_min, p.output_max)
 
 
+# ---- C ----
+VARIANTS = {
+    "portable": tag_set("add", "library", "broadcast", "output-over-input"),
+    "optimized": tag_set("add", "library", "broadcast", "output-over-input", "tables", *RQ_CHOICES),
+}
+
+
+def _table(offset: int, multiplier: int, shift: int) -> list[int]:
+    """An input's rescaled value for each int8 value -128..127, as TFLM computes it."""
+    values = (np.arange(-128, 128, dtype=np.int64) + offset) << ADD_LEFT_SHIFT
+    return [int(v) for v in multiply_by_quantized_multiplier(values, multiplier, shift)]
+
+
+def _broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
+    """An input's strides over the 4-D output: 0 along a dimension it is broadcast over."""
+    strides, step = [0] * len(shape), 1
+    for axis in range(len(shape) - 1, -1, -1):
+        strides[axis] = 0 if shape[axis] == 1 and out[axis] != 1 else step
+        step *= shape[axis]
+    return strides
+
+
+def emit(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    p = prepare_add(g.graph, op, where)
+    lo, hi = p.output_min, p.output_max
+    quant = (f"{c_int(p.input1_offset)}, {c_int(p.input1_multiplier)}, {p.input1_shift}, {c_int(p.input2_offset)}, "
+             f"{c_int(p.input2_multiplier)}, {p.input2_shift}, {p.left_shift}, {c_int(p.output_offset)}, "
+             f"{c_int(p.output_multiplier)}, {p.output_shift}, {lo}, {hi}")
+    pa, pb, py = g.ptr(op.inputs[0], const=True), g.ptr(op.inputs[1], const=True), g.ptr(op.outputs[0])
+    activation = op.attrs.get("activation", "NONE")
+    rule = g.overlaps.get(position)
+    if rule is not None and tuple(a.shape) != tuple(b.shape):
+        raise UnsupportedOpError(f"{where}: the plan overlaps its output with an input ({rule.kind}) but it broadcasts")
+    overlap = f"; output over input '{comment_safe(g.tensor(rule.input).name)}' ({rule.kind})" if rule is not None else ""
+    if tuple(a.shape) == tuple(b.shape) and g.optimized and y.elements >= ADD_TABLE_MIN_ELEMENTS:
+        mode = requant_mode([p.output_multiplier], [p.output_shift])
+        h, sh = rq_params(p.output_multiplier, p.output_shift, mode, p.output_offset)
+        ta = g.int32_array(f"op{position}_ta", _table(p.input1_offset, p.input1_multiplier, p.input1_shift),
+                           f"op {op.index}: input 1 rescaled, for -128..127")
+        tb = g.int32_array(f"op{position}_tb", _table(p.input2_offset, p.input2_multiplier, p.input2_shift),
+                           f"op {op.index}: input 2 rescaled, for -128..127")
+        call = (f"tl_add_tables({pa}, {pb}, {py}, {y.elements}, {ta} + 128, {tb} + 128, {c_int(p.output_multiplier)}, "
+                f"{c_int(h)}, {sh}, {mode}, {c_int(p.output_offset)}, {lo}, {hi});")
+        variant = tags("add", "tables", *rq_tags(mode), rule is not None and "output-over-input")
+        return Layer(f"{activation}; tables{overlap}", [call], variant)
+    if tuple(a.shape) == tuple(b.shape):
+        call = f"tl_add_s8({pa}, {pb}, {py}, {y.elements}, {quant});"
+        return Layer(activation + overlap, [call], tags("add", "library", rule is not None and "output-over-input"))
+    try:
+        out_shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+    except ValueError:
+        raise UnsupportedOpError(f"{where}: shapes {shape_text(a.shape)} and {shape_text(b.shape)} do not broadcast") from None
+    if tuple(out_shape) != tuple(y.shape):
+        raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} is not the broadcast shape {shape_text(out_shape)}")
+    dims = extend4(out_shape, where)
+    strides = [_broadcast_strides(extend4(t.shape, where), dims) for t in (a, b)]
+    call = (f"tl_add_broadcast_s8({pa}, {int_list(strides[0])}, {pb}, {int_list(strides[1])}, {py}, "
+            f"{int_list(dims)}, {quant});")
+    return Layer(f"broadcast, {activation}", [call], tags("add", "broadcast"))
+
+
 ADD = OpSpec(
-    kind="ADD",
-    builtin_code=schema.BuiltinOperator.ADD,
-    options_type=schema.BuiltinOptions.AddOptions,
-    options_optional=True,
-    version=2,
-    arity=Arity(2, 2),
-    read_attributes=read_attributes,
-    write_options=write_options,
-    check=check,
-    reference=reference,
+    "ADD", Arity(2, 2), check, reference,
+    tflite=TfliteForm(schema.BuiltinOptions.AddOptions, version=2, read=read_attributes, write=write_options, optional=True),
+    c=CForm(emit, VARIANTS, input_labels=None),
 )

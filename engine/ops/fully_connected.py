@@ -1,5 +1,6 @@
 """FULLY_CONNECTED: the input flattened to [batches, depth] times the weights [units, depth].
-Its attributes, checks, TFLM's Prepare step (FullyConnectedParamsQuantized) and numpy reference."""
+Its attributes, checks, TFLM's Prepare step (FullyConnectedParamsQuantized), numpy reference, and
+C: a library call, or the optimised tl_gemv of tl_opt.h (one vector x GEMV_ROWS rows a step)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,21 +9,39 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.variants import tag_set, tags
+from engine.codegen.literals import c_int, shape_text
+from engine.codegen.packing import groups, pack_gemm, pair_literal
+from engine.codegen.requant import RQ_CHOICES, RQ_SIGNED_CHOICE, requant_mode, rq_params, rq_tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import shape_with_rank
 from engine.ops.options import read_activation, write_activation
 from engine.ops.quant_params import output_range, scale_of, zero_point_of
-from engine.ops.spec import OpSpec, Values, op_where
+from engine.ops.spec import CForm, OpSpec, TfliteForm, Values, op_where
 from engine.ops.weighted import (
+    INPUT_LABELS,
     WEIGHTED_ARITY,
     WEIGHTED_INPUT_TYPES,
+    bias_pointer,
     bias_values,
+    channel_arrays,
     channel_multipliers,
     check_channels,
     check_weights,
+    clamped,
     requantized,
 )
+
+GEMV_ROWS = 6  # TL_MV_ROWS of tl_opt.h
+# Instructions that int16 ("wide") weights save per multiply-accumulate against int8 weights
+# widened in the loop by SXTB16. Measured under QEMU's mps2-an500 (Cortex-M7): ad01_int8
+# (FULLY_CONNECTED only) on qemu-f746 ran 256,560 instructions with every candidate int16 and
+# 386,800 with 2 KB of them left (its flash budget at 318,824 B), over 0.26 M multiply-accumulates.
+# The inner loop alone accounts for 8/24.
+WIDE_SAVING_PER_MAC = 0.49
 
 
 # ---- attributes ----
@@ -87,16 +106,97 @@ def reference(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return requantized(acc, p.multipliers, p.shifts, p.output_offset, p.output_min, p.output_max)
 
 
+# ---- C ----
+VARIANTS = {
+    "portable": tag_set("fc", "library", "library-per-channel"),
+    "optimized": tag_set("fc", "library", "int8-weights", "int16-weights", "per-channel-requant", "one-requant",
+                         "batches", "tail-rows", "ragged-depth", "clamped", "no-bias", *RQ_CHOICES, RQ_SIGNED_CHOICE),
+}
+
+
+def wide_weights(graph: Graph, op: Op) -> tuple[int, float]:
+    """The flash int16 weights cost beyond int8, and the instructions they save."""
+    units, depth = graph.tensors[op.inputs[1]].shape
+    batches = graph.tensors[op.inputs[0]].elements // max(depth, 1)
+    extra, macs = units * groups(depth) * 4, batches * units * depth
+    return extra, WIDE_SAVING_PER_MAC * macs
+
+
+def _dimensions(g: EmitContext, op: Op, where: str) -> tuple[int, int, int]:
+    """(batches, depth, units)."""
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    if len(w.shape) != 2:
+        raise UnsupportedOpError(f"{where}: weights of shape {shape_text(w.shape)} (need [units, depth])")
+    units, depth = w.shape
+    if depth == 0 or x.elements % depth:
+        raise UnsupportedOpError(f"{where}: input of {x.elements} values is not a whole number of rows of {depth}")
+    batches = x.elements // depth
+    if y.elements != batches * units:
+        raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} does not hold {batches} x {units} values")
+    return batches, depth, units
+
+
+def emit(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    batches, depth, units = _dimensions(g, op, where)
+    params = prepare_fully_connected(g.graph, op, units, where)
+    mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
+    activation = op.attrs.get("activation", "NONE")
+    if g.optimized and (params.filter_offset == 0 or position in g.wide):
+        wide = position in g.wide
+        body = _gemv_body(g, position, op, batches, depth, units, params)
+        how = f"one vector x {GEMV_ROWS} rows a step, widened on the fly, " + ("int16 weights" if wide else "int8 weights")
+        variant = tags("fc", "int16-weights" if wide else "int8-weights", *rq_tags(requant_mode(mults, shifts)),
+                       "per-channel-requant" if len(set(zip(mults, shifts))) > 1 else "one-requant",
+                       batches > 1 and "batches", units % GEMV_ROWS and "tail-rows", depth % 4 and "ragged-depth",
+                       clamped(lo, hi) and "clamped", not (len(op.inputs) > 2 and op.inputs[2] >= 0) and "no-bias")
+        return Layer(f"{activation}; {how}", [g.function(position, body)], variant)
+    bias = bias_pointer(g, op)
+    head = f"{g.ptr(op.inputs[0], const=True)}, {g.ptr(op.inputs[1])}, {bias}, {g.ptr(op.outputs[0])}, {batches}, {depth}, {units}"
+    if g.tensor(op.inputs[1]).per_channel:
+        mult, shift = channel_arrays(g, position, op, mults, shifts)
+        call = (f"tl_fully_connected_per_channel_s8({head}, {c_int(params.input_offset)}, {c_int(params.output_offset)}, "
+                f"{mult}, {shift}, {lo}, {hi});")
+        return Layer(activation, [call], tags("fc", "library-per-channel"))
+    call = (f"tl_fully_connected_s8({head}, {c_int(params.input_offset)}, {c_int(params.filter_offset)}, "
+            f"{c_int(params.output_offset)}, {c_int(mults[0])}, {shifts[0]}, {lo}, {hi});")
+    return Layer(activation, [call], tags("fc", "library"))
+
+
+def _gemv_body(g: EmitContext, position: int, op: Op, batches: int, depth: int, units: int,
+               params: FullyConnectedParams) -> list[str]:
+    """tl_gemv over each batch: weights packed in blocks of GEMV_ROWS rows, the filter offset
+    folded into them, one requantisation or one per channel."""
+    x, w, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
+    wide = position in g.wide
+    weights = np.asarray(w.data, dtype=np.int64).reshape(units, depth) + params.filter_offset
+    kind = "int16 pairs" if wide else "int8 words"
+    wname = g.int32_array(f"op{position}_w", pack_gemm(weights, GEMV_ROWS, wide), f"op {op.index}: weights, {kind}, blocks of {GEMV_ROWS} rows")
+    mode = requant_mode(mults, shifts)
+    bias = g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 and op.inputs[2] >= 0 else "NULL"
+    if len(set(zip(mults, shifts))) > 1:
+        mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
+        sh_values = [rq_params(m, s, mode, zero_point_of(y))[1] for m, s in zip(mults, shifts)]
+        shift = g.int32_array(f"op{position}_sh", sh_values, f"op {op.index}: per-channel shifts")
+        quant = f"0, 0, 0, {mult}, {shift}"
+    else:
+        h, sh = rq_params(mults[0], shifts[0], mode, zero_point_of(y))
+        quant = f"{c_int(mults[0])}, {c_int(h)}, {sh}, NULL, NULL"
+    off2 = pair_literal(-zero_point_of(x))
+    tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
+    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};"]
+    call = f"tl_gemv(in{{b}}, {depth}, {off2}, {wname}, {int(wide)}, {units}, {bias}, {quant}, out{{o}}, {tail});"
+    if batches == 1:
+        body.append(call.format(b="", o=""))
+    else:
+        body += ["int b;", f"for (b = 0; b < {batches}; ++b) {{",
+                 "    " + call.format(b=f" + b * {depth}", o=f" + b * {units}"), "}"]
+    return body
+
+
 FULLY_CONNECTED = OpSpec(
-    kind="FULLY_CONNECTED",
-    builtin_code=schema.BuiltinOperator.FULLY_CONNECTED,
-    options_type=schema.BuiltinOptions.FullyConnectedOptions,
-    options_optional=False,
-    version=4,
-    arity=WEIGHTED_ARITY,
-    read_attributes=read_attributes,
-    write_options=write_options,
-    check=check,
-    reference=reference,
-    input_types=WEIGHTED_INPUT_TYPES,
+    "FULLY_CONNECTED", WEIGHTED_ARITY, check, reference, input_types=WEIGHTED_INPUT_TYPES,
+    tflite=TfliteForm(schema.BuiltinOptions.FullyConnectedOptions, version=4, read=read_attributes, write=write_options),
+    c=CForm(emit, VARIANTS, wide_weights=wide_weights, input_labels=INPUT_LABELS),
 )

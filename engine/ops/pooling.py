@@ -1,6 +1,6 @@
-"""AVERAGE_POOL_2D, MAX_POOL_2D and MEAN: their attributes, checks, TFLM's Prepare steps and the
-numpy reference. The pools' input and output share scale and zero point (TFLM's int8 pools);
-MEAN rescales the sum of each group of values it reduces (TFLM's QuantizedMeanOrSum)."""
+"""AVERAGE_POOL_2D, MAX_POOL_2D and MEAN: their attributes, checks, TFLM's Prepare steps, numpy
+reference, scratch and C. The pools' input and output share scale and zero point (TFLM's int8
+pools); MEAN rescales the sum of each group of values it reduces (TFLM's QuantizedMeanOrSum)."""
 from __future__ import annotations
 
 import math
@@ -10,12 +10,16 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from engine.errors import ModelFormatError
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.variants import library_variants, tag_set, tags
+from engine.codegen.literals import c_int, int_list, shape_text
+from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import require_int, shape_with_rank
 from engine.ops.options import constant_input, constant_second_input, required_attribute
 from engine.ops.quant_params import output_range, scale_of, zero_point_of
-from engine.ops.spec import Arity, OpSpec, Values, op_where
+from engine.ops.spec import Arity, CForm, OpSpec, TfliteForm, Values, op_where
 from engine.ops.window import (
     Window,
     check_window_attributes,
@@ -172,33 +176,100 @@ def mean(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return np.clip(result, -128, 127)
 
 
-def _pool_spec(kind: str, reference: Any) -> OpSpec:
-    return OpSpec(
-        kind=kind,
-        builtin_code=getattr(schema.BuiltinOperator, kind),
-        options_type=schema.BuiltinOptions.Pool2DOptions,
-        options_optional=False,
-        version=2,
-        arity=Arity(1, 1),
-        read_attributes=read_pool,
-        write_options=write_pool,
-        check=check_pool,
-        reference=reference,
-    )
+# ---- C ----
+AVERAGE_POOL_VARIANTS = {
+    "portable": tag_set("avgpool", "library"),
+    "optimized": tag_set("avgpool", "library", "four-channels"),
+}
+AVGPOOL4_MAX_WINDOW = 256  # tl_avgpool4 sums a window in int16 lanes
 
 
-AVERAGE_POOL_2D = _pool_spec("AVERAGE_POOL_2D", average_pool_2d)
-MAX_POOL_2D = _pool_spec("MAX_POOL_2D", max_pool_2d)
+def average_pool_scratch(graph: Graph, op: Op, kernels: str) -> int:
+    """tl_avgpool_s8's int32 sum per channel."""
+    return 4 * graph.tensors[op.inputs[0]].shape[-1]
+
+
+def mean_scratch(graph: Graph, op: Op, kernels: str) -> int:
+    """tl_mean_s8's int32 sum per output."""
+    return 4 * graph.tensors[op.outputs[0]].elements
+
+
+def emit_pool(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    n, h, wd, c = x.shape
+    _, oh, ow, oc = y.shape
+    if oc != c:
+        raise UnsupportedOpError(f"{where}: output depth {oc} differs from the input's {c}")
+    p = prepare_pool(g.graph, op, where)
+    fh, fw, sh, sw = p.filter_h, p.filter_w, p.window.stride_h, p.window.stride_w
+    pt, pl, lo, hi = p.window.pad_top, p.window.pad_left, p.output_min, p.output_max
+    args = (f"{g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.outputs[0])}, {oh}, {ow}, "
+            f"{fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}")
+    extra = f"filter {fh}x{fw}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl})"
+    if op.kind == "AVERAGE_POOL_2D" and g.optimized and c % 4 == 0 and fh * fw <= AVGPOOL4_MAX_WINDOW:
+        lines = [f"tl_avgpool4({g.ptr(op.inputs[0], const=True)} + {b * h * wd * c}, {h}, {wd}, {c}, "
+                 f"{g.ptr(op.outputs[0])} + {b * oh * ow * c}, {oh}, {ow}, {fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi});"
+                 for b in range(n)]
+        return Layer(f"{extra}; four channels a step", lines, tags("avgpool", "four-channels"))
+    if op.kind == "AVERAGE_POOL_2D":
+        call = f"tl_avgpool_s8({args}, {g.scratch(position, op, 4 * c)});"
+    else:
+        call = f"tl_maxpool_s8({args});"
+    return Layer(extra, [call], tags("avgpool" if op.kind == "AVERAGE_POOL_2D" else "maxpool", "library"))
+
+
+def _mean_dimensions(x: Tensor, axes: list[int], where: str) -> tuple[list[int], list[int], int]:
+    """The input as 4-D dimensions (neighbouring dimensions that are both reduced or both kept
+    merged, dimensions of 1 dropped), the output's stride along each (0: reduced), and how many
+    values each mean takes."""
+    groups: list[list] = []  # [size, reduced]
+    for axis, size in enumerate(x.shape):
+        if size == 1:
+            continue
+        reduced = axis in axes
+        if groups and groups[-1][1] == reduced:
+            groups[-1][0] *= size
+        else:
+            groups.append([size, reduced])
+    if len(groups) > 4:
+        raise UnsupportedOpError(f"{where}: reducing axes {sorted(axes)} of {shape_text(x.shape)} needs more than 4 dimensions")
+    groups = [[1, False]] * (4 - len(groups)) + groups
+    dims = [int(s) for s, _ in groups]
+    strides, step = [0, 0, 0, 0], 1
+    for axis in range(3, -1, -1):
+        if not groups[axis][1]:
+            strides[axis] = step
+            step *= dims[axis]
+    count = int(np.prod([s for s, r in groups if r], dtype=np.int64))
+    return dims, strides, count
+
+
+def emit_mean(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    axes = normalised_axes(op.attrs["axes"], len(x.shape))
+    dims, strides, count = _mean_dimensions(x, axes, where)
+    if count == 0 or x.elements == 0:
+        raise UnsupportedOpError(f"{where}: the mean of an empty tensor {shape_text(x.shape)} is not supported")
+    kept = int(np.prod([d for d, s in zip(dims, strides) if s], dtype=np.int64))
+    if kept != y.elements:
+        raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} does not hold the {kept} means")
+    p = prepare_mean(g.graph, op, count, where)
+    call = (f"tl_mean_s8({g.ptr(op.inputs[0], const=True)}, {int_list(dims)}, {int_list(strides)}, "
+            f"{g.ptr(op.outputs[0])}, {y.elements}, {count}, {c_int(p.input_zero_point)}, {c_int(p.multiplier)}, {p.shift}, "
+            f"{c_int(p.output_zero_point)}, {g.scratch(position, op, 4 * y.elements)});")
+    extra = f"axes {axes}, keep_dims {bool(op.attrs.get('keep_dims', False))}, {count} values per mean"
+    return Layer(extra, [call], tags("mean", "library"))
+
+
+POOL_OPTIONS = TfliteForm(schema.BuiltinOptions.Pool2DOptions, version=2, read=read_pool, write=write_pool)
+AVERAGE_POOL_2D = OpSpec("AVERAGE_POOL_2D", Arity(1, 1), check_pool, average_pool_2d, tflite=POOL_OPTIONS,
+                         c=CForm(emit_pool, AVERAGE_POOL_VARIANTS, scratch=average_pool_scratch))
+MAX_POOL_2D = OpSpec("MAX_POOL_2D", Arity(1, 1), check_pool, max_pool_2d, tflite=POOL_OPTIONS,
+                     c=CForm(emit_pool, library_variants("maxpool", "library")))
 MEAN = OpSpec(
-    kind="MEAN",
-    builtin_code=schema.BuiltinOperator.MEAN,
-    options_type=schema.BuiltinOptions.ReducerOptions,
-    options_optional=True,
-    version=2,
-    arity=Arity(2, 2),
-    read_attributes=read_mean,
-    write_options=write_mean,
-    check=check_mean,
-    reference=mean,
-    input_types={1: ("int32",)},
+    "MEAN", Arity(2, 2), check_mean, mean, input_types={1: ("int32",)},
+    tflite=TfliteForm(schema.BuiltinOptions.ReducerOptions, version=2, read=read_mean, write=write_mean, optional=True),
+    c=CForm(emit_mean, library_variants("mean", "library"), scratch=mean_scratch, input_labels=("in", None)),
 )

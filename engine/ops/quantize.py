@@ -1,6 +1,6 @@
 """QUANTIZE (float32 -> int8, or int8 -> int8: TFLM's AffineQuantize and Requantize) and
-DEQUANTIZE (int8 -> float32): the only ops with float tensors. Their checks, Prepare step and
-numpy reference; they have no attributes."""
+DEQUANTIZE (int8 -> float32): the only ops with float tensors. Their checks, Prepare step, numpy
+reference and library calls; they have no attributes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,10 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.literals import c_float, c_int
+from engine.codegen.variants import library_variants, tags
+from engine.errors import UnsupportedOpError
 from engine.ir import DTYPES, Graph, Op
 from engine.ops.checks import same_shape
 from engine.ops.quant_params import scale_of, zero_point_of
-from engine.ops.spec import Arity, OpSpec, Values, no_attributes, op_where
+from engine.ops.spec import Arity, CForm, OpSpec, TfliteForm, Values, op_where
 from engine.quant import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier
 
 
@@ -54,29 +59,43 @@ def dequantize(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return np.float32(inp.scale[0]) * q
 
 
-QUANTIZE = OpSpec(
-    kind="QUANTIZE",
-    builtin_code=schema.BuiltinOperator.QUANTIZE,
-    options_type=schema.BuiltinOptions.QuantizeOptions,
-    options_optional=True,
-    version=1,
-    arity=Arity(1, 1),
-    read_attributes=no_attributes,
-    write_options=None,
-    check=same_shape,
-    reference=quantize,
-    input_types={0: ("float32", "int8")},
-)
-DEQUANTIZE = OpSpec(
-    kind="DEQUANTIZE",
-    builtin_code=schema.BuiltinOperator.DEQUANTIZE,
-    options_type=schema.BuiltinOptions.DequantizeOptions,
-    options_optional=True,
-    version=2,
-    arity=Arity(1, 1),
-    read_attributes=no_attributes,
-    write_options=None,
-    check=same_shape,
-    reference=dequantize,
-    output_types={0: ("float32",)},
-)
+# ---- C ----
+def emit_quantize(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if y.dtype != "int8":
+        raise UnsupportedOpError(f"{where}: output type {y.dtype} is not supported (int8 is)")
+    if len(y.scale) != 1:
+        raise UnsupportedOpError(f"{where}: per-channel quantisation of activations is not supported")
+    if x.dtype == "float32":
+        g.uses_float = True
+        call = (f"tl_quantize_f32_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
+                f"{c_float(scale_of(y, where))}, {zero_point_of(y)});")
+        return Layer(f"scale {scale_of(y, where):g}, zero point {zero_point_of(y)}", [call], tags("quantize", "float"))
+    if x.dtype == "int8":
+        p = prepare_requantize(g.graph, op, where)
+        call = (f"tl_requantize_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
+                f"{p.input_zero_point}, {c_int(p.multiplier)}, {p.shift}, {p.output_zero_point});")
+        return Layer("requantise", [call], tags("quantize", "requantize"))
+    raise UnsupportedOpError(f"{where}: input type {x.dtype} is not supported (float32 or int8 are)")
+
+
+def emit_dequantize(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if x.dtype != "int8" or y.dtype != "float32":
+        raise UnsupportedOpError(f"{where}: {x.dtype} -> {y.dtype} is not supported (int8 -> float32 is)")
+    if len(x.scale) != 1:
+        raise UnsupportedOpError(f"{where}: per-channel dequantisation is not supported")
+    g.uses_float = True
+    call = (f"tl_dequantize_s8_f32({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {x.elements}, "
+            f"{zero_point_of(x)}, {c_float(scale_of(x, where))});")
+    return Layer(f"scale {scale_of(x, where):g}, zero point {zero_point_of(x)}", [call], tags("dequantize", "library"))
+
+
+QUANTIZE = OpSpec("QUANTIZE", Arity(1, 1), same_shape, quantize, input_types={0: ("float32", "int8")},
+                  tflite=TfliteForm(schema.BuiltinOptions.QuantizeOptions, version=1, optional=True),
+                  c=CForm(emit_quantize, library_variants("quantize", "float", "requantize")))
+DEQUANTIZE = OpSpec("DEQUANTIZE", Arity(1, 1), same_shape, dequantize, output_types={0: ("float32",)},
+                    tflite=TfliteForm(schema.BuiltinOptions.DequantizeOptions, version=2, optional=True),
+                    c=CForm(emit_dequantize, library_variants("dequantize", "library")))

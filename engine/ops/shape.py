@@ -1,6 +1,7 @@
 """The shape ops, PAD, RESHAPE and CONCATENATION, which move int8 values without rescaling them:
-their attributes, checks and numpy reference. TFLM pads int8 with the output zero point and
-concatenates int8 only as a copy (every input quantised like the output, no activation)."""
+their attributes, checks, numpy reference and C. TFLM pads int8 with the output zero point and
+concatenates int8 only as a copy (every input quantised like the output, no activation); a
+RESHAPE is no code where the planner gives its output its input's bytes."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +9,10 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.variants import library_variants, tags
+from engine.codegen.literals import extend4, int_list, shape_text
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import same_elements
@@ -19,10 +24,11 @@ from engine.ops.options import (
     write_activation,
 )
 from engine.ops.quant_params import zero_point_of
-from engine.ops.spec import Arity, OpSpec, Values, no_attributes, op_where
+from engine.ops.spec import Arity, CForm, OpSpec, TfliteForm, Values, op_where
 
 PAD_MAX_RANK = 4  # the kernel pads a 4-D tensor
 PARAMETER_INPUT_TYPES = {1: ("int32",)}  # PAD's paddings, RESHAPE's new shape
+PARAMETER_INPUT_LABELS = ("in", None)  # the layer's comment leaves the parameter tensor out
 
 
 # ---- PAD ----
@@ -59,6 +65,24 @@ def pad(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return np.pad(values[op.inputs[0]], paddings, constant_values=zero_point_of(graph.tensors[op.outputs[0]]))
 
 
+def emit_pad(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    paddings = [tuple(int(v) for v in p) for p in op.attrs["paddings"]]
+    if len(paddings) != len(x.shape):
+        raise UnsupportedOpError(f"{where}: {len(paddings)} padding pairs for a rank {len(x.shape)} input")
+    if any(v < 0 for p in paddings for v in p):
+        raise UnsupportedOpError(f"{where}: negative paddings {paddings} are not supported")
+    dims = extend4(x.shape, where)
+    paddings = [(0, 0)] * (4 - len(paddings)) + paddings
+    expected = tuple(d + a + b for d, (a, b) in zip(dims, paddings))
+    if expected != extend4(y.shape, where):
+        raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} is not the padded input {shape_text(expected)}")
+    call = (f"tl_pad_s8({g.ptr(op.inputs[0], const=True)}, {int_list(dims)}, {int_list([a for a, _ in paddings])}, "
+            f"{int_list([b for _, b in paddings])}, {zero_point_of(y)}, {g.ptr(op.outputs[0])});")
+    return Layer(f"paddings {paddings}", [call], tags("pad", "library"))
+
+
 # ---- RESHAPE ----
 def write_reshape(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
     """The new shape from the constant input 1 if there is one, else the output's shape."""
@@ -72,6 +96,15 @@ def write_reshape(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
 
 def reshape(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return values[op.inputs[0]].reshape(graph.tensors[op.outputs[0]].shape)
+
+
+def emit_reshape(g: EmitContext, position: int, op: Op) -> Layer:
+    """No code where the output shares the input's bytes (engine.planner aliases them), else a copy."""
+    x, y = op.inputs[0], op.outputs[0]
+    if g.tensor(x).data is None and g.plan.placements[x].offset == g.plan.placements[y].offset:
+        return Layer("in place, no code", [], tags("reshape", "in-place"))
+    call = f"memmove({g.ptr(y)}, {g.ptr(x, const=True)}, {g.tensor(y).nbytes});"
+    return Layer("copy", [call], tags("reshape", "copy"))
 
 
 # ---- CONCATENATION ----
@@ -139,42 +172,45 @@ def concatenation(graph: Graph, op: Op, values: Values) -> np.ndarray:
     return np.concatenate([values[t] for t in op.inputs], axis=op.attrs["axis"])
 
 
+def emit_concatenation(g: EmitContext, position: int, op: Op) -> Layer:
+    """One copy per input into its slice of each output row."""
+    where = g.where(op)
+    y = g.tensor(op.outputs[0])
+    if op.attrs.get("activation", "NONE") != "NONE":
+        raise UnsupportedOpError(f"{where}: a fused activation ({op.attrs['activation']}) is not supported (TFLM refuses it)")
+    axis = int(op.attrs["axis"])
+    rank = len(y.shape)
+    axis = axis + rank if axis < 0 else axis
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    row = int(np.prod(y.shape[axis:], dtype=np.int64))
+    lines, offset = [], 0
+    for t in op.inputs:
+        x = g.tensor(t)
+        if len(x.shape) != rank:
+            raise UnsupportedOpError(f"{where}: input '{x.name}' has rank {len(x.shape)}, the output {rank}")
+        copy = int(np.prod(x.shape[axis:], dtype=np.int64))
+        out = g.ptr(op.outputs[0])
+        target = f"{out} + {offset}" if offset else out
+        lines.append(f"tl_concat_s8({g.ptr(t, const=True)}, {outer}, {copy}, {target}, {row});")
+        offset += copy
+    if offset != row:
+        raise UnsupportedOpError(f"{where}: the inputs fill {offset} of the output's {row} values per row")
+    return Layer(f"axis {axis}", lines, tags("concatenation", "library"))
+
+
 PAD = OpSpec(
-    kind="PAD",
-    builtin_code=schema.BuiltinOperator.PAD,
-    options_type=schema.BuiltinOptions.PadOptions,
-    options_optional=True,
-    version=2,
-    arity=Arity(2, 2),
-    read_attributes=read_pad,
-    write_options=write_pad,
-    check=check_pad,
-    reference=pad,
-    input_types=PARAMETER_INPUT_TYPES,
+    "PAD", Arity(2, 2), check_pad, pad, input_types=PARAMETER_INPUT_TYPES,
+    tflite=TfliteForm(schema.BuiltinOptions.PadOptions, version=2, read=read_pad, write=write_pad, optional=True),
+    c=CForm(emit_pad, library_variants("pad", "library"), input_labels=PARAMETER_INPUT_LABELS),
 )
 RESHAPE = OpSpec(
-    kind="RESHAPE",
-    builtin_code=schema.BuiltinOperator.RESHAPE,
-    options_type=schema.BuiltinOptions.ReshapeOptions,
-    options_optional=True,
-    version=1,
-    arity=Arity(1, 2),
-    read_attributes=no_attributes,
-    write_options=write_reshape,
-    check=same_elements,
-    reference=reshape,
-    input_types=PARAMETER_INPUT_TYPES,
+    "RESHAPE", Arity(1, 2), same_elements, reshape, input_types=PARAMETER_INPUT_TYPES,
+    tflite=TfliteForm(schema.BuiltinOptions.ReshapeOptions, version=1, write=write_reshape, optional=True),
+    c=CForm(emit_reshape, library_variants("reshape", "in-place", "copy"), input_labels=PARAMETER_INPUT_LABELS),
 )
 CONCATENATION = OpSpec(
-    kind="CONCATENATION",
-    builtin_code=schema.BuiltinOperator.CONCATENATION,
-    options_type=schema.BuiltinOptions.ConcatenationOptions,
-    options_optional=False,
-    version=2,
-    arity=Arity(1, 64),
-    read_attributes=read_concatenation,
-    write_options=write_concatenation,
-    check=check_concatenation,
-    reference=concatenation,
-    import_check=check_imported_concatenation,
+    "CONCATENATION", Arity(1, 64), check_concatenation, concatenation, import_check=check_imported_concatenation,
+    tflite=TfliteForm(schema.BuiltinOptions.ConcatenationOptions, version=2, read=read_concatenation,
+                      write=write_concatenation),
+    c=CForm(emit_concatenation, library_variants("concatenation", "library"), input_labels=None),
 )

@@ -1,7 +1,7 @@
 """SOFTMAX over the last dimension, int8 in and int8 out (scale 1/256, zero point -128), as TFLite
 Micro computes it: exp of (x - max) * beta in Q5.26 by gemmlowp's exp_on_negative_values, the sum
 in Q12.19, its reciprocal by Newton-Raphson. Its attributes, checks, Prepare step
-(PreprocessSoftmaxScaling and CalculateInputRadius) and numpy reference."""
+(PreprocessSoftmaxScaling and CalculateInputRadius), numpy reference and library call."""
 from __future__ import annotations
 
 import math
@@ -11,10 +11,15 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from engine.errors import ModelFormatError
+from engine.codegen.context import EmitContext
+from engine.codegen.layer import Layer
+from engine.codegen.literals import c_int
+from engine.codegen.variants import library_variants, tags
+from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import same_shape
-from engine.ops.spec import Arity, OpSpec, Values, op_where
+from engine.ops.quant_params import scale_of, zero_point_of
+from engine.ops.spec import Arity, CForm, OpSpec, TfliteForm, Values, op_where
 from engine.quant import (
     INT32_MAX,
     INT32_MIN,
@@ -63,6 +68,22 @@ def prepare_softmax(input_scale: float, beta: float) -> SoftmaxParams:
     multiplier, left_shift = quantize_multiplier(real)
     radius = math.floor(((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
     return SoftmaxParams(multiplier, left_shift, -radius)
+
+
+# ---- C ----
+def emit(g: EmitContext, position: int, op: Op) -> Layer:
+    where = g.where(op)
+    x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
+    if zero_point_of(y) != -128 or scale_of(y, where) != 1.0 / 256:
+        raise UnsupportedOpError(
+            f"{where}: int8 softmax output must have scale 1/256 and zero point -128 (has {scale_of(y, where):g}, {zero_point_of(y)})"
+        )
+    depth = x.shape[-1] if x.shape else 1
+    rows = x.elements // depth
+    p = prepare_softmax(scale_of(x, where), float(op.attrs.get("beta", 1.0)))
+    call = (f"tl_softmax_s8({g.ptr(op.inputs[0], const=True)}, {rows}, {depth}, {c_int(p.input_multiplier)}, "
+            f"{p.input_left_shift}, {c_int(p.diff_min)}, {g.ptr(op.outputs[0])});")
+    return Layer(f"beta {op.attrs.get('beta', 1.0):g}", [call], tags("softmax", "library"))
 
 
 # ---- reference: gemmlowp fixed point ----
@@ -168,14 +189,7 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
 
 
 SOFTMAX = OpSpec(
-    kind="SOFTMAX",
-    builtin_code=schema.BuiltinOperator.SOFTMAX,
-    options_type=schema.BuiltinOptions.SoftmaxOptions,
-    options_optional=False,
-    version=2,
-    arity=Arity(1, 1),
-    read_attributes=read_attributes,
-    write_options=write_options,
-    check=check,
-    reference=reference,
+    "SOFTMAX", Arity(1, 1), check, reference,
+    tflite=TfliteForm(schema.BuiltinOptions.SoftmaxOptions, version=2, read=read_attributes, write=write_options),
+    c=CForm(emit, library_variants("softmax", "library")),
 )

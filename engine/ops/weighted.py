@@ -1,13 +1,14 @@
 """What the weighted ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) share: constant weights
 quantised along their output channels and a constant int32 bias per channel (checked), a
-multiplier per output channel (TFLM's PopulateConvolutionQuantizationParams), and the
-requantisation of their int32 sums in the reference kernels."""
+multiplier per output channel (TFLM's PopulateConvolutionQuantizationParams), the requantisation
+of their int32 sums in the reference kernels, and the per-channel arrays their C takes."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
+from engine.codegen.context import EmitContext
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.spec import Arity, Values
@@ -76,3 +77,28 @@ def requantized(acc: np.ndarray, multipliers: Sequence[int], shifts: Sequence[in
     """acc rescaled per channel (the last axis), plus the output zero point, clamped."""
     m, s = np.array(multipliers, dtype=np.int64), np.array(shifts, dtype=np.int64)
     return np.clip(multiply_by_quantized_multiplier(acc, m, s) + output_offset, low, high)
+
+
+# ---- emitting ----
+def channel_arrays(g: EmitContext, position: int, op: Op, mults: Sequence[int], shifts: Sequence[int]) -> tuple[str, str]:
+    """The per-channel multiplier and shift arrays that the library kernels take."""
+    mult = g.int32_array(f"op{position}_mult", mults, f"op {op.index}: per-channel multipliers")
+    shift = g.int32_array(f"op{position}_shift", shifts, f"op {op.index}: per-channel shifts")
+    return mult, shift
+
+
+def bias_pointer(g: EmitContext, op: Op) -> str:
+    """The bias array, or NULL."""
+    return g.ptr(op.inputs[2], const=True) if len(op.inputs) > 2 else "NULL"
+
+
+def bias_data(graph: Graph, op: Op, channels: int) -> np.ndarray:
+    """The bias as int64, zeros where the op has none (for constants the emitters lay out)."""
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        return np.asarray(graph.tensors[op.inputs[2]].data, dtype=np.int64).ravel()
+    return np.zeros(channels, dtype=np.int64)
+
+
+def clamped(low: int, high: int) -> bool:
+    """Whether the fused activation narrows the int8 range (a variant of the optimised kernels)."""
+    return low > -128 or high < 127
