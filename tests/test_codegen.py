@@ -27,8 +27,8 @@ from engine.hostbuild import (
     run_generated_on_host_many,
 )
 from engine.ir import Graph
-from engine.oracle import interpreter, run_tflm
 from engine.ops import OP_KINDS
+from engine.oracle import interpreter, run_tflm
 from engine.planner import plan_memory
 from engine.tflite import load_tflite
 

@@ -11,8 +11,8 @@ from engine import synth
 from engine.errors import UnsupportedOpError
 from engine.export import BUFFER_ALIGNMENT, export_tflite
 from engine.ir import Graph, Op, Tensor
-from engine.oracle import run_tflm
 from engine.ops import OP_KINDS
+from engine.oracle import run_tflm
 from engine.tflite import parse_tflite
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"

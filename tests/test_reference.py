@@ -12,8 +12,8 @@ import pytest
 from engine import synth
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph
-from engine.oracle import interpreter, run_tflm
 from engine.ops import OP_KINDS, OPS
+from engine.oracle import interpreter, run_tflm
 from engine.quant import effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
 from engine.reference import run_reference, run_reference_all
 from engine.tflite import parse_tflite

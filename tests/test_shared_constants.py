@@ -1,5 +1,6 @@
 """Constants that the Python code generator and the C kernels must agree on: each Python value is
-checked against its #define twin in engine/kernels/*.h."""
+checked against its #define twin in engine/kernels/*.h, or against the literal or comment of the
+C that states it where the kernel has no #define (the kernels change in comments only)."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,8 @@ import pytest
 from engine import quant
 from engine.codegen import requant
 from engine.codegen.generator import KERNELS_DIR
-from engine.ops import elementwise, fully_connected
+from engine.codegen.literals import c_int
+from engine.ops import elementwise, fully_connected, pooling, softmax
 from engine.ops.conv import emit_optimized
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)\s+(-?\d+)\b", re.MULTILINE)
@@ -66,3 +68,33 @@ def test_gemv_comment_names_the_row_count():
     text = (KERNELS_DIR / "tl_opt.h").read_text()
     assert f"1 vector x {fully_connected.GEMV_ROWS} rows (TL_MV_ROWS" in text
     assert "1 vector x 4 rows" not in text
+
+
+def test_int32_min_is_written_as_tl_requant_h_writes_it():
+    """TL_INT32_MIN is not a plain number, so c_defines cannot read it: the literal code generation
+    writes for INT32_MIN is its text."""
+    text = (KERNELS_DIR / "tl_requant.h").read_text()
+    assert f"#define TL_INT32_MIN {c_int(quant.INT32_MIN)}" in text
+
+
+def test_softmax_fixed_point_formats_match_the_kernel():
+    """tl_softmax_s8.c holds the differences in Q5.26 and the sum of exponentials in Q12.19 as
+    literals; engine.ops.softmax prepares the multiplier and diff_min for the same formats."""
+    text = (KERNELS_DIR / "tl_softmax_s8.c").read_text()
+    diff_bits, sum_bits = softmax.SCALED_DIFF_INTEGER_BITS, softmax.ACCUMULATION_INTEGER_BITS
+    assert f"Q{diff_bits}.{31 - diff_bits}" in text and f"Q{sum_bits}.{31 - sum_bits}" in text
+    assert f"tl_sat_rounding_mul_by_pot(a_mod_quarter_minus_quarter, {diff_bits})" in text
+    assert f"TL_RDBP(tl_exp_on_negative_values_q{diff_bits}(scaled), {sum_bits})" in text
+    assert f"bits_over_unit = {sum_bits} - headroom_plus_one" in text
+
+
+def test_softmax_output_quantisation_matches_the_kernel():
+    text = " ".join((KERNELS_DIR / "tl_softmax_s8.c").read_text().split())
+    assert softmax.OUTPUT_SCALE == 1.0 / 256 and softmax.OUTPUT_ZERO_POINT == -128
+    assert "(output scale 1/256, zero point -128)" in text
+    assert f"unsat - {-softmax.OUTPUT_ZERO_POINT}" in text
+
+
+def test_avgpool4_window_limit_matches_tl_opt_comment():
+    """tl_avgpool4 sums in int16 lanes; the generator keeps larger windows on the library kernel."""
+    assert f"windows of at most {pooling.AVGPOOL4_MAX_WINDOW} values cannot overflow them" in (KERNELS_DIR / "tl_opt.h").read_text()

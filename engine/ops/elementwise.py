@@ -12,9 +12,10 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.variants import tag_set, tags
+from engine.codegen.library_call import CExpr, LibraryCall, ParameterGroup, library_kernel, render_call
 from engine.codegen.literals import c_int, comment_safe, extend4, int_list, shape_text
 from engine.codegen.requant import RQ_CHOICES, requant_mode, rq_params, rq_tags
+from engine.codegen.variants import tag_set, tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.options import read_activation, write_activation
@@ -99,6 +100,49 @@ VARIANTS = {
 }
 
 
+@dataclass(frozen=True)
+class AddRequant(ParameterGroup):
+    """Both inputs' offsets and rescaling to the common scale, the left shift before it, and the
+    sum's rescaling to the output and clamp."""
+
+    input1_offset: int
+    input1_mult: int
+    input1_shift: int
+    input2_offset: int
+    input2_mult: int
+    input2_shift: int
+    left_shift: int
+    output_offset: int
+    out_mult: int
+    out_shift: int
+    act_min: int
+    act_max: int
+
+
+@library_kernel("tl_add_s8")
+class AddCall(LibraryCall):
+    """Two inputs of the same shape; the output may be either (engine.overlap's "elementwise")."""
+
+    input1: CExpr
+    input2: CExpr
+    output: CExpr
+    size: int
+    requant: AddRequant
+
+
+@library_kernel("tl_add_broadcast_s8")
+class AddBroadcastCall(LibraryCall):
+    """Broadcasting over a 4-D output: an input's stride is 0 along a dimension it is broadcast over."""
+
+    input1: CExpr
+    input1_strides: CExpr
+    input2: CExpr
+    input2_strides: CExpr
+    output: CExpr
+    out_dims: CExpr
+    requant: AddRequant
+
+
 def _table(offset: int, multiplier: int, shift: int) -> list[int]:
     """An input's rescaled value for each int8 value -128..127, as TFLM computes it."""
     values = (np.arange(-128, 128, dtype=np.int64) + offset) << ADD_LEFT_SHIFT
@@ -119,9 +163,8 @@ def emit(g: EmitContext, position: int, op: Op) -> Layer:
     a, b, y = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
     p = prepare_add(g.graph, op, where)
     lo, hi = p.output_min, p.output_max
-    quant = (f"{c_int(p.input1_offset)}, {c_int(p.input1_multiplier)}, {p.input1_shift}, {c_int(p.input2_offset)}, "
-             f"{c_int(p.input2_multiplier)}, {p.input2_shift}, {p.left_shift}, {c_int(p.output_offset)}, "
-             f"{c_int(p.output_multiplier)}, {p.output_shift}, {lo}, {hi}")
+    requant = AddRequant(p.input1_offset, p.input1_multiplier, p.input1_shift, p.input2_offset, p.input2_multiplier,
+                         p.input2_shift, p.left_shift, p.output_offset, p.output_multiplier, p.output_shift, lo, hi)
     pa, pb, py = g.ptr(op.inputs[0], const=True), g.ptr(op.inputs[1], const=True), g.ptr(op.outputs[0])
     activation = op.attrs.get("activation", "NONE")
     rule = g.overlaps.get(position)
@@ -140,7 +183,7 @@ def emit(g: EmitContext, position: int, op: Op) -> Layer:
         variant = tags("add", "tables", *rq_tags(mode), rule is not None and "output-over-input")
         return Layer(f"{activation}; tables{overlap}", [call], variant)
     if tuple(a.shape) == tuple(b.shape):
-        call = f"tl_add_s8({pa}, {pb}, {py}, {y.elements}, {quant});"
+        call = render_call(AddCall(input1=pa, input2=pb, output=py, size=y.elements, requant=requant))
         return Layer(activation + overlap, [call], tags("add", "library", rule is not None and "output-over-input"))
     try:
         out_shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
@@ -150,13 +193,14 @@ def emit(g: EmitContext, position: int, op: Op) -> Layer:
         raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} is not the broadcast shape {shape_text(out_shape)}")
     dims = extend4(out_shape, where)
     strides = [_broadcast_strides(extend4(t.shape, where), dims) for t in (a, b)]
-    call = (f"tl_add_broadcast_s8({pa}, {int_list(strides[0])}, {pb}, {int_list(strides[1])}, {py}, "
-            f"{int_list(dims)}, {quant});")
+    call = render_call(AddBroadcastCall(input1=pa, input1_strides=int_list(strides[0]), input2=pb,
+                                        input2_strides=int_list(strides[1]), output=py, out_dims=int_list(dims),
+                                        requant=requant))
     return Layer(f"broadcast, {activation}", [call], tags("add", "broadcast"))
 
 
 ADD = OpSpec(
     "ADD", Arity(2, 2), check, reference,
     tflite=TfliteForm(schema.BuiltinOptions.AddOptions, version=2, read=read_attributes, write=write_options, optional=True),
-    c=CForm(emit, VARIANTS, input_labels=None),
+    c=CForm(emit, VARIANTS, input_labels=None, library_calls=(AddCall, AddBroadcastCall)),
 )

@@ -11,10 +11,11 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.variants import tag_set, tags
+from engine.codegen.library_call import CExpr, LibraryCall, ParameterGroup, PerChannelRequant, library_kernel, render_call
 from engine.codegen.literals import c_int, shape_text
 from engine.codegen.packing import groups, pack_gemm, pair_literal
 from engine.codegen.requant import RQ_CHOICES, RQ_SIGNED_CHOICE, requant_mode, rq_params, rq_tags
+from engine.codegen.variants import tag_set, tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import shape_with_rank
@@ -27,8 +28,8 @@ from engine.ops.weighted import (
     WEIGHTED_INPUT_TYPES,
     bias_pointer,
     bias_values,
-    channel_arrays,
     channel_multipliers,
+    channel_requant,
     check_channels,
     check_weights,
     clamped,
@@ -114,6 +115,45 @@ VARIANTS = {
 }
 
 
+@dataclass(frozen=True)
+class MatrixDims(ParameterGroup):
+    """Rows of the input, values a row, rows of the weights."""
+
+    batches: int
+    accum_depth: int
+    out_depth: int
+
+
+@library_kernel("tl_fully_connected_s8")
+class FullyConnectedCall(LibraryCall):
+    """One multiplier for all units; filter_offset = -filter zero point."""
+
+    input: CExpr
+    filter: CExpr
+    bias: CExpr
+    output: CExpr
+    matrix: MatrixDims
+    input_offset: int
+    filter_offset: int
+    output_offset: int
+    out_mult: int
+    out_shift: int
+    act_min: int
+    act_max: int
+
+
+@library_kernel("tl_fully_connected_per_channel_s8")
+class FullyConnectedPerChannelCall(LibraryCall):
+    """A multiplier per unit (symmetric weights)."""
+
+    input: CExpr
+    filter: CExpr
+    bias: CExpr
+    output: CExpr
+    matrix: MatrixDims
+    requant: PerChannelRequant
+
+
 def wide_weights(graph: Graph, op: Op) -> tuple[int, float]:
     """The flash int16 weights cost beyond int8, and the instructions they save."""
     units, depth = graph.tensors[op.inputs[1]].shape
@@ -152,15 +192,19 @@ def emit(g: EmitContext, position: int, op: Op) -> Layer:
                        clamped(lo, hi) and "clamped", not (len(op.inputs) > 2 and op.inputs[2] >= 0) and "no-bias")
         return Layer(f"{activation}; {how}", [g.function(position, body)], variant)
     bias = bias_pointer(g, op)
-    head = f"{g.ptr(op.inputs[0], const=True)}, {g.ptr(op.inputs[1])}, {bias}, {g.ptr(op.outputs[0])}, {batches}, {depth}, {units}"
+    matrix = MatrixDims(batches, depth, units)
     if g.tensor(op.inputs[1]).per_channel:
-        mult, shift = channel_arrays(g, position, op, mults, shifts)
-        call = (f"tl_fully_connected_per_channel_s8({head}, {c_int(params.input_offset)}, {c_int(params.output_offset)}, "
-                f"{mult}, {shift}, {lo}, {hi});")
-        return Layer(activation, [call], tags("fc", "library-per-channel"))
-    call = (f"tl_fully_connected_s8({head}, {c_int(params.input_offset)}, {c_int(params.filter_offset)}, "
-            f"{c_int(params.output_offset)}, {c_int(mults[0])}, {shifts[0]}, {lo}, {hi});")
-    return Layer(activation, [call], tags("fc", "library"))
+        call = FullyConnectedPerChannelCall(
+            input=g.ptr(op.inputs[0], const=True), filter=g.ptr(op.inputs[1]), bias=bias, output=g.ptr(op.outputs[0]),
+            matrix=matrix, requant=channel_requant(g, position, op, params),
+        )
+        return Layer(activation, [render_call(call)], tags("fc", "library-per-channel"))
+    call = FullyConnectedCall(
+        input=g.ptr(op.inputs[0], const=True), filter=g.ptr(op.inputs[1]), bias=bias, output=g.ptr(op.outputs[0]),
+        matrix=matrix, input_offset=params.input_offset, filter_offset=params.filter_offset,
+        output_offset=params.output_offset, out_mult=mults[0], out_shift=shifts[0], act_min=lo, act_max=hi,
+    )
+    return Layer(activation, [render_call(call)], tags("fc", "library"))
 
 
 def _gemv_body(g: EmitContext, position: int, op: Op, batches: int, depth: int, units: int,
@@ -198,5 +242,6 @@ def _gemv_body(g: EmitContext, position: int, op: Op, batches: int, depth: int, 
 FULLY_CONNECTED = OpSpec(
     "FULLY_CONNECTED", WEIGHTED_ARITY, check, reference, input_types=WEIGHTED_INPUT_TYPES,
     tflite=TfliteForm(schema.BuiltinOptions.FullyConnectedOptions, version=4, read=read_attributes, write=write_options),
-    c=CForm(emit, VARIANTS, wide_weights=wide_weights, input_labels=INPUT_LABELS),
+    c=CForm(emit, VARIANTS, wide_weights=wide_weights, input_labels=INPUT_LABELS,
+            library_calls=(FullyConnectedCall, FullyConnectedPerChannelCall)),
 )

@@ -12,8 +12,9 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
+from engine.codegen.library_call import CExpr, LibraryCall, StrideAndPadding, library_kernel, render_call
+from engine.codegen.literals import int_list, shape_text
 from engine.codegen.variants import library_variants, tag_set, tags
-from engine.codegen.literals import c_int, int_list, shape_text
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import require_int, shape_with_rank
@@ -184,14 +185,71 @@ AVERAGE_POOL_VARIANTS = {
 AVGPOOL4_MAX_WINDOW = 256  # tl_avgpool4 sums a window in int16 lanes
 
 
+@dataclass(frozen=True)
+class _PoolCall(LibraryCall):
+    """What both pools' kernels take."""
+
+    input: CExpr
+    batches: int
+    in_h: int
+    in_w: int
+    channels: int
+    output: CExpr
+    out_h: int
+    out_w: int
+    filter_h: int
+    filter_w: int
+    window: StrideAndPadding
+    act_min: int
+    act_max: int
+
+
+@library_kernel("tl_maxpool_s8")
+class MaxPoolCall(_PoolCall):
+    """The largest value under each window."""
+
+
+@library_kernel("tl_avgpool_s8")
+class AvgPoolCall(_PoolCall):
+    """Rounds halves away from zero."""
+
+    scratch: CExpr
+
+    @staticmethod
+    def scratch_bytes(channels: int) -> int:
+        """An int32 sum per channel."""
+        return 4 * channels
+
+
+@library_kernel("tl_mean_s8")
+class MeanCall(LibraryCall):
+    """MEAN over the dimensions whose out_strides entry is 0, the input seen as 4-D in_dims; the
+    multiplier includes 1/count."""
+
+    input: CExpr
+    in_dims: CExpr
+    out_strides: CExpr
+    output: CExpr
+    out_size: int
+    count: int
+    input_zp: int
+    out_mult: int
+    out_shift: int
+    output_zp: int
+    scratch: CExpr
+
+    @staticmethod
+    def scratch_bytes(out_size: int) -> int:
+        """An int32 sum per output."""
+        return 4 * out_size
+
+
 def average_pool_scratch(graph: Graph, op: Op, kernels: str) -> int:
-    """tl_avgpool_s8's int32 sum per channel."""
-    return 4 * graph.tensors[op.inputs[0]].shape[-1]
+    return AvgPoolCall.scratch_bytes(graph.tensors[op.inputs[0]].shape[-1])
 
 
 def mean_scratch(graph: Graph, op: Op, kernels: str) -> int:
-    """tl_mean_s8's int32 sum per output."""
-    return 4 * graph.tensors[op.outputs[0]].elements
+    return MeanCall.scratch_bytes(graph.tensors[op.outputs[0]].elements)
 
 
 def emit_pool(g: EmitContext, position: int, op: Op) -> Layer:
@@ -204,19 +262,18 @@ def emit_pool(g: EmitContext, position: int, op: Op) -> Layer:
     p = prepare_pool(g.graph, op, where)
     fh, fw, sh, sw = p.filter_h, p.filter_w, p.window.stride_h, p.window.stride_w
     pt, pl, lo, hi = p.window.pad_top, p.window.pad_left, p.output_min, p.output_max
-    args = (f"{g.ptr(op.inputs[0], const=True)}, {n}, {h}, {wd}, {c}, {g.ptr(op.outputs[0])}, {oh}, {ow}, "
-            f"{fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}")
+    source, target = g.ptr(op.inputs[0], const=True), g.ptr(op.outputs[0])
     extra = f"filter {fh}x{fw}, stride {sh}x{sw}, {op.attrs['padding']} (pad top {pt}, left {pl})"
     if op.kind == "AVERAGE_POOL_2D" and g.optimized and c % 4 == 0 and fh * fw <= AVGPOOL4_MAX_WINDOW:
-        lines = [f"tl_avgpool4({g.ptr(op.inputs[0], const=True)} + {b * h * wd * c}, {h}, {wd}, {c}, "
-                 f"{g.ptr(op.outputs[0])} + {b * oh * ow * c}, {oh}, {ow}, {fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi});"
-                 for b in range(n)]
+        lines = [f"tl_avgpool4({source} + {b * h * wd * c}, {h}, {wd}, {c}, {target} + {b * oh * ow * c}, {oh}, {ow}, "
+                 f"{fh}, {fw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi});" for b in range(n)]
         return Layer(f"{extra}; four channels a step", lines, tags("avgpool", "four-channels"))
+    pool = dict(input=source, batches=n, in_h=h, in_w=wd, channels=c, output=target, out_h=oh, out_w=ow, filter_h=fh,
+                filter_w=fw, window=StrideAndPadding(sh, sw, pt, pl), act_min=lo, act_max=hi)
     if op.kind == "AVERAGE_POOL_2D":
-        call = f"tl_avgpool_s8({args}, {g.scratch(position, op, 4 * c)});"
-    else:
-        call = f"tl_maxpool_s8({args});"
-    return Layer(extra, [call], tags("avgpool" if op.kind == "AVERAGE_POOL_2D" else "maxpool", "library"))
+        call = AvgPoolCall(**pool, scratch=g.scratch(position, op, AvgPoolCall.scratch_bytes(c)))
+        return Layer(extra, [render_call(call)], tags("avgpool", "library"))
+    return Layer(extra, [render_call(MaxPoolCall(**pool))], tags("maxpool", "library"))
 
 
 def _mean_dimensions(x: Tensor, axes: list[int], where: str) -> tuple[list[int], list[int], int]:
@@ -256,20 +313,25 @@ def emit_mean(g: EmitContext, position: int, op: Op) -> Layer:
     if kept != y.elements:
         raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} does not hold the {kept} means")
     p = prepare_mean(g.graph, op, count, where)
-    call = (f"tl_mean_s8({g.ptr(op.inputs[0], const=True)}, {int_list(dims)}, {int_list(strides)}, "
-            f"{g.ptr(op.outputs[0])}, {y.elements}, {count}, {c_int(p.input_zero_point)}, {c_int(p.multiplier)}, {p.shift}, "
-            f"{c_int(p.output_zero_point)}, {g.scratch(position, op, 4 * y.elements)});")
+    call = MeanCall(
+        input=g.ptr(op.inputs[0], const=True), in_dims=int_list(dims), out_strides=int_list(strides),
+        output=g.ptr(op.outputs[0]), out_size=y.elements, count=count, input_zp=p.input_zero_point,
+        out_mult=p.multiplier, out_shift=p.shift, output_zp=p.output_zero_point,
+        scratch=g.scratch(position, op, MeanCall.scratch_bytes(y.elements)),
+    )
     extra = f"axes {axes}, keep_dims {bool(op.attrs.get('keep_dims', False))}, {count} values per mean"
-    return Layer(extra, [call], tags("mean", "library"))
+    return Layer(extra, [render_call(call)], tags("mean", "library"))
 
 
 POOL_OPTIONS = TfliteForm(schema.BuiltinOptions.Pool2DOptions, version=2, read=read_pool, write=write_pool)
 AVERAGE_POOL_2D = OpSpec("AVERAGE_POOL_2D", Arity(1, 1), check_pool, average_pool_2d, tflite=POOL_OPTIONS,
-                         c=CForm(emit_pool, AVERAGE_POOL_VARIANTS, scratch=average_pool_scratch))
+                         c=CForm(emit_pool, AVERAGE_POOL_VARIANTS, scratch=average_pool_scratch,
+                                 library_calls=(AvgPoolCall,)))
 MAX_POOL_2D = OpSpec("MAX_POOL_2D", Arity(1, 1), check_pool, max_pool_2d, tflite=POOL_OPTIONS,
-                     c=CForm(emit_pool, library_variants("maxpool", "library")))
+                     c=CForm(emit_pool, library_variants("maxpool", "library"), library_calls=(MaxPoolCall,)))
 MEAN = OpSpec(
     "MEAN", Arity(2, 2), check_mean, mean, input_types={1: ("int32",)},
     tflite=TfliteForm(schema.BuiltinOptions.ReducerOptions, version=2, read=read_mean, write=write_mean, optional=True),
-    c=CForm(emit_mean, library_variants("mean", "library"), scratch=mean_scratch, input_labels=("in", None)),
+    c=CForm(emit_mean, library_variants("mean", "library"), scratch=mean_scratch, input_labels=("in", None),
+            library_calls=(MeanCall,)),
 )

@@ -10,7 +10,8 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.literals import c_float, c_int
+from engine.codegen.library_call import CExpr, LibraryCall, library_kernel, render_call
+from engine.codegen.literals import c_float
 from engine.codegen.variants import library_variants, tags
 from engine.errors import UnsupportedOpError
 from engine.ir import DTYPES, Graph, Op
@@ -60,6 +61,41 @@ def dequantize(graph: Graph, op: Op, values: Values) -> np.ndarray:
 
 
 # ---- C ----
+@library_kernel("tl_quantize_f32_s8")
+class QuantizeCall(LibraryCall):
+    """float -> int8: round(x / scale) + zero_point, clamped; the quotient in float32."""
+
+    input: CExpr
+    output: CExpr
+    size: int
+    scale: CExpr
+    zero_point: int
+
+
+@library_kernel("tl_requantize_s8")
+class RequantizeCall(LibraryCall):
+    """int8 -> int8: (x - input_zp) rescaled, + output_zp, clamped."""
+
+    input: CExpr
+    output: CExpr
+    size: int
+    input_zp: int
+    mult: int
+    shift: int
+    output_zp: int
+
+
+@library_kernel("tl_dequantize_s8_f32")
+class DequantizeCall(LibraryCall):
+    """int8 -> float: scale * (x - zero_point)."""
+
+    input: CExpr
+    output: CExpr
+    size: int
+    zero_point: int
+    scale: CExpr
+
+
 def emit_quantize(g: EmitContext, position: int, op: Op) -> Layer:
     where = g.where(op)
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
@@ -69,14 +105,15 @@ def emit_quantize(g: EmitContext, position: int, op: Op) -> Layer:
         raise UnsupportedOpError(f"{where}: per-channel quantisation of activations is not supported")
     if x.dtype == "float32":
         g.uses_float = True
-        call = (f"tl_quantize_f32_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
-                f"{c_float(scale_of(y, where))}, {zero_point_of(y)});")
-        return Layer(f"scale {scale_of(y, where):g}, zero point {zero_point_of(y)}", [call], tags("quantize", "float"))
+        call = QuantizeCall(input=g.ptr(op.inputs[0], const=True), output=g.ptr(op.outputs[0]), size=y.elements,
+                            scale=c_float(scale_of(y, where)), zero_point=zero_point_of(y))
+        detail = f"scale {scale_of(y, where):g}, zero point {zero_point_of(y)}"
+        return Layer(detail, [render_call(call)], tags("quantize", "float"))
     if x.dtype == "int8":
         p = prepare_requantize(g.graph, op, where)
-        call = (f"tl_requantize_s8({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {y.elements}, "
-                f"{p.input_zero_point}, {c_int(p.multiplier)}, {p.shift}, {p.output_zero_point});")
-        return Layer("requantise", [call], tags("quantize", "requantize"))
+        call = RequantizeCall(input=g.ptr(op.inputs[0], const=True), output=g.ptr(op.outputs[0]), size=y.elements,
+                              input_zp=p.input_zero_point, mult=p.multiplier, shift=p.shift, output_zp=p.output_zero_point)
+        return Layer("requantise", [render_call(call)], tags("quantize", "requantize"))
     raise UnsupportedOpError(f"{where}: input type {x.dtype} is not supported (float32 or int8 are)")
 
 
@@ -88,14 +125,17 @@ def emit_dequantize(g: EmitContext, position: int, op: Op) -> Layer:
     if len(x.scale) != 1:
         raise UnsupportedOpError(f"{where}: per-channel dequantisation is not supported")
     g.uses_float = True
-    call = (f"tl_dequantize_s8_f32({g.ptr(op.inputs[0], const=True)}, {g.ptr(op.outputs[0])}, {x.elements}, "
-            f"{zero_point_of(x)}, {c_float(scale_of(x, where))});")
-    return Layer(f"scale {scale_of(x, where):g}, zero point {zero_point_of(x)}", [call], tags("dequantize", "library"))
+    call = DequantizeCall(input=g.ptr(op.inputs[0], const=True), output=g.ptr(op.outputs[0]), size=x.elements,
+                          zero_point=zero_point_of(x), scale=c_float(scale_of(x, where)))
+    detail = f"scale {scale_of(x, where):g}, zero point {zero_point_of(x)}"
+    return Layer(detail, [render_call(call)], tags("dequantize", "library"))
 
 
 QUANTIZE = OpSpec("QUANTIZE", Arity(1, 1), same_shape, quantize, input_types={0: ("float32", "int8")},
                   tflite=TfliteForm(schema.BuiltinOptions.QuantizeOptions, version=1, optional=True),
-                  c=CForm(emit_quantize, library_variants("quantize", "float", "requantize")))
+                  c=CForm(emit_quantize, library_variants("quantize", "float", "requantize"),
+                          library_calls=(QuantizeCall, RequantizeCall)))
 DEQUANTIZE = OpSpec("DEQUANTIZE", Arity(1, 1), same_shape, dequantize, output_types={0: ("float32",)},
                     tflite=TfliteForm(schema.BuiltinOptions.DequantizeOptions, version=2, optional=True),
-                    c=CForm(emit_dequantize, library_variants("dequantize", "library")))
+                    c=CForm(emit_dequantize, library_variants("dequantize", "library"),
+                            library_calls=(DequantizeCall,)))

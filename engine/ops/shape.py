@@ -11,8 +11,9 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.variants import library_variants, tags
+from engine.codegen.library_call import CExpr, LibraryCall, library_kernel, render_call
 from engine.codegen.literals import extend4, int_list, shape_text
+from engine.codegen.variants import library_variants, tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.checks import same_elements
@@ -32,6 +33,18 @@ PARAMETER_INPUT_LABELS = ("in", None)  # the layer's comment leaves the paramete
 
 
 # ---- PAD ----
+@library_kernel("tl_pad_s8")
+class PadCall(LibraryCall):
+    """PAD of a 4-D tensor with a constant."""
+
+    input: CExpr
+    in_dims: CExpr
+    pad_before: CExpr
+    pad_after: CExpr
+    pad_value: int
+    output: CExpr
+
+
 def read_pad(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
     """The paddings come from the constant input 1: a (before, after) pair per dimension."""
     paddings = constant_input(inputs, tensors, 1, where, "paddings")
@@ -78,9 +91,10 @@ def emit_pad(g: EmitContext, position: int, op: Op) -> Layer:
     expected = tuple(d + a + b for d, (a, b) in zip(dims, paddings))
     if expected != extend4(y.shape, where):
         raise UnsupportedOpError(f"{where}: output {shape_text(y.shape)} is not the padded input {shape_text(expected)}")
-    call = (f"tl_pad_s8({g.ptr(op.inputs[0], const=True)}, {int_list(dims)}, {int_list([a for a, _ in paddings])}, "
-            f"{int_list([b for _, b in paddings])}, {zero_point_of(y)}, {g.ptr(op.outputs[0])});")
-    return Layer(f"paddings {paddings}", [call], tags("pad", "library"))
+    call = PadCall(input=g.ptr(op.inputs[0], const=True), in_dims=int_list(dims),
+                   pad_before=int_list([a for a, _ in paddings]), pad_after=int_list([b for _, b in paddings]),
+                   pad_value=zero_point_of(y), output=g.ptr(op.outputs[0]))
+    return Layer(f"paddings {paddings}", [render_call(call)], tags("pad", "library"))
 
 
 # ---- RESHAPE ----
@@ -108,6 +122,17 @@ def emit_reshape(g: EmitContext, position: int, op: Op) -> Layer:
 
 
 # ---- CONCATENATION ----
+@library_kernel("tl_concat_s8")
+class ConcatCall(LibraryCall):
+    """One input, seen as [outer][copy_size], into its slice of output rows output_stride apart."""
+
+    input: CExpr
+    outer: int
+    copy_size: int
+    output: CExpr
+    output_stride: int
+
+
 def read_concatenation(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
     rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
     axis = int(options.axis)
@@ -191,7 +216,8 @@ def emit_concatenation(g: EmitContext, position: int, op: Op) -> Layer:
         copy = int(np.prod(x.shape[axis:], dtype=np.int64))
         out = g.ptr(op.outputs[0])
         target = f"{out} + {offset}" if offset else out
-        lines.append(f"tl_concat_s8({g.ptr(t, const=True)}, {outer}, {copy}, {target}, {row});")
+        lines.append(render_call(ConcatCall(input=g.ptr(t, const=True), outer=outer, copy_size=copy, output=target,
+                                                output_stride=row)))
         offset += copy
     if offset != row:
         raise UnsupportedOpError(f"{where}: the inputs fill {offset} of the output's {row} values per row")
@@ -201,7 +227,7 @@ def emit_concatenation(g: EmitContext, position: int, op: Op) -> Layer:
 PAD = OpSpec(
     "PAD", Arity(2, 2), check_pad, pad, input_types=PARAMETER_INPUT_TYPES,
     tflite=TfliteForm(schema.BuiltinOptions.PadOptions, version=2, read=read_pad, write=write_pad, optional=True),
-    c=CForm(emit_pad, library_variants("pad", "library"), input_labels=PARAMETER_INPUT_LABELS),
+    c=CForm(emit_pad, library_variants("pad", "library"), input_labels=PARAMETER_INPUT_LABELS, library_calls=(PadCall,)),
 )
 RESHAPE = OpSpec(
     "RESHAPE", Arity(1, 2), same_elements, reshape, input_types=PARAMETER_INPUT_TYPES,
@@ -212,5 +238,6 @@ CONCATENATION = OpSpec(
     "CONCATENATION", Arity(1, 64), check_concatenation, concatenation, import_check=check_imported_concatenation,
     tflite=TfliteForm(schema.BuiltinOptions.ConcatenationOptions, version=2, read=read_concatenation,
                       write=write_concatenation),
-    c=CForm(emit_concatenation, library_variants("concatenation", "library"), input_labels=None),
+    c=CForm(emit_concatenation, library_variants("concatenation", "library"), input_labels=None,
+            library_calls=(ConcatCall,)),
 )

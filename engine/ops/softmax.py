@@ -13,7 +13,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.literals import c_int
+from engine.codegen.library_call import CExpr, LibraryCall, library_kernel, render_call
 from engine.codegen.variants import library_variants, tags
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
@@ -32,6 +32,8 @@ from engine.quant import (
 
 SCALED_DIFF_INTEGER_BITS = 5  # differences x - max as Q5.26
 ACCUMULATION_INTEGER_BITS = 12  # the sum of exponentials as Q12.19
+OUTPUT_SCALE = 1.0 / 256  # TFLite's int8 softmax output: 256 steps over [0, 1)
+OUTPUT_ZERO_POINT = -128
 
 
 # ---- attributes ----
@@ -72,18 +74,32 @@ def prepare_softmax(input_scale: float, beta: float) -> SoftmaxParams:
 
 # ---- C ----
 def emit(g: EmitContext, position: int, op: Op) -> Layer:
+    """A call of tl_softmax_s8 (SoftmaxCall), for TFLite's int8 output quantisation only."""
     where = g.where(op)
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
-    if zero_point_of(y) != -128 or scale_of(y, where) != 1.0 / 256:
+    if zero_point_of(y) != OUTPUT_ZERO_POINT or scale_of(y, where) != OUTPUT_SCALE:
         raise UnsupportedOpError(
             f"{where}: int8 softmax output must have scale 1/256 and zero point -128 (has {scale_of(y, where):g}, {zero_point_of(y)})"
         )
     depth = x.shape[-1] if x.shape else 1
     rows = x.elements // depth
     p = prepare_softmax(scale_of(x, where), float(op.attrs.get("beta", 1.0)))
-    call = (f"tl_softmax_s8({g.ptr(op.inputs[0], const=True)}, {rows}, {depth}, {c_int(p.input_multiplier)}, "
-            f"{p.input_left_shift}, {c_int(p.diff_min)}, {g.ptr(op.outputs[0])});")
-    return Layer(f"beta {op.attrs.get('beta', 1.0):g}", [call], tags("softmax", "library"))
+    call = SoftmaxCall(input=g.ptr(op.inputs[0], const=True), rows=rows, depth=depth, input_mult=p.input_multiplier,
+                       input_left_shift=p.input_left_shift, diff_min=p.diff_min, output=g.ptr(op.outputs[0]))
+    return Layer(f"beta {op.attrs.get('beta', 1.0):g}", [render_call(call)], tags("softmax", "library"))
+
+
+@library_kernel("tl_softmax_s8")
+class SoftmaxCall(LibraryCall):
+    """Over the last dimension (rows x depth)."""
+
+    input: CExpr
+    rows: int
+    depth: int
+    input_mult: int
+    input_left_shift: int
+    diff_min: int
+    output: CExpr
 
 
 # ---- reference: gemmlowp fixed point ----
@@ -191,5 +207,5 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
 SOFTMAX = OpSpec(
     "SOFTMAX", Arity(1, 1), check, reference,
     tflite=TfliteForm(schema.BuiltinOptions.SoftmaxOptions, version=2, read=read_attributes, write=write_options),
-    c=CForm(emit, library_variants("softmax", "library")),
+    c=CForm(emit, library_variants("softmax", "library"), library_calls=(SoftmaxCall,)),
 )

@@ -11,6 +11,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
+from engine.codegen.library_call import LibraryCall
 from engine.ir import Graph, Op, Tensor
 
 Values = dict[int, np.ndarray]  # tensor index -> its value during a reference run
@@ -66,6 +67,7 @@ class CForm:
     # The inputs' names in the layer's comment, by position (the last for the rest; None: left
     # out). None: in0, in1, ... ("in" for one).
     input_labels: tuple[str | None, ...] | None = ("in",)
+    library_calls: tuple[type[LibraryCall], ...] = ()  # the kernels of tl_kernels.h that `emit` calls
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,20 @@ multiplier per output channel (TFLM's PopulateConvolutionQuantizationParams), th
 of their int32 sums in the reference kernels, and the per-channel arrays their C takes."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from engine.codegen.context import EmitContext
+from engine.codegen.library_call import PerChannelRequant
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
 from engine.ops.spec import Arity, Values
 from engine.quant import effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
+
+if TYPE_CHECKING:
+    from engine.ops.conv.prepare import ConvParams
+    from engine.ops.fully_connected import FullyConnectedParams
 
 WEIGHTED_ARITY = Arity(2, 3, optional=(2,))  # input, weights and an optional bias
 WEIGHTED_INPUT_TYPES = {2: ("int32",)}  # the bias; input and weights are int8
@@ -102,3 +107,9 @@ def bias_data(graph: Graph, op: Op, channels: int) -> np.ndarray:
 def clamped(low: int, high: int) -> bool:
     """Whether the fused activation narrows the int8 range (a variant of the optimised kernels)."""
     return low > -128 or high < 127
+
+
+def channel_requant(g: EmitContext, position: int, op: Op, params: ConvParams | FullyConnectedParams) -> PerChannelRequant:
+    """The offsets, per-channel arrays and clamp a weighted library kernel takes."""
+    mult, shift = channel_arrays(g, position, op, params.multipliers, params.shifts)
+    return PerChannelRequant(params.input_offset, params.output_offset, mult, shift, params.output_min, params.output_max)

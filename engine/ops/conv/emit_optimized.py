@@ -13,7 +13,6 @@ import numpy as np
 
 from engine.codegen.context import EmitContext
 from engine.codegen.layer import Layer
-from engine.codegen.variants import tags
 from engine.codegen.literals import c_int
 from engine.codegen.packing import pack_gemm, pair_literal
 from engine.codegen.requant import (
@@ -26,6 +25,7 @@ from engine.codegen.requant import (
     rq_rows,
     rq_tags,
 )
+from engine.codegen.variants import tags
 from engine.ir import Graph, Op
 from engine.ops.conv.prepare import ConvParams
 from engine.ops.conv.shapes import ConvShape, DepthwiseShape, conv_shape
