@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.codegen.variants import KERNEL_SETS
 from engine.ir import Graph
 from engine.ops import OPS
+
 # Every code path code generation can choose, per kernel set: a layer's variant is a subset. The
 # differential test (tests/test_differential.py) checks that its random graphs reach each one.
 KERNEL_VARIANTS: dict[str, frozenset[str]] = {
@@ -13,6 +14,7 @@ KERNEL_VARIANTS: dict[str, frozenset[str]] = {
 
 
 def check_kernel_set(kernels: str) -> None:
+    """Refuse a kernel set that is not one of KERNEL_SETS."""
     if kernels not in KERNEL_SETS:
         raise ValueError(f"kernels {kernels!r}: one of {', '.join(KERNEL_SETS)}")
 

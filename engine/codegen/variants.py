@@ -1,6 +1,7 @@
 """The kernel sets and the variant tags that name the code paths a layer takes in one of them
 ("family:choice", such as conv:window or fc:rq-signed). Each op family lists the tags its
-emitter may choose under each set (OpSpec.variants); the differential test reaches every one."""
+emitter may choose under each set (CForm.variants, engine.ops.spec); the differential test
+reaches every one."""
 from __future__ import annotations
 
 # "optimized": one specialised function per layer where the op's family has one (tl_opt.h);

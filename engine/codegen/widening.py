@@ -1,7 +1,7 @@
 """Which layers of the optimised kernels store their weights as int16 ("wide"): twice the flash of
-int8 weights, fewer instructions than widening them in the loop. The op families that can say
-what it costs and saves (CForm.wide_weights, engine.ops.spec); the layers are taken best gain per byte first,
-within a flash budget."""
+int8 weights, fewer instructions than widening them in the loop. The op families whose optimised
+kernels can take int16 weights say what that costs and saves (CForm.wide_weights,
+engine.ops.spec); the layers are taken best gain per byte first, within a flash budget."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,7 +4,7 @@ multiplier per output channel (TFLM's PopulateConvolutionQuantizationParams), th
 of their int32 sums in the reference kernels, and the per-channel arrays their C takes."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -15,13 +15,20 @@ from engine.ir import Graph, Op, Tensor
 from engine.ops.spec import Arity, Values
 from engine.quant import effective_scale, multiply_by_quantized_multiplier, quantize_multiplier
 
-if TYPE_CHECKING:
-    from engine.ops.conv.prepare import ConvParams
-    from engine.ops.fully_connected import FullyConnectedParams
-
 WEIGHTED_ARITY = Arity(2, 3, optional=(2,))  # input, weights and an optional bias
 WEIGHTED_INPUT_TYPES = {2: ("int32",)}  # the bias; input and weights are int8
 INPUT_LABELS = ("in", "filter", "bias")  # how a layer's comment names the inputs
+
+
+class ChannelConstants(Protocol):
+    """What the weighted ops' Prepare steps give (ConvParams, FullyConnectedParams)."""
+
+    multipliers: tuple[int, ...]
+    shifts: tuple[int, ...]
+    input_offset: int
+    output_offset: int
+    output_min: int
+    output_max: int
 
 
 # ---- checks ----
@@ -109,7 +116,7 @@ def clamped(low: int, high: int) -> bool:
     return low > -128 or high < 127
 
 
-def channel_requant(g: EmitContext, position: int, op: Op, params: ConvParams | FullyConnectedParams) -> PerChannelRequant:
+def channel_requant(g: EmitContext, position: int, op: Op, params: ChannelConstants) -> PerChannelRequant:
     """The offsets, per-channel arrays and clamp a weighted library kernel takes."""
     mult, shift = channel_arrays(g, position, op, params.multipliers, params.shifts)
     return PerChannelRequant(params.input_offset, params.output_offset, mult, shift, params.output_min, params.output_max)

@@ -59,6 +59,7 @@ def conv_wide_weights(graph: Graph, op: Op) -> tuple[int, float] | None:
 
 def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, params: ConvParams, detail: str,
                    rule: OverlapRule | None) -> Layer:
+    """The layer as a static function of tl_gemm_2px steps, and its variant."""
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     body = _conv_body(g, position, op, shape, mults, shifts, lo, hi)
     wide = position in g.wide
@@ -66,8 +67,9 @@ def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, para
     if rule is not None:
         how += f", output over its input ({rule.kind}, {'descending' if shape.co > shape.ci else 'ascending'})"
     order = ("pointwise-descending" if shape.co > shape.ci else "pointwise-ascending") if shape.pointwise else "window"
-    variant = tags("conv", order, "int16-weights" if wide else "int8-weights", *rq_tags(requant_mode(mults, shifts)), (shape.oh * shape.ow) % 2 and "odd-pixels",
-                   op.attrs["padding"] == "EXPLICIT" and "explicit-padding", rule is not None and "output-over-input",
+    variant = tags("conv", order, "int16-weights" if wide else "int8-weights", *rq_tags(requant_mode(mults, shifts)),
+                   (shape.oh * shape.ow) % 2 and "odd-pixels", op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
+                   rule is not None and "output-over-input",
                    clamped(lo, hi) and "clamped", shape.k4 > FUSED_STEPS and "long-product",
                    (shape.kh * shape.kw * shape.ci) % 4 and "ragged-depth")
     return Layer(f"{detail}; {how}", [g.function(position, body)], variant)
@@ -75,6 +77,7 @@ def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, para
 
 def optimized_depthwise(g: EmitContext, position: int, op: Op, shape: DepthwiseShape, params: ConvParams,
                         detail: str, rule: OverlapRule | None) -> Layer:
+    """The layer as a static function over padded channel planes, and its variant."""
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
     body = _depthwise_body(g, position, op, shape, mults, shifts, lo, hi)
     how = "channel planes, two outputs a step"
