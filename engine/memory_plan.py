@@ -20,6 +20,8 @@ class Placement:
 
 @dataclass(frozen=True)
 class StepMemory:
+    """What is alive during one step (one op) and the bytes it covers."""
+
     step: int
     op_kind: str
     op_index: int  # the op's index in the source model
@@ -34,6 +36,8 @@ class StepMemory:
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """Where every buffer lies in the one arena, and what is alive at each step."""
+
     arena_bytes: int
     placements: dict[int, Placement]  # every activation tensor, by tensor index
     scratch_offsets: dict[int, int]  # op position -> offset of its scratch buffer

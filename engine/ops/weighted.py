@@ -23,11 +23,11 @@ INPUT_LABELS = ("in", "filter", "bias")  # how a layer's comment names the input
 class ChannelConstants(Protocol):
     """What the weighted ops' Prepare steps give (ConvParams, FullyConnectedParams)."""
 
-    multipliers: tuple[int, ...]
-    shifts: tuple[int, ...]
-    input_offset: int
-    output_offset: int
-    output_min: int
+    multipliers: tuple[int, ...]  # per output channel, Q31
+    shifts: tuple[int, ...]  # per output channel; > 0 is a left shift
+    input_offset: int  # -input zero point
+    output_offset: int  # output zero point
+    output_min: int  # the fused activation's clamp
     output_max: int
 
 
