@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
-    from engine.planner import MemoryPlan
+    from engine.memory_plan import MemoryPlan
 
 
 @dataclass(frozen=True)

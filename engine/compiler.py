@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.codegen import KERNEL_SETS, KERNELS_DIR, GeneratedModel, generate_c, kernel_scratch
+from engine.codegen.generator import KERNELS_DIR, GeneratedModel, generate_c
+from engine.codegen.kernel_sets import kernel_scratch
+from engine.codegen.variants import KERNEL_SETS
 from engine.fold import fold_pad
 from engine.ir import Graph
-from engine.planner import MemoryPlan, plan_memory
+from engine.memory_plan import MemoryPlan
+from engine.planner import plan_memory
 from engine.validate import validate_graph
 
 ENGINE_NAME = "tinylab"

@@ -4,7 +4,7 @@ with the portable ones, run on the same inputs, and compared with TFLite Micro b
 
 Host runs go through a few bundled programs (engine.hostbuild.build_host_bundle), so hundreds of
 graphs build in one compiler call per bundle. The variants each compiled graph chose are kept, to
-check that every variant code generation can choose was reached (engine.codegen.KERNEL_VARIANTS)."""
+check that every variant code generation can choose was reached (engine.codegen.kernel_sets.KERNEL_VARIANTS)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor

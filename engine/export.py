@@ -5,34 +5,17 @@ data; ops keep their order and get the builtin options their attributes describe
 is written 16-byte aligned, one buffer per constant tensor, buffer 0 empty as TFLite expects."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from engine.errors import UnsupportedOpError
-from engine.ir import DTYPES, OP_KINDS, Graph, Op, Tensor
+from engine.ir import DTYPES, Graph, Tensor
+from engine.ops import OP_KINDS, OPS
 
 SCHEMA_VERSION = 3
 BUFFER_ALIGNMENT = 16
 
-# The operator versions the TFLite converter writes for int8 models (TFLM does not check them).
-OP_VERSIONS = {
-    "CONV_2D": 3,
-    "DEPTHWISE_CONV_2D": 3,
-    "FULLY_CONNECTED": 4,
-    "ADD": 2,
-    "AVERAGE_POOL_2D": 2,
-    "MAX_POOL_2D": 2,
-    "MEAN": 2,
-    "PAD": 2,
-    "RESHAPE": 1,
-    "SOFTMAX": 2,
-    "CONCATENATION": 2,
-    "QUANTIZE": 1,
-    "DEQUANTIZE": 2,
-}
 _TENSOR_TYPES = {
     "int8": schema.TensorType.INT8,
     "int16": schema.TensorType.INT16,
@@ -40,12 +23,6 @@ _TENSOR_TYPES = {
     "float32": schema.TensorType.FLOAT32,
     "uint8": schema.TensorType.UINT8,
 }
-_ACTIVATIONS = {
-    "NONE": schema.ActivationFunctionType.NONE,
-    "RELU": schema.ActivationFunctionType.RELU,
-    "RELU6": schema.ActivationFunctionType.RELU6,
-}
-_PADDINGS = {"SAME": schema.Padding.SAME, "VALID": schema.Padding.VALID}
 
 
 def export_tflite(graph: Graph) -> bytes:
@@ -73,9 +50,9 @@ def export_tflite(graph: Graph) -> bytes:
         operator.opcodeIndex = code_index[op.kind]
         operator.inputs = np.asarray(op.inputs, dtype=np.int32)
         operator.outputs = np.asarray(op.outputs, dtype=np.int32)
-        options = _OPTIONS.get(op.kind)
-        if options is not None:
-            operator.builtinOptionsType, operator.builtinOptions = options(op, graph, where)
+        write_options = OPS[op.kind].tflite.write
+        if write_options is not None:
+            operator.builtinOptionsType, operator.builtinOptions = write_options(op, graph, where)
         operators.append(operator)
 
     subgraph = schema.SubGraphT()
@@ -148,127 +125,8 @@ def _tensor(tensor: Tensor, buffer_index: int, graph: str, index: int) -> schema
 
 def _operator_code(kind: str) -> schema.OperatorCodeT:
     code = schema.OperatorCodeT()
-    value = getattr(schema.BuiltinOperator, kind)
-    code.builtinCode = value
-    code.deprecatedBuiltinCode = min(value, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
-    code.version = OP_VERSIONS[kind]
+    spec = OPS[kind]
+    code.builtinCode = spec.builtin_code
+    code.deprecatedBuiltinCode = min(spec.builtin_code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    code.version = spec.tflite.version
     return code
-
-
-# ---- attributes -> builtin options, one function per op kind ----
-def _attr(op: Op, key: str, where: str) -> Any:
-    if key not in op.attrs:
-        raise ValueError(f"{where}: attribute '{key}' is missing (has: {', '.join(sorted(op.attrs)) or 'none'})")
-    return op.attrs[key]
-
-
-def _activation(op: Op, where: str) -> int:
-    name = op.attrs.get("activation", "NONE")
-    if name not in _ACTIVATIONS:
-        raise UnsupportedOpError(f"{where}: fused activation {name} is not supported (NONE, RELU, RELU6 are)")
-    return _ACTIVATIONS[name]
-
-
-def _window(options: Any, op: Op, where: str) -> Any:
-    padding = _attr(op, "padding", where)
-    if padding not in _PADDINGS:
-        raise ValueError(f"{where}: padding {padding!r} is neither SAME nor VALID")
-    options.padding = _PADDINGS[padding]
-    options.strideH = int(_attr(op, "stride_h", where))
-    options.strideW = int(_attr(op, "stride_w", where))
-    options.fusedActivationFunction = _activation(op, where)
-    return options
-
-
-def _conv(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    return schema.BuiltinOptions.Conv2DOptions, _window(schema.Conv2DOptionsT(), op, where)
-
-
-def _depthwise(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = _window(schema.DepthwiseConv2DOptionsT(), op, where)
-    multiplier = op.attrs.get("depth_multiplier")
-    if multiplier is None:
-        channels_in = graph.tensors[op.inputs[0]].shape[-1]
-        multiplier = graph.tensors[op.inputs[1]].shape[-1] // channels_in if channels_in else 1
-    options.depthMultiplier = int(multiplier)
-    return schema.BuiltinOptions.DepthwiseConv2DOptions, options
-
-
-def _pool(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = _window(schema.Pool2DOptionsT(), op, where)
-    options.filterHeight = int(_attr(op, "filter_h", where))
-    options.filterWidth = int(_attr(op, "filter_w", where))
-    return schema.BuiltinOptions.Pool2DOptions, options
-
-
-def _fully_connected(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = schema.FullyConnectedOptionsT()
-    options.fusedActivationFunction = _activation(op, where)
-    options.keepNumDims = bool(op.attrs.get("keep_num_dims", False))
-    return schema.BuiltinOptions.FullyConnectedOptions, options
-
-
-def _add(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = schema.AddOptionsT()
-    options.fusedActivationFunction = _activation(op, where)
-    return schema.BuiltinOptions.AddOptions, options
-
-
-def _concatenation(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = schema.ConcatenationOptionsT()
-    options.axis = int(_attr(op, "axis", where))
-    options.fusedActivationFunction = _activation(op, where)
-    return schema.BuiltinOptions.ConcatenationOptions, options
-
-
-def _softmax(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = schema.SoftmaxOptionsT()
-    options.beta = float(op.attrs.get("beta", 1.0))
-    return schema.BuiltinOptions.SoftmaxOptions, options
-
-
-def _constant(op: Op, graph: Graph, where: str, what: str) -> np.ndarray:
-    if len(op.inputs) < 2 or op.inputs[1] < 0 or graph.tensors[op.inputs[1]].data is None:
-        raise ValueError(f"{where}: the {what} must be a constant int32 tensor at input 1")
-    return np.asarray(graph.tensors[op.inputs[1]].data)
-
-
-def _mean(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    rank = len(graph.tensors[op.inputs[0]].shape)
-    axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in _constant(op, graph, where, "axis").ravel()})
-    if "axes" in op.attrs and tuple(axes) != tuple(op.attrs["axes"]):
-        raise ValueError(f"{where}: attribute axes {tuple(op.attrs['axes'])} disagrees with the axis tensor {tuple(axes)}")
-    options = schema.ReducerOptionsT()
-    options.keepDims = bool(op.attrs.get("keep_dims", False))
-    return schema.BuiltinOptions.ReducerOptions, options
-
-
-def _pad(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    paddings = tuple((int(a), int(b)) for a, b in _constant(op, graph, where, "paddings").reshape(-1, 2))
-    if "paddings" in op.attrs and paddings != tuple(tuple(p) for p in op.attrs["paddings"]):
-        raise ValueError(f"{where}: attribute paddings {op.attrs['paddings']} disagrees with the paddings tensor {paddings}")
-    return schema.BuiltinOptions.PadOptions, schema.PadOptionsT()
-
-
-def _reshape(op: Op, graph: Graph, where: str) -> tuple[int, Any]:
-    options = schema.ReshapeOptionsT()
-    if len(op.inputs) > 1 and op.inputs[1] >= 0 and graph.tensors[op.inputs[1]].data is not None:
-        options.newShape = np.asarray(graph.tensors[op.inputs[1]].data, dtype=np.int32).ravel()
-    else:
-        options.newShape = np.asarray(graph.tensors[op.outputs[0]].shape, dtype=np.int32)
-    return schema.BuiltinOptions.ReshapeOptions, options
-
-
-_OPTIONS: dict[str, Callable[[Op, Graph, str], tuple[int, Any]]] = {
-    "CONV_2D": _conv,
-    "DEPTHWISE_CONV_2D": _depthwise,
-    "FULLY_CONNECTED": _fully_connected,
-    "ADD": _add,
-    "AVERAGE_POOL_2D": _pool,
-    "MAX_POOL_2D": _pool,
-    "MEAN": _mean,
-    "PAD": _pad,
-    "RESHAPE": _reshape,
-    "SOFTMAX": _softmax,
-    "CONCATENATION": _concatenation,
-}

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.cache import cache_root
-from engine.codegen import KERNELS_DIR, GeneratedModel
+from engine.codegen.generator import KERNELS_DIR, GeneratedModel
 from engine.compiler import compile_graph, kernel_sources
 from engine.errors import EngineError
 from engine.ir import DTYPES, Graph

@@ -11,24 +11,7 @@ from typing import Any
 
 import numpy as np
 
-# The ops the engine supports, by their TFLite names. Anything else is refused at import.
-OP_KINDS = (
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "ADD",
-    "AVERAGE_POOL_2D",
-    "MAX_POOL_2D",
-    "MEAN",
-    "PAD",
-    "RESHAPE",
-    "SOFTMAX",
-    "CONCATENATION",
-    "QUANTIZE",
-    "DEQUANTIZE",
-)
 ACTIVATIONS = ("NONE", "RELU", "RELU6")
-PADDINGS = ("SAME", "VALID")
 DTYPES = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
 
 
@@ -61,7 +44,7 @@ class Tensor:
 
 @dataclass
 class Op:
-    kind: str  # one of OP_KINDS
+    kind: str  # one of engine.ops.OP_KINDS (TFLite's builtin operator names)
     inputs: tuple[int, ...]  # tensor indices; -1 for an absent optional input (a missing bias)
     outputs: tuple[int, ...]
     attrs: dict[str, Any] = field(default_factory=dict)

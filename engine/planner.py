@@ -15,70 +15,18 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterable, Mapping
 
-from engine.arenatop import ArenaTop, explain_top
 from engine.ir import Graph
+from engine.memory_plan import MemoryPlan, Placement, StepMemory
 from engine.overlap import OverlapRule, overlap_candidates
 
 ALIASING_OPS = ("RESHAPE",)
 EXHAUSTIVE_GROUPS = 7  # up to this many groups, every placement order is tried
 SEARCH_ITERATIONS = 2000  # placement orders the local search tries beyond the fixed ones
 SEARCH_SEED = 0  # the local search's random moves: fixed, so that a graph always gets the same plan
-
-
-@dataclass(frozen=True)
-class Placement:
-    tensor: int
-    offset: int
-    size: int
-    first_step: int
-    last_step: int
-
-
-@dataclass(frozen=True)
-class StepMemory:
-    step: int
-    op_kind: str
-    op_index: int  # the op's index in the source model
-    live_tensors: tuple[int, ...]
-    tensor_bytes: int  # bytes the live tensors cover (overlapping tensors counted once)
-    scratch_bytes: int
-
-    @property
-    def live_bytes(self) -> int:
-        return self.tensor_bytes + self.scratch_bytes
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    arena_bytes: int
-    placements: dict[int, Placement]  # every activation tensor, by tensor index
-    scratch_offsets: dict[int, int]  # op position -> offset of its scratch buffer
-    scratch_sizes: dict[int, int]
-    steps: tuple[StepMemory, ...]
-    alignment: int
-    alias_of: dict[int, int]  # RESHAPE output -> the tensor whose bytes it shares
-    overlaps: dict[int, OverlapRule] = field(default_factory=dict)  # op position -> overlap used
-    search: str = ""  # which placement order won
-
-    @property
-    def lower_bound(self) -> int:
-        """The most bytes that must be live at one step, given the overlaps chosen: no
-        placement does better."""
-        return max((s.live_bytes for s in self.steps), default=0)
-
-    def offset(self, tensor: int) -> int:
-        return self.placements[tensor].offset
-
-    def top_of_arena(self) -> ArenaTop:
-        """What holds the top of the arena where it is (engine.arenatop): the buffer that ends
-        highest and the chain of buffers below it, each lying on the next while both are alive,
-        down to offset 0. Where the arena is above the lower bound, these are the lifetimes that
-        force it there."""
-        return explain_top(self)
 
 
 @dataclass
@@ -154,7 +102,7 @@ def plan_memory(
     search: str = "full",
     search_iterations: int = SEARCH_ITERATIONS,
 ) -> MemoryPlan:
-    """Plan the arena. `scratch_bytes` are the op kernels' own needs (codegen.kernel_scratch).
+    """Plan the arena. `scratch_bytes` are the op kernels' own needs (engine.codegen.kernel_sets.kernel_scratch).
     `overlap=True` lets outputs reuse dying inputs where engine.overlap allows it (the generated
     code must then use the overlap kernels); the plan without overlaps is computed too and the
     smaller arena kept. `search="greedy-by-size"` places largest first only (the classic
@@ -485,22 +433,3 @@ def _step_table(graph: Graph, groups: list[_Group], scratch: dict[int, int]) -> 
             )
         )
     return tuple(steps)
-
-
-def check_no_overlap(plan: MemoryPlan) -> None:
-    """Raise AssertionError if two buffers alive at the same step share bytes, other than an
-    output over its input where the plan chose that overlap (a plan bug otherwise)."""
-    def owner(tensor: int) -> tuple[str, int]:
-        return ("tensor", plan.alias_of.get(tensor, tensor))
-
-    allowed = {frozenset((owner(r.input), owner(r.output))) for r in plan.overlaps.values()}
-    spans = [(p.offset, p.offset + p.size, p.first_step, p.last_step, owner(p.tensor)) for p in plan.placements.values()]
-    spans += [(o, o + plan.scratch_sizes[s], s, s, ("scratch", s)) for s, o in plan.scratch_offsets.items()]
-    for i, a in enumerate(spans):
-        if a[0] < 0 or a[1] > plan.arena_bytes:
-            raise AssertionError(f"{a[4]} lies outside the arena")
-        for b in spans[i + 1 :]:
-            same_time = a[2] <= b[3] and b[2] <= a[3]
-            same_bytes = a[0] < b[1] and b[0] < a[1]
-            if same_time and same_bytes and a[4] != b[4] and frozenset((a[4], b[4])) not in allowed:
-                raise AssertionError(f"{a[4]} and {b[4]} overlap in the arena while both are alive")

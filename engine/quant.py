@@ -12,6 +12,9 @@ import numpy as np
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+# Scales outside this magnitude make TFLite's float32 arithmetic overflow or vanish.
+MIN_SCALE_MAGNITUDE = 1e-30
+MAX_SCALE_MAGNITUDE = 1e30
 
 
 def round_half_away(value: float) -> int:
@@ -51,6 +54,12 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) ->
     total = product + nudge
     high = np.where(total >= 0, total >> 31, -((-total) >> 31))
     return np.where(overflow, INT32_MAX, high).astype(np.int64)
+
+
+def c_divide(x: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """C's integer division: the quotient truncated toward zero."""
+    q = np.abs(x) // np.abs(n)
+    return np.where((x < 0) != (np.asarray(n) < 0), -q, q)
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:

@@ -4,19 +4,19 @@ and index; a corrupt or non-int8 file is refused with a clear message."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from engine.errors import ModelFormatError, UnsupportedOpError
-from engine.ir import OP_KINDS, Graph, Op, Tensor
+from engine.ir import Graph, Op, Tensor
+from engine.ops import OP_KINDS, OPS
+from engine.ops.spec import op_where
 from engine.validate import check_op_structure, check_shape, validate_graph
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-_ACTIVATIONS = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
-_PADDINGS = {schema.Padding.SAME: "SAME", schema.Padding.VALID: "VALID"}
 _DTYPES = {"INT8": "int8", "INT16": "int16", "INT32": "int32", "FLOAT32": "float32", "UINT8": "uint8"}
 _NUMPY = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
 
@@ -54,7 +54,7 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
         outputs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
         check_op_structure(where, kind, inputs, outputs, len(tensors))
         options = _options(op, kind, where)
-        attrs = _ATTRIBUTES.get(kind, lambda *_: {})(options, inputs, tensors, where)
+        attrs = OPS[kind].tflite.read(options, inputs, tensors, where)
         ops.append(Op(kind=kind, inputs=inputs, outputs=outputs, attrs=attrs, index=index))
     graph = Graph(
         name=name,
@@ -64,32 +64,19 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
         outputs=[int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])],
     )
     validate_graph(graph)
-    _check_concatenation(graph)
+    for op in graph.ops:
+        import_check = OPS[op.kind].import_check
+        if import_check is not None:
+            import_check(graph, op, op_where(graph, op))
     return graph
 
 
-# The options table each op kind carries; None: the op takes none. `optional`: may be absent.
-_OPTIONS_TYPES: dict[str, tuple[int | None, bool]] = {
-    "CONV_2D": (schema.BuiltinOptions.Conv2DOptions, False),
-    "DEPTHWISE_CONV_2D": (schema.BuiltinOptions.DepthwiseConv2DOptions, False),
-    "FULLY_CONNECTED": (schema.BuiltinOptions.FullyConnectedOptions, False),
-    "ADD": (schema.BuiltinOptions.AddOptions, True),
-    "AVERAGE_POOL_2D": (schema.BuiltinOptions.Pool2DOptions, False),
-    "MAX_POOL_2D": (schema.BuiltinOptions.Pool2DOptions, False),
-    "MEAN": (schema.BuiltinOptions.ReducerOptions, True),
-    "PAD": (schema.BuiltinOptions.PadOptions, True),
-    "RESHAPE": (schema.BuiltinOptions.ReshapeOptions, True),
-    "SOFTMAX": (schema.BuiltinOptions.SoftmaxOptions, False),
-    "CONCATENATION": (schema.BuiltinOptions.ConcatenationOptions, False),
-    "QUANTIZE": (schema.BuiltinOptions.QuantizeOptions, True),
-    "DEQUANTIZE": (schema.BuiltinOptions.DequantizeOptions, True),
-}
 _OPTIONS_NAMES = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
 
 
 def _options(op: Any, kind: str, where: str) -> Any:
     """The op's builtin options, refused when of another op's type or missing where required."""
-    expected, optional = _OPTIONS_TYPES[kind]
+    expected, optional = OPS[kind].tflite.options_type, OPS[kind].tflite.optional
     actual = int(op.builtinOptionsType or 0)
     if actual == schema.BuiltinOptions.NONE or op.builtinOptions is None:
         if not optional:
@@ -158,120 +145,3 @@ def _tensor(t: Any, buffers: list[Any], model: str, index: int) -> Tensor:
         quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
         data=data,
     )
-
-
-# ---- options -> attributes, one function per op kind ----
-def _activation(options: Any, where: str) -> str:
-    name = _ACTIVATIONS.get(options.fusedActivationFunction, str(options.fusedActivationFunction))
-    if name not in ("NONE", "RELU", "RELU6"):
-        raise UnsupportedOpError(f"{where}: fused activation {name} is not supported (NONE, RELU, RELU6 are)")
-    return name
-
-
-def _window(options: Any, where: str) -> dict[str, Any]:
-    if getattr(options, "dilationHFactor", 1) != 1 or getattr(options, "dilationWFactor", 1) != 1:
-        raise UnsupportedOpError(
-            f"{where}: dilation {options.dilationHFactor}x{options.dilationWFactor} is not supported (only 1)"
-        )
-    if options.padding not in _PADDINGS:
-        raise ModelFormatError(f"{where}: padding is {options.padding}, neither SAME (0) nor VALID (1)")
-    return {
-        "padding": _PADDINGS[options.padding],
-        "stride_h": int(options.strideH),
-        "stride_w": int(options.strideW),
-        "activation": _activation(options, where),
-    }
-
-
-def _conv(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    return _window(options, where)
-
-
-def _depthwise(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    """depth_multiplier as the options give it (TFLM's kernels use it); validate_graph checks it
-    against the filter's channels."""
-    attrs = _window(options, where)
-    attrs["depth_multiplier"] = int(options.depthMultiplier)
-    return attrs
-
-
-def _pool(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    attrs = _window(options, where)
-    attrs.update(filter_h=int(options.filterHeight), filter_w=int(options.filterWidth))
-    return attrs
-
-
-def _fully_connected(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    if options.weightsFormat != schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
-        raise UnsupportedOpError(f"{where}: shuffled weights are not supported")
-    return {"activation": _activation(options, where), "keep_num_dims": bool(options.keepNumDims)}
-
-
-def _add(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    return {"activation": _activation(options, where) if options is not None else "NONE"}
-
-
-def _concatenation(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
-    axis = int(options.axis)
-    return {"axis": axis + rank if axis < 0 else axis, "activation": _activation(options, where)}
-
-
-def _softmax(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    return {"beta": float(options.beta)}
-
-
-def _constant_input(inputs: tuple[int, ...], tensors: list[Tensor], position: int, where: str, what: str) -> np.ndarray:
-    if len(inputs) <= position or inputs[position] < 0 or tensors[inputs[position]].data is None:
-        raise UnsupportedOpError(f"{where}: the {what} must be a constant tensor")
-    return tensors[inputs[position]].data
-
-
-def _mean(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    rank = len(tensors[inputs[0]].shape) if inputs[0] >= 0 else 0
-    axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in _constant_input(inputs, tensors, 1, where, "axis").ravel()})
-    return {"axes": tuple(axes), "keep_dims": bool(options.keepDims) if options is not None else False}
-
-
-def _pad(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    paddings = _constant_input(inputs, tensors, 1, where, "paddings")
-    if paddings.size % 2:
-        raise ModelFormatError(f"{where}: the paddings tensor has {paddings.size} values, not pairs")
-    return {"paddings": tuple((int(a), int(b)) for a, b in paddings.reshape(-1, 2))}
-
-
-def _reshape(options: Any, inputs: tuple[int, ...], tensors: list[Tensor], where: str) -> dict[str, Any]:
-    return {}
-
-
-_ATTRIBUTES: dict[str, Callable[..., dict[str, Any]]] = {
-    "CONV_2D": _conv,
-    "DEPTHWISE_CONV_2D": _depthwise,
-    "FULLY_CONNECTED": _fully_connected,
-    "ADD": _add,
-    "AVERAGE_POOL_2D": _pool,
-    "MAX_POOL_2D": _pool,
-    "MEAN": _mean,
-    "PAD": _pad,
-    "RESHAPE": _reshape,
-    "SOFTMAX": _softmax,
-    "CONCATENATION": _concatenation,
-}
-
-
-def _check_concatenation(graph: Graph) -> None:
-    """TFLM concatenates int8 only as a copy: every input quantised like the output, no activation."""
-    for op in graph.ops:
-        if op.kind != "CONCATENATION":
-            continue
-        out = graph.tensors[op.outputs[0]]
-        if op.attrs.get("activation", "NONE") != "NONE":
-            raise UnsupportedOpError(f"model {graph.name}: op {op.index} (CONCATENATION) has a fused activation, which TFLite Micro does not support")
-        for position, t in enumerate(op.inputs):
-            tensor = graph.tensors[t]
-            if (tensor.scale, tensor.zero_point) != (out.scale, out.zero_point):
-                raise UnsupportedOpError(
-                    f"model {graph.name}: op {op.index} (CONCATENATION) input {position} is quantised with "
-                    f"scale {tensor.scale} zero point {tensor.zero_point}, the output with {out.scale} {out.zero_point}; "
-                    "TFLite Micro (and so the engine) needs them equal"
-                )

@@ -7,20 +7,23 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
-from engine.codegen import kernel_library_digest
+from engine.codegen.generator import kernel_library_digest
 from engine.resources import templates_dir
 from hil.build.firmware import COMPILER, compile_flags
 from hil.build.toolchain import tool_version
 from hil.targets.boardspec import BoardSpec
 
-# The kernel set a table's layers are measured with (engine.codegen.KERNEL_SETS).
+# The kernel set a table's layers are measured with (engine.codegen.variants.KERNEL_SETS).
 LUT_KERNELS = "optimized"
 
 # The engine modules between a graph and its C: the rewrites, the memory plan (where each tensor
-# lives), the requantisation constants, and the generator itself. A change in any of them can
-# change the code a layer runs, so it changes the key (a refactor costs a rebuild, never a stale figure).
-CODE_GENERATOR_MODULES = ("compiler.py", "fold.py", "planner.py", "overlap.py", "quant.py", "codegen.py")
+# lives), the requantisation constants, the generator itself (a package) and the op families that
+# emit each layer (a package). A change in any of them can change the code a layer runs, so it
+# changes the key (a refactor costs a rebuild, never a stale figure).
+CODE_GENERATOR_MODULES = ("compiler.py", "fold.py", "planner.py", "memory_plan.py", "overlap.py", "quant.py",
+                          "codegen", "ops")
 
 # Each part, in the words of a refusal: "the kernel library changed: ...".
 PART_NAMES = {
@@ -39,7 +42,7 @@ class LatencyKey:
 
     board: str
     kernels: str  # "optimized" or "portable"
-    kernel_library: str  # engine.codegen.kernel_library_digest()
+    kernel_library: str  # engine.codegen.generator.kernel_library_digest()
     code_generator: str  # code_generator_digest()
     toolchain: str  # the first line of `arm-none-eabi-gcc --version`
     compile_flags: tuple[str, ...]  # the board's flags, without a workload's include paths and defines
@@ -81,11 +84,23 @@ def code_generator_digest() -> str:
     digest = hashlib.sha256()
     engine = files("engine")
     for name in CODE_GENERATOR_MODULES:
-        digest.update(name.encode() + b"\0" + engine.joinpath(name).read_bytes() + b"\0")
+        for path, source in _python_sources(engine.joinpath(name), name):
+            digest.update(path.encode() + b"\0" + source + b"\0")
     for path in sorted(templates_dir().iterdir()):
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _python_sources(entry: Traversable, name: str) -> list[tuple[str, bytes]]:
+    """(path, bytes) of a module, or of every module of a package and its sub-packages, by path."""
+    if entry.is_file():
+        return [(name, entry.read_bytes())]
+    found = []
+    for child in entry.iterdir():
+        if (child.is_dir() and child.name != "__pycache__") or child.name.endswith(".py"):
+            found += _python_sources(child, f"{name}/{child.name}")
+    return sorted(found)
 
 
 def board_compile_flags(board: BoardSpec) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.codegen import generate_c, kernel_scratch
+from engine.codegen.generator import generate_c
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.errors import UnsupportedOpError
 from engine.hostbuild import (
     HOST_CC,
@@ -25,7 +26,8 @@ from engine.hostbuild import (
     run_generated_on_host,
     run_generated_on_host_many,
 )
-from engine.ir import OP_KINDS, Graph
+from engine.ir import Graph
+from engine.ops import OP_KINDS
 from engine.oracle import interpreter, run_tflm
 from engine.planner import plan_memory
 from engine.tflite import load_tflite

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.codegen import KERNEL_VARIANTS
+from engine.codegen.kernel_sets import KERNEL_VARIANTS
 from engine.differential import Case, inputs_for, make_cases, mismatches, run_cases_on_host, tflm_outputs
 from engine.hostbuild import HOST_CC
 

@@ -10,7 +10,8 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from engine import synth
 from engine.errors import UnsupportedOpError
 from engine.export import BUFFER_ALIGNMENT, export_tflite
-from engine.ir import OP_KINDS, Graph, Op, Tensor
+from engine.ir import Graph, Op, Tensor
+from engine.ops import OP_KINDS
 from engine.oracle import run_tflm
 from engine.tflite import parse_tflite
 
@@ -38,7 +39,7 @@ def _random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
 
 
 def every_op_graph() -> Graph:
-    """A small graph that uses each op kind of engine.ir.OP_KINDS once or more."""
+    """A small graph that uses each op kind of engine.ops.OP_KINDS once or more."""
     rng = np.random.default_rng(1)
     tensors: list[Tensor] = []
 

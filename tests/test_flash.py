@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import needs_arm_gcc
-from engine.codegen import choose_wide, widening_candidates
+from engine.codegen.widening import choose_wide, widening_candidates
 from engine.errors import DoesNotFitError
 from hil.build.flash import byte_count
 from hil.experiments.modelrun import build_model_firmware

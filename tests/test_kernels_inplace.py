@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 
 from engine import synth
-from engine.codegen import generate_c, kernel_scratch
+from engine.codegen.generator import generate_c
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.compiler import KERNELS_DIR, kernel_sources
 from engine.export import export_tflite
 from engine.hostbuild import HOST_CC, HOST_FLAGS, build_host_program, run_host_program
 from engine.ir import Graph
+from engine.memory_plan import MemoryPlan, Placement, check_no_overlap
 from engine.oracle import run_tflm
 from engine.overlap import OverlapRule, overlap_candidates
-from engine.planner import MemoryPlan, Placement, check_no_overlap, plan_memory
+from engine.planner import plan_memory
 from engine.quant import quantize_multiplier
 
 needs_gcc = pytest.mark.skipif(shutil.which(HOST_CC) is None, reason=f"{HOST_CC} is not installed")

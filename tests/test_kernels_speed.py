@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from engine import synth
-from engine.codegen import RQ_ANY, RQ_EVEN, RQ_EVEN_ZP, RQ_PORTABLE, RQ_SIGNED, _rq_params, generate_c, kernel_scratch
+from engine.codegen.generator import generate_c
+from engine.codegen.kernel_sets import kernel_scratch
+from engine.codegen.requant import RQ_ANY, RQ_EVEN, RQ_EVEN_ZP, RQ_PORTABLE, RQ_SIGNED, rq_params
 from engine.compiler import KERNELS_DIR
 from engine.export import export_tflite
 from engine.hostbuild import HOST_CC, HOST_FLAGS, build_host_program, run_host_program
@@ -128,8 +130,9 @@ def test_single_op_optimized_matches_tflm(graph: Graph):
 
 
 def test_forced_modes_are_the_modes_meant():
-    from engine.codegen import _requant_mode
-    from engine.prepare import channel_multipliers, scale_of
+    from engine.codegen.requant import requant_mode
+    from engine.ops.quant_params import scale_of
+    from engine.ops.weighted import channel_multipliers
 
     expected = {"portable": RQ_PORTABLE, "any": RQ_ANY, "even": RQ_EVEN}
     for name, graph in SINGLE_OP_GRAPHS:
@@ -138,7 +141,7 @@ def test_forced_modes_are_the_modes_meant():
             x, w, y = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
             channels = w.shape[0] if op.kind != "DEPTHWISE_CONV_2D" else w.shape[3]
             mults, shifts = channel_multipliers(scale_of(x, ""), w, scale_of(y, ""), channels, "")
-            assert _requant_mode(mults, shifts) == expected[name.split("-")[1]], name
+            assert requant_mode(mults, shifts) == expected[name.split("-")[1]], name
 
 
 # ---- regression: MCUNet's F746 first layer ----
@@ -227,7 +230,7 @@ def test_requantisation_modes_equal_tflite_rule(tmp_path: Path):
                 multipliers += [-(1 << 30), -(1 << 31) + 1, *(-rng.integers(1 << 30, 1 << 31, size=4))]
             for i, m in enumerate(multipliers):
                 zp = (-128, 127, int(rng.integers(-128, 128)))[i % 3]
-                h, sh = _rq_params(int(m), shift, mode, zp)
+                h, sh = rq_params(int(m), shift, mode, zp)
                 accs = extremes + [int(v) for v in rng.integers(-(2**31), 2**31, size=12)]
                 # values around the rounding boundaries of this multiplier and shift
                 for target in rng.integers(-300, 300, size=6):
@@ -273,7 +276,8 @@ def requant_probe(rng: np.random.Generator, exponents: range, activation: str) -
     a rounding boundary of the channel's multiplier (or at an int32 extreme), so the output checks
     the requantisation of the fused assembly block value by value; channel c's right shift is
     exponents[c % len(exponents)]."""
-    from engine.prepare import channel_multipliers, scale_of
+    from engine.ops.quant_params import scale_of
+    from engine.ops.weighted import channel_multipliers
 
     channels = 3 * len(exponents)
     graph = synth.conv2d_model(rng, 1, 2, 4, channels, 1, 1, "SAME", activation, per_channel=True)

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.codegen import kernel_scratch
+from engine.codegen.kernel_sets import kernel_scratch
 from engine.compiler import compile_graph
 from engine.export import export_tflite
 from engine.fold import fold_pad
 from engine.ir import Graph, Op, Tensor
-from engine.planner import MemoryPlan, check_no_overlap, plan_memory
+from engine.memory_plan import MemoryPlan, check_no_overlap
+from engine.planner import plan_memory
 from engine.synth import GraphBuilder
 from engine.tflite import load_tflite, parse_tflite
 from tinylab_cli.main import main

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.codegen
+import engine.codegen.generator
 import hil.build.firmware
 import hil.resources as resources
 from engine.resources import kernels_dir, package_dir, templates_dir
@@ -23,7 +23,7 @@ def test_in_a_checkout_the_top_level_folders_are_used() -> None:
 
 
 def test_the_engine_files_are_real_directories_inside_the_package() -> None:
-    assert kernels_dir() == REPO / "engine" / "kernels" == engine.codegen.KERNELS_DIR
+    assert kernels_dir() == REPO / "engine" / "kernels" == engine.codegen.generator.KERNELS_DIR
     assert (kernels_dir() / "tl_kernels.h").is_file()
     assert (templates_dir() / "model.c.j2").is_file()
     assert (resources.report_templates_dir() / "report.html.j2").is_file()

@@ -1,5 +1,5 @@
 """Flash as a budget, like SRAM: a model's firmware image by component, and the widening of weights
-(engine.codegen.choose_wide) cut back until the whole image fits the budget.
+(engine.codegen.widening.choose_wide) cut back until the whole image fits the budget.
 
 The optimised kernels run faster with int16 copies of the weights of some layers, at twice their
 flash. The budget is the board's flash unless the user gives a smaller one (`--flash-budget`).

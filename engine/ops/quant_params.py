@@ -1,4 +1,5 @@
-"""Reading a tensor's quantisation and an op's fused activation range."""
+"""Reading a tensor's quantisation and an op's fused activation range, as TFLite Micro's Prepare
+steps read them."""
 from __future__ import annotations
 
 import numpy as np
