@@ -108,13 +108,21 @@ def network_macs(config: TinyMobileNetConfig) -> int:
 
 
 def space_layers(space) -> dict[str, Layer]:
-    """Every distinct layer configuration of a search space (`nas.space.SearchSpace`), by key."""
+    """Every distinct layer configuration of a search space (`nas.space.SearchSpace`), by key,
+    at each of its widths and resolutions."""
+    found: dict[str, Layer] = {}
+    for width in space.widths:
+        _scaled_space_layers(space.at(width), found)
+    return found
+
+
+def _scaled_space_layers(space, found: dict[str, Layer]) -> None:
+    """The layers of a space of one width (channels already scaled) into `found`."""
     from engine.torch_models import Stage
 
     def default(stage, stride: int) -> Stage:
         return Stage(stage.expands[0], stage.channels, 1, stride, stage.kernels[0])
 
-    found: dict[str, Layer] = {}
     prefix: tuple[Stage, ...] = (Stage(1, space.first_block_channels, 1, 1, 3),) if space.first_block_channels else ()
     for resolution in space.resolutions:
         # A stage's input shape does not depend on the choices before it: vary one stage at a time,
@@ -129,4 +137,3 @@ def space_layers(space) -> dict[str, Layer]:
                         chosen += (Stage(expand, stage.channels, 1, 1, kernel),)
                     for layer in network_layers(space.config(resolution, prefix + before + chosen + after)):
                         found.setdefault(layer.key, layer)
-    return found

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what tinylab needs and is missing: the Debian packages (the Arm C and C++ toolchain, QEMU, and
-# headless Chromium for the HTML report's tests) and a virtual environment at .venv/ with the
+# headless Chromium for the HTML report's tests, Fashion-MNIST for the search) and a virtual environment at .venv/ with the
 # project installed editable. Safe to run again: it does nothing when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm chromium)
+DEBIAN_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm chromium dataset-fashion-mnist)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -23,7 +23,7 @@ EXAMPLES = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("build", "validate"), help="build the table, or validate it")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
-    parser.add_argument("--space", default="tiny", help="search space name (default: tiny)")
+    parser.add_argument("--space", default="tiny", help="search space: a name or a JSON/YAML space file (default: tiny)")
     parser.add_argument("--table", help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from nas.lut import open_table
     from nas.lutkey import current_key
     from nas.measure import build_table, missing_keys, validate_table
-    from nas.space import get_space
+    from nas.space import load_space
 
     board = load_board(args.board)
-    space = get_space(args.space)
+    space = load_space(args.space)
     jobs = measuring_jobs(args.jobs, board)
     table, path = open_table(args.table, current_key(board))
     with open_store(args.store) as store:

@@ -1,7 +1,7 @@
 """The `tinylab` command line: the table of sub-commands, the parser and `main()`.
 
-Most commands are modules of `hil.commands`; `lut` needs the search (`nas`) and lives in this
-package. Without `nas` only the commands that need it are unavailable."""
+Most commands are modules of `hil.commands`; `lut` and `nas` need the search (`nas`) and live in
+this package. Without `nas` only the commands that need it are unavailable."""
 from __future__ import annotations
 
 import argparse
@@ -26,12 +26,14 @@ COMMANDS: dict[str, str] = {
     "build": "hil.commands.build",
     "serve": "hil.commands.serve",
     "lut": "tinylab_cli.lut",
+    "nas": "tinylab_cli.nas",
     "nightly": "hil.commands.nightly",
 }
 # Commands that need a package above the lab: name -> that package. Where it cannot be imported,
 # the command is listed as unavailable and refuses to run; every other command works.
 NEEDS: dict[str, str] = {
     "lut": "nas",
+    "nas": "nas",
 }
 
 

@@ -9,7 +9,6 @@ measured excess and the firmware rebuilt, best gain per byte kept first."""
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,23 +16,11 @@ from engine.compiler import CompiledModel, with_wide_budget
 from engine.errors import DoesNotFitError
 from hil.build.firmware import Firmware
 from hil.errors import RegionOverflowError
+from hil.sizes import byte_count
 from hil.targets.boardspec import BoardSpec
 
 KERNEL_PREFIX = "tl_"  # the kernel library's functions
 FIT_ATTEMPTS = 4  # builds after the first: each one removes at least the measured excess
-_UNITS = {"": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024 * 1024, "MB": 1024 * 1024, "MIB": 1024 * 1024}
-
-
-def byte_count(text: str) -> int:
-    """A size in bytes: 1048576, 1,048,576, 1024K or 1M (K and M are 1024 and 1024^2)."""
-    match = re.fullmatch(r"\s*([0-9][0-9,_]*)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else None
-    if match is None or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (for example 1048576, 1024K or 1M)")
-    value = int(match.group(1).replace(",", "").replace("_", "")) * _UNITS[unit]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a flash budget must be more than 0 bytes")
-    return value
 
 
 def add_flash_budget_argument(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,159 @@
+"""Search-space optimisation (MCUNet §3.1): for each (width, resolution) of a space's grid, sample
+networks, keep those whose peak SRAM and flash fit the budget, and choose the (W, R) whose fitting
+networks have the highest mean MACs, among those where at least `min_fit` of the networks fit.
+
+Sampling is separate from the budget: `sample_grid` computes each network's footprint once (its
+planned arena, int8 constants, layers and MACs, `nas.footprint`), and `summarise` adds a board's
+measured overhead (`nas.overhead`) and applies a budget, so several budgets reuse one sampling."""
+from __future__ import annotations
+
+import multiprocessing
+import random
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from nas.footprint import footprint
+from nas.overhead import BoardOverhead
+from nas.space import SearchSpace, SpaceError
+
+# Below this share of fitting networks a space is not chosen, whatever its mean MACs: most of the
+# supernet's subnets could not be deployed and evolution would spend most samples resampling. Half
+# keeps the rule MCUNet's (highest mean MACs) wherever a majority fits.
+DEFAULT_MIN_FIT = 0.5
+PERCENTILES = (50, 90, 100)
+
+
+@dataclass(frozen=True)
+class Budget:
+    sram_bytes: int  # the model's peak SRAM: arena, its statics and the stack
+    flash_bytes: int  # the whole image: int8 constants, code and harness
+
+
+@dataclass
+class GridSample:
+    """The footprints of the networks sampled at one (width, resolution), as arrays."""
+
+    width: float
+    resolution: int
+    arena: np.ndarray
+    constants: np.ndarray
+    ops: np.ndarray
+    macs: np.ndarray
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One (width, resolution) under a budget."""
+
+    width: float
+    resolution: int
+    samples: int
+    fitting: int
+    mean_macs: float  # of the fitting networks (0 when none fits)
+    peak_sram: dict[int, int]  # percentile -> peak SRAM of all the sampled networks
+    flash: dict[int, int]  # percentile -> flash of all the sampled networks
+    macs_fitting: np.ndarray  # the fitting networks' MACs (for the CDF)
+
+    @property
+    def fit_share(self) -> float:
+        return self.fitting / self.samples if self.samples else 0.0
+
+    def to_json(self) -> dict:
+        return {"width": self.width, "resolution": self.resolution, "samples": self.samples, "fitting": self.fitting,
+                "fit_share": round(self.fit_share, 4), "mean_macs_fitting": round(self.mean_macs, 1),
+                **{f"peak_sram_p{p}_bytes": v for p, v in self.peak_sram.items()},
+                **{f"flash_p{p}_bytes": v for p, v in self.flash.items()}}
+
+
+def point_seed(seed: int, width: float, resolution: int) -> str:
+    """The random generator's seed of one grid point: the same networks whatever else is sampled."""
+    return f"{seed}:{width:g}:{resolution}"
+
+
+def sample_point(space: SearchSpace, width: float, resolution: int, samples: int, seed: int) -> GridSample:
+    """`samples` random networks of the space at (width, resolution) and their footprints."""
+    rng = random.Random(point_seed(seed, width, resolution))
+    found = [footprint(space.sample(rng, width=width, resolution=resolution)) for _ in range(samples)]
+    return GridSample(width, resolution, np.array([f.arena_bytes for f in found], np.int64),
+                      np.array([f.constant_bytes for f in found], np.int64), np.array([f.ops for f in found], np.int64),
+                      np.array([f.macs for f in found], np.int64))
+
+
+def _sample_job(args: tuple) -> GridSample:
+    return sample_point(*args)
+
+
+def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1) -> Iterator[GridSample]:
+    """Every grid point's sample, in grid order, on `jobs` processes."""
+    if samples < 1:
+        raise SpaceError(f"samples must be at least 1, not {samples}")
+    work = [(space, w, r, samples, seed) for w, r in space.grid]
+    if jobs <= 1 or len(work) <= 1:
+        yield from map(_sample_job, work)
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_sample_job, work)
+
+
+def summarise(sample: GridSample, overhead: BoardOverhead, budget: Budget) -> GridPoint:
+    """One grid point under the budget, the board's overhead added to each network."""
+    peak = sample.arena + overhead.sram_bytes
+    flash = sample.constants + np.rint(overhead.code_base_bytes + overhead.code_per_op_bytes * sample.ops).astype(np.int64)
+    fits = (peak <= budget.sram_bytes) & (flash <= budget.flash_bytes)
+    macs = sample.macs[fits]
+    return GridPoint(sample.width, sample.resolution, len(peak), int(fits.sum()),
+                     float(macs.mean()) if len(macs) else 0.0,
+                     {p: int(np.percentile(peak, p)) for p in PERCENTILES},
+                     {p: int(np.percentile(flash, p)) for p in PERCENTILES}, macs)
+
+
+def choose(points: list[GridPoint], min_fit: float = DEFAULT_MIN_FIT) -> GridPoint:
+    """The point whose fitting networks have the highest mean MACs among those where at least
+    `min_fit` of the networks fit (the first in grid order on a tie); refused, with the best
+    share seen, when none qualifies."""
+    if not 0.0 <= min_fit <= 1.0:
+        raise SpaceError(f"the minimum share of fitting networks is a fraction in [0, 1], not {min_fit}")
+    eligible = [p for p in points if p.fitting and p.fit_share >= min_fit]
+    if not eligible:
+        best = max(points, key=lambda p: p.fit_share, default=None)
+        seen = (f"at best {best.fit_share:.1%} of the networks fit, at W={best.width:g}, R={best.resolution}"
+                if best is not None and best.fitting else "no sampled network fits at any (W, R)")
+        raise SpaceError(f"no (W, R) of the grid has at least {min_fit:.0%} of its networks within the budget: "
+                         f"{seen}; raise the SRAM or flash budget, lower --min-fit, or search a smaller space")
+    return max(eligible, key=lambda p: p.mean_macs)  # max keeps the first of equal ones
+
+
+def cdf_figure(points: list[GridPoint], chosen: GridPoint | None, path, title: str = "") -> None:
+    """The CDF of the fitting networks' MACs, one panel per resolution, one curve per width (MCUNet's Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    resolutions = sorted({p.resolution for p in points})
+    widths = sorted({p.width for p in points})
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(widths), 1)))
+    figure, axes = plt.subplots(1, len(resolutions), figsize=(3.2 * len(resolutions), 3.4), sharey=True, squeeze=False)
+    for axis, resolution in zip(axes[0], resolutions):
+        for point in (p for p in points if p.resolution == resolution and p.fitting):
+            values = np.sort(point.macs_fitting) / 1e6
+            is_chosen = chosen is not None and (point.width, point.resolution) == (chosen.width, chosen.resolution)
+            axis.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
+                      color="black" if is_chosen else colours[widths.index(point.width)],
+                      linewidth=2.5 if is_chosen else 1.0,
+                      label=f"W={point.width:g} ({point.fit_share:.0%} fit)" + (" chosen" if is_chosen else ""))
+        axis.set_title(f"R={resolution}")
+        axis.set_xlabel("MMACs of fitting networks")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6, loc="lower right")
+    axes[0][0].set_ylabel("cumulative share")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+

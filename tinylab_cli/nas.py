@@ -1,0 +1,137 @@
+"""`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
+budgets. It needs the search (`nas`), so it lives here, above the lab, and imports `nas` only when
+it runs. The later steps of the search (train, search, deploy, run) will be actions beside it."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from hil.errors import LabError
+from hil.progress import ProgressBar
+from hil.resources import results_dir
+from hil.sizes import byte_count
+from hil.targets.boards import load_board
+
+SUMMARY = "search-space optimisation: choose the width and resolution whose networks fit the budget best"
+EXAMPLES = """\
+  tinylab nas space --board qemu-f412 --sram 64K --flash 512K
+  tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
+"""
+DEFAULT_BOARD = "qemu-f412"
+DEFAULT_SAMPLES = 1000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nas.space import DEFAULT_SPACE
+    from nas.space_opt import DEFAULT_MIN_FIT
+
+    parser.add_argument("action", choices=("space",), help="space: choose (W, R) of the space for the budget")
+    parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
+    parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
+                        help="peak SRAM budget of the model: arena, its statics and stack (default: 64K)")
+    parser.add_argument("--flash", type=byte_count, default=byte_count("512K"), metavar="BYTES",
+                        help="flash budget of the whole image (default: 512K)")
+    parser.add_argument("--space", default=DEFAULT_SPACE,
+                        help=f"search space: a name or a JSON/YAML space file (default: {DEFAULT_SPACE})")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"networks sampled per (W, R) (default: {DEFAULT_SAMPLES}, as MCUNet)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled networks (default: 0)")
+    parser.add_argument("--min-fit", type=float, default=DEFAULT_MIN_FIT, metavar="SHARE",
+                        help=f"least share of fitting networks for a (W, R) to be chosen (default: {DEFAULT_MIN_FIT})")
+    parser.add_argument("--figure", type=Path, help="where to write the CDF figure (default: the results folder's "
+                        "nas-space-BOARD-SPACE.png)")
+    parser.add_argument("--jobs", "-j", type=int, default=None, help="processes sampling at once (default: one per core)")
+    parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.measure import default_jobs
+    from nas.overhead import board_overhead
+    from nas.space import load_space
+    from nas.space_opt import Budget, cdf_figure, choose, sample_grid, summarise
+
+    board = load_board(args.board)
+    space = load_space(args.space)
+    budget = Budget(args.sram, args.flash)
+    check_budget(budget, board)
+    if args.samples < 1:
+        raise LabError(f"--samples must be at least 1, not {args.samples}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise LabError(f"--jobs must be at least 1, not {jobs}")
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+
+    overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"), refresh=args.remeasure)
+    say(f"{board.name} overhead ({'measured now' if measured else 'measured before, from the cache'}, key "
+        f"{overhead.key}): SRAM {overhead.sram_bytes:,} B beyond the arena (stack {overhead.stack_bytes:,} B); "
+        f"code and harness {overhead.code_base_bytes:,} B + {overhead.code_per_op_bytes:,.0f} B per layer")
+    grid = space.grid
+    say(f"sampling {args.samples} networks at each of {len(grid)} (W, R) of {space.name} ({jobs} processes)")
+    bar = None if args.json else ProgressBar(len(grid), "nas space")
+    started = time.monotonic()
+    points = []
+    for sample in sample_grid(space, args.samples, args.seed, jobs):
+        point = summarise(sample, overhead, budget)
+        points.append(point)
+        if bar is not None:
+            bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit")
+    seconds = time.monotonic() - started
+    from nas.space import SpaceError
+
+    try:
+        chosen = choose(points, args.min_fit)
+        refusal = None
+    except SpaceError as error:
+        chosen, refusal = None, str(error)
+    figure = args.figure or results_dir() / f"nas-space-{board.name}-{space.name}.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    cdf_figure(points, chosen, figure, f"{space.name} on {board.name}: SRAM {budget.sram_bytes:,} B, "
+               f"flash {budget.flash_bytes:,} B, {args.samples} networks per (W, R)")
+    total = args.samples * len(grid)
+    if args.json:
+        print(json.dumps({
+            "board": board.name, "space": space.name, "samples": args.samples, "seed": args.seed,
+            "min_fit": args.min_fit, "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes},
+            "overhead": {k: v for k, v in overhead.to_json().items()}, "overhead_measured_now": measured,
+            "grid": [p.to_json() for p in points],
+            "choice": None if chosen is None else {"width": chosen.width, "resolution": chosen.resolution,
+                                                   "fit_share": round(chosen.fit_share, 4),
+                                                   "mean_macs_fitting": round(chosen.mean_macs, 1)},
+            "refusal": refusal, "figure": str(figure),
+            "timing": {"seconds": round(seconds, 2), "networks": total, "networks_per_second": round(total / seconds, 1),
+                       "jobs": jobs},
+        }, indent=2))
+    else:
+        print_table(points, chosen)
+        print(f"{total:,} networks in {seconds:.1f} s ({total / seconds:,.0f} per second, {jobs} processes); "
+              f"figure {figure}")
+        if chosen is not None:
+            print(f"chosen: W={chosen.width:g}, R={chosen.resolution} ({chosen.fit_share:.0%} of its networks fit "
+                  f"{budget.sram_bytes:,} B of SRAM and {budget.flash_bytes:,} B of flash, mean "
+                  f"{chosen.mean_macs / 1e6:.2f} MMACs; the highest mean of the (W, R) where at least "
+                  f"{args.min_fit:.0%} fit)")
+    if refusal is not None:
+        raise LabError(refusal)
+    return 0
+
+
+def check_budget(budget, board) -> None:
+    """A budget larger than the board is refused: nothing measured on it could check it."""
+    if budget.sram_bytes > board.sram_bytes:
+        raise LabError(f"--sram {budget.sram_bytes:,} B is more than {board.name}'s SRAM ({board.sram_bytes:,} B)")
+    if budget.flash_bytes > board.flash_bytes:
+        raise LabError(f"--flash {budget.flash_bytes:,} B is more than {board.name}'s flash ({board.flash_bytes:,} B)")
+
+
+def print_table(points, chosen) -> None:
+    from nas.space_opt import PERCENTILES
+
+    heads = " ".join(f"{'SRAM p' + str(p) if p < 100 else 'SRAM max':>10}" for p in PERCENTILES)
+    print(f"{'W':>4} {'R':>3} {'fit':>6} {'MMACs fit':>9} {heads} {'flash p50':>10}")
+    for p in points:
+        mark = "  <- chosen" if chosen is not None and (p.width, p.resolution) == (chosen.width, chosen.resolution) else ""
+        sram = " ".join(f"{p.peak_sram[q]:>10,}" for q in PERCENTILES)
+        macs = f"{p.mean_macs / 1e6:>9.2f}" if p.fitting else f"{'-':>9}"
+        print(f"{p.width:>4g} {p.resolution:>3} {p.fit_share:>6.1%} {macs} {sram} {p.flash[50]:>10,}{mark}")
