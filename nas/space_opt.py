@@ -148,7 +148,10 @@ def cdf_figure(points: list[GridPoint], chosen: GridPoint | None, path, title: s
         axis.set_title(f"R={resolution}")
         axis.set_xlabel("MMACs of fitting networks")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=6, loc="lower right")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=6, loc="lower right")
+        else:
+            axis.text(0.5, 0.5, "no network fits", ha="center", transform=axis.transAxes)
     axes[0][0].set_ylabel("cumulative share")
     if title:
         figure.suptitle(title, fontsize=9)
