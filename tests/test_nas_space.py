@@ -80,6 +80,15 @@ def test_a_malformed_space_file_is_refused_with_the_field(tmp_path):
         load_space("nope")
 
 
+def test_the_command_s_defaults_are_the_search_s():
+    import nas.space
+    import nas.space_opt
+    import tinylab_cli.nas
+
+    assert tinylab_cli.nas.DEFAULT_SPACE == nas.space.DEFAULT_SPACE
+    assert tinylab_cli.nas.DEFAULT_MIN_FIT == nas.space_opt.DEFAULT_MIN_FIT
+
+
 def test_byte_counts_for_memory_budgets():
     assert byte_count("48K") == 48 * 1024 and byte_count("1M") == 1 << 20 and byte_count("65536") == 65536
     with pytest.raises(argparse.ArgumentTypeError):

@@ -21,12 +21,13 @@ EXAMPLES = """\
 """
 DEFAULT_BOARD = "qemu-f412"
 DEFAULT_SAMPLES = 1000
+# nas.space.DEFAULT_SPACE and nas.space_opt.DEFAULT_MIN_FIT, named here so that building the parser
+# does not import the search (and torch) for every command; tests/test_nas_space.py keeps them equal.
+DEFAULT_SPACE = "fashion-mnist"
+DEFAULT_MIN_FIT = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nas.space import DEFAULT_SPACE
-    from nas.space_opt import DEFAULT_MIN_FIT
-
     parser.add_argument("action", choices=("space",), help="space: choose (W, R) of the space for the budget")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
     parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
