@@ -2,7 +2,8 @@
 multipliers W, a stem, stages of inverted-residual blocks with a per-stage depth and per-block
 choices of expand ratio and kernel, and a head.
 
-A network of a space is an `engine.torch_models.TinyMobileNetConfig` with one `Stage` of one
+An architecture of a space (per-stage depth, per-block kernel and expand) is a `nas.arch.Arch`;
+its network is an `engine.torch_models.TinyMobileNetConfig` with one `Stage` of one
 block per inverted-residual block, so that every block may pick its own expand ratio and kernel.
 The width multiplier scales every layer's channel count (stem, first block, stages, head; not the
 input channels nor the classes) and rounds it to a multiple of 8 (`make_divisible`).
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from engine.torch_models import ACTIVATIONS, Stage, TinyMobileNetConfig
 from hil.errors import LabError
+from nas.arch import Arch, sample_arch
 
 CHANNEL_DIVISOR = 8
 
@@ -86,21 +88,23 @@ class SearchSpace:
     def sample(self, rng: random.Random, width: float | None = None, resolution: int | None = None) -> TinyMobileNetConfig:
         """A random network of the space: at `width` and `resolution` where given, else at random
         ones of the grid. Each stage draws its depth, then each block its expand and kernel."""
-        choices: list[tuple[StageChoices, int, int, int]] = []  # (stage, index in stage, expand, kernel)
-        for stage in self.stages:
-            depth = rng.choice(stage.repeats)
-            for index in range(depth):
-                choices.append((stage, index, rng.choice(stage.expands), rng.choice(stage.kernels)))
+        arch = sample_arch(self.stages, rng)
         resolution = rng.choice(self.resolutions) if resolution is None else resolution
         if width is None:
             width = rng.choice(self.widths) if len(self.widths) > 1 else self.widths[0]
+        return self.network(arch, width, resolution)
+
+    def network(self, arch: Arch, width: float, resolution: int) -> TinyMobileNetConfig:
+        """The network of architecture `arch` at `width` and `resolution`: one `Stage` per block."""
+        arch.check(self.stages)
         blocks: list[Stage] = []
         if self.first_block_channels:
             blocks.append(Stage(expand=1, channels=scale_channels(self.first_block_channels, width), repeats=1,
                                 stride=1, kernel=3))
-        for stage, index, expand, kernel in choices:
-            blocks.append(Stage(expand=expand, channels=scale_channels(stage.channels, width), repeats=1,
-                                stride=stage.stride if index == 0 else 1, kernel=kernel))
+        for stage, chosen in zip(self.stages, arch.stages):
+            for index, block in enumerate(chosen):
+                blocks.append(Stage(expand=block.expand, channels=scale_channels(stage.channels, width), repeats=1,
+                                    stride=stage.stride if index == 0 else 1, kernel=block.kernel))
         return self.config(resolution, tuple(blocks), width)
 
     def config(self, resolution: int, blocks: tuple[Stage, ...], width: float = 1.0) -> TinyMobileNetConfig:
