@@ -1,6 +1,7 @@
 """`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
-budgets. It needs the search (`nas`), so it lives here, above the lab, and imports `nas` only when
-it runs. The later steps of the search (train, search, deploy, run) will be actions beside it."""
+budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`).
+They need the search (`nas`), so they live here, above the lab, and import `nas` only when they
+run. The later steps of the search (search, deploy, run) will be actions beside them."""
 from __future__ import annotations
 
 import argparse
@@ -14,10 +15,13 @@ from hil.resources import results_dir
 from hil.sizes import byte_count
 from hil.targets.boards import load_board
 
-SUMMARY = "search-space optimisation: choose the width and resolution whose networks fit the budget best"
+SUMMARY = ("the search: choose the width and resolution whose networks fit the budget best (space), "
+           "train their supernet (train)")
 EXAMPLES = """\
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
+  tinylab nas train --width 0.7 --resolution 28 --epochs 5
+  tinylab nas train --space tiny --width 1 --resolution 8 --dataset digits --epochs 2 --json
 """
 DEFAULT_BOARD = "qemu-f412"
 DEFAULT_SAMPLES = 1000
@@ -28,7 +32,10 @@ DEFAULT_MIN_FIT = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("space",), help="space: choose (W, R) of the space for the budget")
+    from tinylab_cli.nas_train import add_train_arguments
+
+    parser.add_argument("action", choices=("space", "train"),
+                        help="space: choose (W, R) of the space for the budget; train: train the supernet of one (W, R)")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
     parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
                         help="peak SRAM budget of the model: arena, its statics and stack (default: 64K)")
@@ -38,16 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"search space: a name or a JSON/YAML space file (default: {DEFAULT_SPACE})")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help=f"networks sampled per (W, R) (default: {DEFAULT_SAMPLES}, as MCUNet)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled networks (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the sampled networks, or of the training run (default: 0)")
     parser.add_argument("--min-fit", type=float, default=DEFAULT_MIN_FIT, metavar="SHARE",
                         help=f"least share of fitting networks for a (W, R) to be chosen (default: {DEFAULT_MIN_FIT})")
     parser.add_argument("--figure", type=Path, help="where to write the CDF figure (default: the results folder's "
                         "nas-space-BOARD-SPACE.png)")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="processes sampling at once (default: one per core)")
     parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")
+    add_train_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "train":
+        from tinylab_cli.nas_train import run_train
+
+        return run_train(args)
+    return run_space(args)
+
+
+def run_space(args: argparse.Namespace) -> int:
     from nas.measure import default_jobs
     from nas.overhead import board_overhead
     from nas.space import load_space

@@ -1,0 +1,105 @@
+"""`tinylab nas train`: train the supernet of one (W, R) of a space (`nas/train.py`), with a
+progress bar per epoch, then score the largest, the smallest and a few random subnets on the
+validation split (each after its batch-norm statistics are recomputed). The run's checkpoint is
+written after every epoch; the same command again resumes from it."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+from hil.errors import LabError
+from hil.progress import ProgressBar
+
+# nas.train.TrainConfig's defaults, named here so that building the parser does not import torch;
+# tests/test_nas_train.py keeps them equal.
+DEFAULT_DATASET = "fashion-mnist"
+DEFAULT_EPOCHS = 5
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SUBNETS = 2
+DEFAULT_OPTIMIZER = "sgd"
+DEFAULT_RANDOM_SUBNETS = 3  # random subnets scored at the end
+BAR_CHUNKS = 20  # a bar advances at most this often per epoch
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("train", "training the supernet of one (W, R) of --space")
+    group.add_argument("--width", type=float, metavar="W",
+                       help="width multiplier (required for now: take the W that 'nas space' chose)")
+    group.add_argument("--resolution", type=int, metavar="R",
+                       help="input resolution (required for now: take the R that 'nas space' chose)")
+    group.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME|DIR|FILE.npz",
+                       help=f"fashion-mnist, digits (8x8, quick), a folder of class folders or an .npz file "
+                            f"(default: {DEFAULT_DATASET})")
+    group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs (default: {DEFAULT_EPOCHS})")
+    group.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                       help=f"images per step (default: {DEFAULT_BATCH_SIZE})")
+    group.add_argument("--subnets", type=int, default=DEFAULT_SUBNETS,
+                       help=f"random subnets per step beside the largest (sandwich rule; default: {DEFAULT_SUBNETS})")
+    group.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULT_OPTIMIZER,
+                       help=f"sgd (Nesterov, momentum 0.9) or adam (default: {DEFAULT_OPTIMIZER})")
+    group.add_argument("--lr", type=float, help="peak learning rate, on a cosine to 0 (default: 0.05 sgd, 0.002 adam)")
+    group.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
+    group.add_argument("--distill", action="store_true",
+                       help="random subnets learn the largest one's outputs (in-place distillation)")
+    group.add_argument("--random-subnets", type=int, default=DEFAULT_RANDOM_SUBNETS, metavar="N",
+                       help=f"random subnets scored at the end (default: {DEFAULT_RANDOM_SUBNETS})")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from nas.space import load_space
+    from nas.train import TrainConfig, evaluate, train
+
+    if args.width is None or args.resolution is None:
+        space = load_space(args.space)
+        raise LabError(f"nas train needs --width and --resolution (for now): run 'tinylab nas space' for the board "
+                       f"and budgets and take its choice; the grid of {space.name} is W in "
+                       f"{', '.join(f'{w:g}' for w in space.widths)}, R in {', '.join(map(str, space.resolutions))}")
+    if args.random_subnets < 0:
+        raise LabError(f"--random-subnets must be 0 or more, not {args.random_subnets}")
+    config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
+                         epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets, seed=args.seed,
+                         optimizer=args.optimizer, lr=args.lr, label_smoothing=args.label_smoothing,
+                         distill=args.distill)
+    bars: dict[int, tuple[ProgressBar, int]] = {}
+
+    def progress(epoch: int, step: int, steps: int, loss: float) -> None:
+        if args.json:
+            return
+        chunks = min(BAR_CHUNKS, steps)
+        bar, shown = bars.setdefault(epoch, (ProgressBar(chunks, f"epoch {epoch}/{config.epochs}"), 0))
+        due = step * chunks // steps
+        while shown < due:
+            shown += 1
+            bar.advance(f"loss {loss:.3f}")
+        bars[epoch] = (bar, shown)
+
+    result = train(config, progress=progress)
+    net, data = result.supernet, result.data
+    rng = random.Random(f"{config.seed}:score")
+    archs = [("largest", net.largest()), ("smallest", net.smallest())]
+    archs += [(f"random {i + 1}", net.sample(rng)) for i in range(args.random_subnets)]
+    scores = [(name, arch, evaluate(net, arch, data, config)) for name, arch in archs]
+    trained = [h for h in result.history[result.resumed_from:]]
+    seconds = sum(h["seconds"] for h in trained) / len(trained) if trained else None
+    if args.json:
+        print(json.dumps({
+            "space": net.space.name, "width": config.width, "resolution": config.resolution, "dataset": data.name,
+            "train_images": len(data.train), "validation_images": len(data.validation),
+            "epochs": config.epochs, "epochs_done": result.epochs_done, "resumed_from": result.resumed_from,
+            "history": result.history, "seconds_per_epoch": seconds,
+            "accuracy": [{"name": name, "arch": str(arch), "accuracy": round(acc, 4)} for name, arch, acc in scores],
+            "checkpoint": str(result.checkpoint),
+        }, indent=2))
+        return 0
+    if result.resumed_from:
+        print(f"resumed from the checkpoint after epoch {result.resumed_from} of {config.epochs}")
+    if seconds is not None:
+        print(f"{len(trained)} epoch(s) trained, {seconds:.1f} s per epoch ({len(data.train):,} images, batch "
+              f"{config.batch_size}, largest + {config.subnets} random subnets per step)")
+    print(f"validation accuracy ({len(data.validation):,} images, batch-norm recalibrated on "
+          f"{min(config.recalibration_images, len(data.train))} training images):")
+    for name, arch, acc in scores:
+        print(f"  {name:<9} {acc:6.1%}  {arch}")
+    print(f"checkpoint {result.checkpoint}")
+    return 0
