@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from nas.space import SearchSpace, StageChoices, save_space
+from conftest import needs_arm_gcc, needs_qemu
 from nas.train import TrainConfig, TrainError, evaluate, run_checkpoint, train
 
 DIGITS_SPACE = SearchSpace(
@@ -99,8 +100,25 @@ def test_command_defaults_match_the_config():
                                        defaults.optimizer)
 
 
-def test_nas_train_needs_width_and_resolution(capsys):
+def test_nas_train_takes_width_and_resolution_together(capsys):
     from tinylab_cli.main import main
 
-    assert main(["nas", "train", "--dataset", "digits"]) == 2
-    assert "--width and --resolution" in capsys.readouterr().err
+    assert main(["nas", "train", "--dataset", "digits", "--width", "1"]) == 2
+    assert "--width and --resolution together" in capsys.readouterr().err
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_nas_train_takes_the_choice_of_nas_space(tmp_path, monkeypatch, capsys):
+    from tinylab_cli.main import main
+
+    monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path))
+    space = str(save_space(replace(DIGITS_SPACE, widths=(0.5, 1.0)), tmp_path / "grid.json"))
+    args = ["nas", "train", "--space", space, "--dataset", "digits", "--epochs", "1", "--subnets", "1",
+            "--random-subnets", "0", "--board", "qemu-f412", "--sram", "64K", "--flash", "512K", "--samples", "4",
+            "--jobs", "1"]
+    assert main(args + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["width"], report["resolution"]) == (1.0, 8)  # everything fits: the larger mean MACs
+    assert main(args[:-6] + ["--sram", "2K", "--samples", "2", "--jobs", "1"]) == 2
+    assert "'nas space' chose none" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import LabError
@@ -21,7 +22,8 @@ EXAMPLES = """\
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
   tinylab nas train --width 0.7 --resolution 28 --epochs 5
-  tinylab nas train --space tiny --width 1 --resolution 8 --dataset digits --epochs 2 --json
+  tinylab nas train --width 0.5 --resolution 16 --dataset digits --epochs 2 --json
+  tinylab nas train --board qemu-f412 --sram 64K --flash 512K --dataset digits
 """
 DEFAULT_BOARD = "qemu-f412"
 DEFAULT_SAMPLES = 1000
@@ -64,11 +66,28 @@ def run(args: argparse.Namespace) -> int:
     return run_space(args)
 
 
-def run_space(args: argparse.Namespace) -> int:
+@dataclass
+class GridRun:
+    """What `nas space` found: the grid's points, the chosen (W, R) or why none was."""
+
+    board: object
+    space: object
+    budget: object
+    overhead: object
+    measured: bool
+    points: list
+    chosen: object | None
+    refusal: str | None
+    seconds: float
+    jobs: int
+
+
+def space_grid(args: argparse.Namespace, say) -> GridRun:
+    """Measure the board's overhead (or take it from the cache), sample the grid, choose (W, R)."""
     from nas.measure import default_jobs
     from nas.overhead import board_overhead
-    from nas.space import load_space
-    from nas.space_opt import Budget, cdf_figure, choose, sample_grid, summarise
+    from nas.space import SpaceError, load_space
+    from nas.space_opt import Budget, choose, sample_grid, summarise
 
     board = load_board(args.board)
     space = load_space(args.space)
@@ -79,7 +98,6 @@ def run_space(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise LabError(f"--jobs must be at least 1, not {jobs}")
-    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
 
     overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"), refresh=args.remeasure)
     say(f"{board.name} overhead ({'measured now' if measured else 'measured before, from the cache'}, key "
@@ -96,13 +114,22 @@ def run_space(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit")
     seconds = time.monotonic() - started
-    from nas.space import SpaceError
-
     try:
         chosen = choose(points, args.min_fit)
         refusal = None
     except SpaceError as error:
         chosen, refusal = None, str(error)
+    return GridRun(board, space, budget, overhead, measured, points, chosen, refusal, seconds, jobs)
+
+
+def run_space(args: argparse.Namespace) -> int:
+    from nas.space_opt import cdf_figure
+
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    run = space_grid(args, say)
+    board, space, budget, overhead, measured = run.board, run.space, run.budget, run.overhead, run.measured
+    points, chosen, refusal, seconds, jobs = run.points, run.chosen, run.refusal, run.seconds, run.jobs
+    grid = space.grid
     figure = args.figure or results_dir() / f"nas-space-{board.name}-{space.name}.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
     cdf_figure(points, chosen, figure, f"{space.name} on {board.name}: SRAM {budget.sram_bytes:,} B, "

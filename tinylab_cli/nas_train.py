@@ -1,5 +1,6 @@
 """`tinylab nas train`: train the supernet of one (W, R) of a space (`nas/train.py`), with a
-progress bar per epoch, then score the largest, the smallest and a few random subnets on the
+progress bar per epoch, at the (W, R) given or else the one `nas space` chooses for the board and
+budgets, then score the largest, the smallest and a few random subnets on the
 validation split (each after its batch-norm statistics are recomputed). The run's checkpoint is
 written after every epoch; the same command again resumes from it."""
 from __future__ import annotations
@@ -25,9 +26,9 @@ BAR_CHUNKS = 20  # a bar advances at most this often per epoch
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("train", "training the supernet of one (W, R) of --space")
     group.add_argument("--width", type=float, metavar="W",
-                       help="width multiplier (required for now: take the W that 'nas space' chose)")
-    group.add_argument("--resolution", type=int, metavar="R",
-                       help="input resolution (required for now: take the R that 'nas space' chose)")
+                       help="width multiplier (with --resolution; neither: the choice of 'nas space' for --board, "
+                            "--sram and --flash, run first)")
+    group.add_argument("--resolution", type=int, metavar="R", help="input resolution (with --width)")
     group.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME|DIR|FILE.npz",
                        help=f"fashion-mnist, digits (8x8, quick), a folder of class folders or an .npz file "
                             f"(default: {DEFAULT_DATASET})")
@@ -50,11 +51,19 @@ def run_train(args: argparse.Namespace) -> int:
     from nas.space import load_space
     from nas.train import TrainConfig, evaluate, train
 
-    if args.width is None or args.resolution is None:
-        space = load_space(args.space)
-        raise LabError(f"nas train needs --width and --resolution (for now): run 'tinylab nas space' for the board "
-                       f"and budgets and take its choice; the grid of {space.name} is W in "
-                       f"{', '.join(f'{w:g}' for w in space.widths)}, R in {', '.join(map(str, space.resolutions))}")
+    if (args.width is None) != (args.resolution is None):
+        raise LabError("nas train takes --width and --resolution together, or neither (then the (W, R) that "
+                       "'nas space' chooses for --board, --sram and --flash)")
+    if args.width is None:
+        from tinylab_cli.nas import space_grid
+
+        say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+        grid = space_grid(args, say)
+        if grid.chosen is None:
+            raise LabError(f"no --width and --resolution given, and 'nas space' chose none: {grid.refusal}")
+        args.width, args.resolution = grid.chosen.width, grid.chosen.resolution
+        say(f"training at W={args.width:g}, R={args.resolution}, the choice of 'nas space' for {grid.board.name}, "
+            f"SRAM {args.sram:,} B, flash {args.flash:,} B")
     if args.random_subnets < 0:
         raise LabError(f"--random-subnets must be 0 or more, not {args.random_subnets}")
     config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
