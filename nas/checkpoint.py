@@ -14,8 +14,13 @@ from typing import Any
 import torch
 
 from engine.cache import cache_root
+from hil.errors import LabError
 
 CHECKPOINT_VERSION = 1  # bump when what a checkpoint holds, or how training runs, changes
+
+
+class CheckpointError(LabError):
+    """A checkpoint file that cannot be read."""
 
 
 def checkpoint_dir(root: Path | None = None) -> Path:
@@ -52,4 +57,7 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The state saved at `path`, or None when there is none."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a truncated or foreign file: pickle, zip and torch errors alike
+        raise CheckpointError(f"checkpoint {path} cannot be read ({error}); delete it to start the run again") from None

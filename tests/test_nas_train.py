@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from nas.checkpoint import CheckpointError
 from nas.space import SearchSpace, StageChoices, save_space
 from conftest import needs_arm_gcc, needs_qemu
 from nas.train import TrainConfig, TrainError, evaluate, run_checkpoint, train
@@ -42,6 +43,15 @@ def test_resume_equals_an_uninterrupted_run(space_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = train(config, cache=tmp_path / "b")  # a finished run only loads
     assert again.resumed_from == 2 and again.history == resumed.history
+
+
+def test_a_broken_checkpoint_is_refused_with_its_path(space_file, tmp_path):
+    config = config_of(space_file)
+    path = run_checkpoint(config, DIGITS_SPACE, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="delete it"):
+        train(config, cache=tmp_path)
 
 
 def test_checkpoints_are_keyed_by_the_settings(space_file, tmp_path):
