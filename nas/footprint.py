@@ -4,7 +4,7 @@ constants, its op count and its MACs.
 
 Both need shapes and op structure only (`nas.shapegraph`), not the quantised values: the planner
 reads nothing else, and the optimised kernels lay the constants out by shape (`constant_bytes`,
-with no int16 copies of weights: `hil.build.flash.fit_flash` drops them first when flash is short).
+with no int16 copies of weights: `hil.firmware_build.flash.fit_flash` drops them first when flash is short).
 `tests/test_nas_space.py` checks both against `engine.compiler.compile_graph` on quantised models."""
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from importlib.resources.abc import Traversable
 
 from engine.codegen.generator import kernel_library_digest
 from engine.resources import templates_dir
-from hil.build.firmware import COMPILER, compile_flags
-from hil.build.toolchain import tool_version
+from hil.firmware_build.firmware import COMPILER, compile_flags
+from hil.firmware_build.toolchain import tool_version
 from hil.targets.boardspec import BoardSpec
 
 # The kernel set a table's layers are measured with (engine.codegen.variants.KERNEL_SETS).
@@ -104,7 +104,7 @@ def _python_sources(entry: Traversable, name: str) -> list[tuple[str, bytes]]:
 
 
 def board_compile_flags(board: BoardSpec) -> tuple[str, ...]:
-    """The flags a model's firmware is compiled with on `board` (hil.build.firmware.compile_flags at the
+    """The flags a model's firmware is compiled with on `board` (hil.firmware_build.firmware.compile_flags at the
     board's optimisation level), less the include paths and defines that vary with the workload."""
     return tuple(compile_flags(board, board.optimize, (), ()))
 

@@ -2,7 +2,7 @@
 
 Layers, bottom to top: engine < hil < nas < tinylab_cli. A module may import its own layer and
 the layers below it, never one above. Inside hil, imports form no cycle, neither between modules
-nor between sub-packages (hil.targets, hil.build, ...: each one module of the graph), and the
+nor between sub-packages (hil.targets, hil.firmware_build, ...: each one module of the graph), and the
 library never imports the command-line code (`hil.commands`).
 
 An import is any `import`/`from ... import` statement (at module level or inside a function),

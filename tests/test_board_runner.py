@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.build.firmware import Firmware, build_firmware
+from hil.firmware_build.firmware import Firmware, build_firmware
 from hil.errors import ProtocolError, RunnerError
 from hil.experiments.calibration import CalibrationPlan
 from hil.run.runners import runner_for

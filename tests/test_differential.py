@@ -64,8 +64,8 @@ def covering_sample(cases: list[Case], kernels: str = "optimized") -> list[Case]
 @needs_target
 @pytest.mark.parametrize("board_name", ["qemu-f746", "qemu-f412"])
 def test_a_sample_reaching_every_variant_matches_tflm_under_qemu(cases: list[Case], board_name: str):
-    from hil.build.firmware import build_firmware
-    from hil.build.model_workload import models_workload
+    from hil.firmware_build.firmware import build_firmware
+    from hil.firmware_build.model_workload import models_workload
     from hil.run.runners import runner_for
     from hil.targets.boards import load_board
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from hil.build.firmware import WorkloadSources, build_firmware, cpu_flags
+from hil.firmware_build.firmware import WorkloadSources, build_firmware, cpu_flags
 from hil.errors import BuildError
 from hil.experiments.calibration import CalibrationPlan
 from hil.targets.boards import load_board

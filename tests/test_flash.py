@@ -1,4 +1,4 @@
-"""Flash as a budget (hil.build.flash): the widening of weights is chosen by gain per byte and cut, from
+"""Flash as a budget (hil.firmware_build.flash): the widening of weights is chosen by gain per byte and cut, from
 measured builds, until the image fits; the image's parts add up; a budget too small for int8
 weights is refused with the numbers; the commands take --flash-budget and report the parts."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from conftest import needs_arm_gcc
 from engine.codegen.widening import choose_wide, widening_candidates
 from engine.errors import DoesNotFitError
-from hil.build.flash import byte_count
+from hil.firmware_build.flash import byte_count
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import resolve_model
 from hil.targets.boards import load_board

@@ -17,10 +17,10 @@ from engine.compiler import compile_graph
 from engine.errors import DoesNotFitError
 from engine.export import export_tflite
 from engine.oracle import run_tflm
-from hil.build.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
-from hil.build.inputgen import generated_input, generated_value
-from hil.build.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
-from hil.build.model_workload import model_static_ram
+from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, STAGING_BUFFER_SYMBOL
+from hil.firmware_build.inputgen import generated_input, generated_value
+from hil.firmware_build.inputplacement import HARNESS_STATIC_BYTES, choose_input_staging
+from hil.firmware_build.model_workload import model_static_ram
 from hil.errors import ProtocolError
 from hil.experiments.mlperf import run_mlperf
 from hil.experiments.modelrun import build_model_firmware, engine_provenance, run_model

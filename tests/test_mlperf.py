@@ -11,8 +11,8 @@ import pytest
 import serial
 
 from engine.oracle import run_tflm
-from hil.build.firmware import WorkloadSources, build_firmware
-from hil.build.model_workload import float32_parts
+from hil.firmware_build.firmware import WorkloadSources, build_firmware
+from hil.firmware_build.model_workload import float32_parts
 from hil.errors import ProtocolError
 from hil.experiments.mlperf import (dequantize_input, inferences_per_window, label_from_name, read_inputs, read_label_file,
                                     roc_auc, run_mlperf)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.build.firmware import WorkloadSources, build_firmware
+from hil.firmware_build.firmware import WorkloadSources, build_firmware
 from hil.errors import ProtocolError
 from hil.experiments.calibration import CalibrationPlan, calibrate
 from hil.run.runners.qemu import QemuRunner
@@ -125,7 +125,7 @@ def test_ctrl_c_leaves_no_qemu(tmp_path):
     firmware = build_firmware(board, WorkloadSources(files={"table.c": HANG}), cache_dir=tmp_path)
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from hil.build.firmware import Firmware
+        from hil.firmware_build.firmware import Firmware
         from hil.run.runners.qemu import QemuRunner
         from hil.targets.boards import load_board
         board = load_board("qemu-f746")

@@ -13,7 +13,7 @@ from engine.compiler import compile_graph
 from engine.errors import DoesNotFitError, ModelFormatError, UnsupportedOpError
 from engine.export import export_tflite
 from engine.tflite import parse_tflite
-from hil.build.model_workload import check_fits
+from hil.firmware_build.model_workload import check_fits
 from hil.targets.boards import load_board
 from tinylab_cli.main import main
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.build.planlayout import PlanLayout
+from hil.firmware_build.planlayout import PlanLayout
 from hil.experiments.regressions import find_regressions
 from hil.report.browser import BrowserError, check_page, find_chromium, png_size
 from hil.store.measurement import Measurement

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import engine.codegen.generator
-import hil.build.firmware
+import hil.firmware_build.firmware
 import hil.resources as resources
 from engine.resources import kernels_dir, package_dir, templates_dir
 from hil.store.location import default_store_path, resolve_store_path
@@ -18,7 +18,7 @@ def test_in_a_checkout_the_top_level_folders_are_used() -> None:
     assert resources.checkout_root() == REPO
     assert resources.boards_dir() == REPO / "boards"
     assert resources.firmware_templates_dir() == REPO / "firmware_templates"
-    assert hil.build.firmware.TEMPLATES_DIR == REPO / "firmware_templates"
+    assert hil.firmware_build.firmware.TEMPLATES_DIR == REPO / "firmware_templates"
     assert resources.results_dir() == REPO / "results"
 
 

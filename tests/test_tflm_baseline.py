@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.build.firmware import CXX_COMPILER, cpu_flags
-from hil.build.tflm_baseline_library import STAND_IN_ENGINE
-from hil.build.tflm_baseline_workload import (
+from hil.firmware_build.firmware import CXX_COMPILER, cpu_flags
+from hil.firmware_build.tflm_baseline_library import STAND_IN_ENGINE
+from hil.firmware_build.tflm_baseline_workload import (
     RESOLVER_METHODS,
     _check_cxx_toolchain,
     inspect_tflite,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hil.build.flash import add_flash_budget_argument
+from hil.firmware_build.flash import add_flash_budget_argument
 from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model

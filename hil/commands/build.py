@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from hil.build.firmware import Firmware
-from hil.build.flash import add_flash_budget_argument
+from hil.firmware_build.firmware import Firmware
+from hil.firmware_build.flash import add_flash_budget_argument
 from hil.errors import LabError
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import DEFAULT_MODEL, ModelSource, resolve_model

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from engine.compiler import KERNELS_DIR, kernel_sources
-from hil.build.flash import add_flash_budget_argument
+from hil.firmware_build.flash import add_flash_budget_argument
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
 from hil.report.planreport import plan_rows, plan_summary

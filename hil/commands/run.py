@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.build.flash import add_flash_budget_argument
+from hil.firmware_build.flash import add_flash_budget_argument
 from hil.commands.single_run import store_and_show
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model

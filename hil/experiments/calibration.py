@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from hil.build.firmware import Firmware, WorkloadSources, build_firmware, render_template
-from hil.build.toolchain import toolchain_summary
+from hil.firmware_build.firmware import Firmware, WorkloadSources, build_firmware, render_template
+from hil.firmware_build.toolchain import toolchain_summary
 from hil.run.protocol import InferenceReport
 from hil.run.runners import Runner, runner_for
 from hil.store.measurement import Measurement

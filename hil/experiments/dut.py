@@ -22,7 +22,7 @@ from hil.targets.hardware_map import HardwareMapEntry
 if TYPE_CHECKING:  # imported when used: the pytest plugin imports this module in every run
     import numpy as np
 
-    from hil.build.firmware import Firmware
+    from hil.firmware_build.firmware import Firmware
     from hil.experiments.modelrun import ModelRun
     from hil.experiments.models import ModelSource
     from hil.run.protocol import DeviceLink
@@ -73,7 +73,7 @@ class Dut:
         """Boot (flash, on a physical board) `firmware` and wait for its `m-ready`."""
         self.close()
         if firmware is None:
-            from hil.build.firmware import build_firmware
+            from hil.firmware_build.firmware import build_firmware
             from hil.experiments.calibration import CalibrationPlan
 
             firmware = build_firmware(self.board, CalibrationPlan().sources())

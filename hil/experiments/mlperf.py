@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.ir import DTYPES, Graph
 from engine.oracle import run_tflm
-from hil.build.firmware import Firmware
+from hil.firmware_build.firmware import Firmware
 from hil.errors import LabError
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import ModelSource, default_input

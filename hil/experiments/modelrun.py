@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.compiler import ENGINE_NAME, ENGINE_VERSION, CompiledModel, compile_graph
-from hil.build.firmware import COMPILER, Firmware, build_firmware
-from hil.build.flash import FlashBreakdown, fit_flash
-from hil.build.inputplacement import choose_input_staging
-from hil.build.model_workload import check_fits, model_static_ram, model_workload
-from hil.build.planlayout import plan_layout
+from hil.firmware_build.firmware import COMPILER, Firmware, build_firmware
+from hil.firmware_build.flash import FlashBreakdown, fit_flash
+from hil.firmware_build.inputplacement import choose_input_staging
+from hil.firmware_build.model_workload import check_fits, model_static_ram, model_workload
+from hil.firmware_build.planlayout import plan_layout
 from hil.errors import LabError
 from hil.experiments.models import ModelSource
 from hil.experiments.targetrun import TargetRun, target_fields, target_provenance
@@ -48,7 +48,7 @@ class ModelRun(TargetRun):
     output: np.ndarray
     reference: np.ndarray
     checksum: str
-    memory_plan: dict[str, object] | None = None  # hil.build.planlayout's JSON: stored with arena_planned
+    memory_plan: dict[str, object] | None = None  # hil.firmware_build.planlayout's JSON: stored with arena_planned
     flash_parts: FlashBreakdown | None = None
     lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
     transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said

@@ -9,8 +9,8 @@ import numpy as np
 
 from engine.ir import DTYPES
 from engine.oracle import run_tflm
-from hil.build.firmware import Firmware
-from hil.build.toolchain import toolchain_summary
+from hil.firmware_build.firmware import Firmware
+from hil.firmware_build.toolchain import toolchain_summary
 from hil.experiments.models import ModelSource
 from hil.run.protocol import InferenceReport
 from hil.run.runners import Runner

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.oracle import tflm_arena
-from hil.build.firmware import COMPILER, CXX_COMPILER, Firmware, build_firmware
-from hil.build.tflm_baseline_library import (
+from hil.firmware_build.firmware import COMPILER, CXX_COMPILER, Firmware, build_firmware
+from hil.firmware_build.tflm_baseline_library import (
     NO_LIBRARY_REASON,
     STAND_IN_ENGINE,
     TFLM_DIR_ENV,
@@ -24,7 +24,7 @@ from hil.build.tflm_baseline_library import (
     load_tflm_library,
     tflm_dir_from,
 )
-from hil.build.tflm_baseline_workload import (
+from hil.firmware_build.tflm_baseline_workload import (
     ARENA_ALIGNMENT,
     ARENA_WORKLOAD,
     ArenaFigures,

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hil.build.planlayout import PlanLayout
+from hil.firmware_build.planlayout import PlanLayout
 from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
 from hil.report.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.compiler import ENGINE_NAME
-from hil.build.planlayout import PlanLayout
+from hil.firmware_build.planlayout import PlanLayout
 from hil.experiments.regressions import Regression
 
 OURS = ENGINE_NAME

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
-from hil.build.planlayout import short_name  # noqa: E402
+from hil.firmware_build.planlayout import short_name  # noqa: E402
 from hil.report.report_data import OURS, ComparisonTable, PlanPicture, Source, Trend  # noqa: E402
 
 OURS_COLOR = "#1f77b4"

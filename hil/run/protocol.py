@@ -43,7 +43,7 @@ class Port(Protocol):
 
 # Where the input of the inference whose output is reported came from (`m-lab-output-input-[...]`).
 LOADED_INPUTS = ("staged", "loaded")  # the bytes the host loaded (a staging copy of them, or in place)
-GENERATED_INPUT = "generated"  # the firmware's input generator (hil.build.inputgen), seeded with the ordinal
+GENERATED_INPUT = "generated"  # the firmware's input generator (hil.firmware_build.inputgen), seeded with the ordinal
 NO_INPUT = "none"  # nothing loaded: whatever the input held
 
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hil.build.firmware import Firmware
+    from hil.firmware_build.firmware import Firmware
     from hil.run.protocol import DeviceLink
     from hil.run.runners.base import Runner
 

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from hil.build.firmware import Firmware
+from hil.firmware_build.firmware import Firmware
 from hil.run.protocol import DeviceLink
 from hil.run.runners.target_state import TargetSession
 from hil.run.transcript import Transcript

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, TypeVar
 
 import serial
 
-from hil.build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
+from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.errors import LabError, RunnerError
 from hil.run.protocol import DeviceLink
 from hil.run.runners.base import Runner

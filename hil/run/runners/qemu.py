@@ -11,8 +11,8 @@ from typing import Iterator
 
 import serial
 
-from hil.build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
-from hil.build.toolchain import require_qemu
+from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
+from hil.firmware_build.toolchain import require_qemu
 from hil.errors import RunnerError
 from hil.run.protocol import DeviceLink
 from hil.run.runners.base import Runner

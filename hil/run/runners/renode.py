@@ -17,7 +17,7 @@ from typing import Iterator
 
 import serial
 
-from hil.build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
+from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.errors import ProtocolError, RunnerError
 from hil.run.protocol import READY, DeviceLink
 from hil.run.runners.base import Runner

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hil.build.firmware import Firmware
+    from hil.firmware_build.firmware import Firmware
 
 
 class TargetState(Enum):

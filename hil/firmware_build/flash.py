@@ -14,7 +14,7 @@ from typing import Callable
 
 from engine.compiler import CompiledModel, with_wide_budget
 from engine.errors import DoesNotFitError
-from hil.build.firmware import Firmware
+from hil.firmware_build.firmware import Firmware
 from hil.errors import RegionOverflowError
 from hil.sizes import byte_count
 from hil.targets.boardspec import BoardSpec

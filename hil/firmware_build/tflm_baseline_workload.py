@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hil.build.firmware import CXX_COMPILER, WorkloadSources, cpu_flags, render_template
-from hil.build.model_workload import tensor_output_format
-from hil.build.tflm_baseline_library import TflmBaselineError, TflmLibrary
-from hil.build.toolchain import require_tool
+from hil.firmware_build.firmware import CXX_COMPILER, WorkloadSources, cpu_flags, render_template
+from hil.firmware_build.model_workload import tensor_output_format
+from hil.firmware_build.tflm_baseline_library import TflmBaselineError, TflmLibrary
+from hil.firmware_build.toolchain import require_tool
 from hil.errors import BuildError
 from hil.targets.boardspec import BoardSpec
 
@@ -209,7 +209,7 @@ def resolver_calls(info: TfliteModelInfo) -> list[str]:
     if missing:
         raise TflmModelError(
             f"model {info.name}: no TFLM resolver entry for {', '.join(missing)} "
-            f"(hil/build/tflm_baseline_workload.py RESOLVER_METHODS lists {len(RESOLVER_METHODS)} builtin ops)"
+            f"(hil/firmware_build/tflm_baseline_workload.py RESOLVER_METHODS lists {len(RESOLVER_METHODS)} builtin ops)"
         )
     return [RESOLVER_METHODS[op] for op in info.ops]
 

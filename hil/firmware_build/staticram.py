@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from hil.build.firmware import Firmware
+from hil.firmware_build.firmware import Firmware
 from hil.errors import BuildError
 
 DW_OP_ADDR = 0x03

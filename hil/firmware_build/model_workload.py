@@ -8,15 +8,15 @@ import numpy as np
 
 from engine.compiler import KERNELS_DIR, CompiledModel, kernel_sources
 from engine.errors import DoesNotFitError
-from hil.build.firmware import Firmware, WorkloadSources, render_template
-from hil.build.inputplacement import arena_section_define, input_slot
-from hil.build.staticram import StaticRamSplit, split_static_ram
+from hil.firmware_build.firmware import Firmware, WorkloadSources, render_template
+from hil.firmware_build.inputplacement import arena_section_define, input_slot
+from hil.firmware_build.staticram import StaticRamSplit, split_static_ram
 from hil.targets.boardspec import BoardSpec
 
 
 def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | None = None) -> None:
     """Refuse, with the numbers, a model whose plan or int8 weights cannot fit the board at all
-    (int16 copies of weights are cut to fit by hil.build.flash.fit_flash)."""
+    (int16 copies of weights are cut to fit by hil.firmware_build.flash.fit_flash)."""
     name = compiled.graph.name
     arena, scratch = compiled.plan.arena_bytes, compiled.generated.static_scratch_bytes
     weights = compiled.generated.weight_bytes - compiled.generated.widened_bytes

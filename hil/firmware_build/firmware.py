@@ -16,7 +16,7 @@ from typing import Mapping
 import jinja2
 
 from engine.cache import cache_root
-from hil.build.toolchain import require_tool, tool_version
+from hil.firmware_build.toolchain import require_tool, tool_version
 from hil.errors import BuildError, RegionOverflowError
 from hil.resources import firmware_templates_dir
 from hil.targets.boardspec import BoardSpec

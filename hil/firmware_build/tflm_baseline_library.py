@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hil.build.toolchain import require_tool
+from hil.firmware_build.toolchain import require_tool
 from hil.errors import LabError
 from hil.targets.boardspec import BoardSpec
 

@@ -1,12 +1,12 @@
 """Where a model's firmware keeps its input: a staging copy beside the arena where the board has
-room for one, else only the input's own slot inside the arena (hil.build.firmware.InputSlot)."""
+room for one, else only the input's own slot inside the arena (hil.firmware_build.firmware.InputSlot)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from engine.compiler import CompiledModel
 from engine.errors import DoesNotFitError
-from hil.build.firmware import InputSlot
+from hil.firmware_build.firmware import InputSlot
 from hil.targets.boardspec import BoardSpec
 
 # The harness's own static RAM besides the staging copy: the command buffer (513 B), its
