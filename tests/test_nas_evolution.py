@@ -119,3 +119,58 @@ def test_bad_settings_are_refused():
         EvolutionConfig(population=1)
     with pytest.raises(SearchError, match="mutation ratio"):
         EvolutionConfig(mutation_ratio=1.5)
+
+
+def test_command_defaults_match_the_config():
+    import tinylab_cli.nas_search as cli
+
+    defaults = EvolutionConfig()
+    assert (cli.DEFAULT_POPULATION, cli.DEFAULT_GENERATIONS) == (defaults.population, defaults.generations)
+
+
+CLI_SPACE = SearchSpace(
+    name="evo-cli", resolutions=(8,), input_channels=1, stem_channels=8, stem_stride=1, first_block_channels=0,
+    stages=(StageChoices(channels=16, stride=2, repeats=(1, 2), expands=(3, 6), kernels=(3, 5)),
+            StageChoices(channels=24, stride=2, repeats=(1, 2), expands=(3, 6), kernels=(3, 5))),
+)
+
+
+def test_a_missing_supernet_names_the_command_that_makes_it(tmp_path, monkeypatch, capsys):
+    from tinylab_cli.main import main
+
+    monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path))
+    space = str(save_space(CLI_SPACE, tmp_path / "evo-cli.json"))
+    assert main(["nas", "search", "--space", space, "--width", "1", "--resolution", "8", "--dataset", "digits",
+                 "--epochs", "1"]) == 2
+    assert f"make it with 'tinylab nas train --space {space} --width 1 --resolution 8 --dataset digits --epochs 1" \
+        in capsys.readouterr().err
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_nas_search_command(tmp_path, monkeypatch, capsys):
+    from tinylab_cli.main import main
+
+    monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path))
+    space = str(save_space(CLI_SPACE, tmp_path / "evo-cli.json"))
+    train = ["--space", space, "--width", "1", "--resolution", "8", "--dataset", "digits", "--epochs", "1",
+             "--batch-size", "64", "--subnets", "1"]
+    assert main(["nas", "train", *train, "--random-subnets", "0", "--json"]) == 0
+    capsys.readouterr()
+    search = ["nas", "search", *train, "--board", "qemu-f412", "--sram", "64K", "--flash", "512K",
+              "--population", "6", "--generations", "2", "--val-images", "100", "--latency", "1e9", "--json"]
+    assert main(search) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["budget"] == {"sram_bytes": 65536, "flash_bytes": 524288, "latency": 1e9,
+                                "latency_unit": "instructions"}
+    assert report["validation_images"] == 100
+    for method in ("evolution", "random"):
+        best = report[method]
+        Arch.parse(best["architecture"]).check(CLI_SPACE.stages)
+        assert 0.0 <= best["accuracy"] <= 1.0
+        predicted = best["predicted"]
+        assert 0 < predicted["peak_sram_bytes"] <= 65536 and 0 < predicted["flash_bytes"] <= 524288
+        assert predicted["latency"] > 0 and predicted["latency_unit"] == "instructions" and predicted["macs"] > 0
+    assert report["random"]["evaluations"] == report["evolution"]["evaluations"] > 0
+    assert len(report["evolution"]["history"]) == 3
+    assert report["timing"]["seconds_per_evaluation"] > 0
