@@ -144,6 +144,8 @@ def test_a_missing_supernet_names_the_command_that_makes_it(tmp_path, monkeypatc
                  "--epochs", "1"]) == 2
     assert f"make it with 'tinylab nas train --space {space} --width 1 --resolution 8 --dataset digits --epochs 1" \
         in capsys.readouterr().err
+    assert main(["nas", "search", "--dataset", "digits", "--width", "1"]) == 2
+    assert "--width and --resolution together" in capsys.readouterr().err
 
 
 @needs_arm_gcc

@@ -51,9 +51,17 @@ def run_search(args: argparse.Namespace) -> int:
     if args.val_images < 0:
         raise LabError(f"--val-images must be 0 (all) or more, not {args.val_images}")
     if args.checkpoint is None:
-        if args.width is None or args.resolution is None:
-            raise LabError("nas search takes the supernet's --width and --resolution (with the flags 'nas train' "
-                           "was given), or --checkpoint PATH")
+        if (args.width is None) != (args.resolution is None):
+            raise LabError("nas search takes the supernet's --width and --resolution together, or neither (then the "
+                           "(W, R) that 'nas space' chooses for --board, --sram and --flash, as 'nas train'), or "
+                           "--checkpoint PATH")
+        if args.width is None:
+            from tinylab_cli.nas import space_grid
+
+            grid = space_grid(args, say)
+            if grid.chosen is None:
+                raise LabError(f"no --width and --resolution given, and 'nas space' chose none: {grid.refusal}")
+            args.width, args.resolution = grid.chosen.width, grid.chosen.resolution
         train_config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
                                    epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets,
                                    seed=args.seed, optimizer=args.optimizer, lr=args.lr,
