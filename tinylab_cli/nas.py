@@ -1,7 +1,8 @@
 """`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
-budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`).
+budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`);
+`tinylab nas search`: evolution over its subnets (`tinylab_cli/nas_search.py`).
 They need the search (`nas`), so they live here, above the lab, and import `nas` only when they
-run. The later steps of the search (search, deploy, run) will be actions beside them."""
+run. The later steps (deploy, run) will be actions beside them."""
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,15 @@ from hil.sizes import byte_count
 from hil.targets.boards import load_board
 
 SUMMARY = ("the search: choose the width and resolution whose networks fit the budget best (space), "
-           "train their supernet (train)")
+           "train their supernet (train), search its subnets under the budgets (search)")
 EXAMPLES = """\
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
   tinylab nas train --width 0.7 --resolution 28 --epochs 5
   tinylab nas train --width 0.5 --resolution 16 --dataset digits --epochs 2 --json
   tinylab nas train --board qemu-f412 --sram 64K --flash 512K --dataset digits
+  tinylab nas search --width 0.7 --resolution 28 --epochs 5 --board qemu-f412 --sram 64K --flash 512K --latency 2000000
+  tinylab nas search --checkpoint run.pt --population 20 --generations 5 --val-images 500 --json
 """
 DEFAULT_BOARD = "qemu-f412"
 DEFAULT_SAMPLES = 1000
@@ -34,10 +37,12 @@ DEFAULT_MIN_FIT = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinylab_cli.nas_search import add_search_arguments
     from tinylab_cli.nas_train import add_train_arguments
 
-    parser.add_argument("action", choices=("space", "train"),
-                        help="space: choose (W, R) of the space for the budget; train: train the supernet of one (W, R)")
+    parser.add_argument("action", choices=("space", "train", "search"),
+                        help="space: choose (W, R) of the space for the budget; train: train the supernet of one "
+                             "(W, R); search: evolution over its subnets under the budgets")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
     parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
                         help="peak SRAM budget of the model: arena, its statics and stack (default: 64K)")
@@ -56,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", "-j", type=int, default=None, help="processes sampling at once (default: one per core)")
     parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")
     add_train_arguments(parser)
+    add_search_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         from tinylab_cli.nas_train import run_train
 
         return run_train(args)
+    if args.action == "search":
+        from tinylab_cli.nas_search import run_search
+
+        return run_search(args)
     return run_space(args)
 
 
