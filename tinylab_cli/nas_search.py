@@ -36,11 +36,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 def run_search(args: argparse.Namespace) -> int:
     from nas.constraints import Constraints
     from nas.evolution import EvolutionConfig, evolve, random_search
-    from nas.fitness import SupernetFitness, load_supernet, validation_subset
+    from nas.fitness import SupernetFitness, validation_subset
     from nas.overhead import board_overhead
     from nas.space import load_space
     from nas.space_opt import Budget
-    from nas.train import TrainConfig
     from hil.targets.boards import load_board
     from tinylab_cli.nas import check_budget
 
@@ -50,25 +49,7 @@ def run_search(args: argparse.Namespace) -> int:
     config = EvolutionConfig(population=args.population, generations=args.generations, seed=args.seed)
     if args.val_images < 0:
         raise LabError(f"--val-images must be 0 (all) or more, not {args.val_images}")
-    if args.checkpoint is None:
-        if (args.width is None) != (args.resolution is None):
-            raise LabError("nas search takes the supernet's --width and --resolution together, or neither (then the "
-                           "(W, R) that 'nas space' chooses for --board, --sram and --flash, as 'nas train'), or "
-                           "--checkpoint PATH")
-        if args.width is None:
-            from tinylab_cli.nas import space_grid
-
-            grid = space_grid(args, say)
-            if grid.chosen is None:
-                raise LabError(f"no --width and --resolution given, and 'nas space' chose none: {grid.refusal}")
-            args.width, args.resolution = grid.chosen.width, grid.chosen.resolution
-        train_config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
-                                   epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets,
-                                   seed=args.seed, optimizer=args.optimizer, lr=args.lr,
-                                   label_smoothing=args.label_smoothing, distill=args.distill)
-        net, data, train_config, path = load_supernet(train_config)
-    else:
-        net, data, train_config, path = load_supernet(path=args.checkpoint)
+    net, data, train_config, path = supernet_of(args, say, "search")
     space = load_space(train_config.space)
     width, resolution = train_config.width, train_config.resolution
     say(f"supernet {path}: {space.name} at W={width:g}, R={resolution}, {train_config.epochs} epochs on "
@@ -126,6 +107,34 @@ def run_search(args: argparse.Namespace) -> int:
           f"({t['seconds_per_generation']:.2f} s per generation), random search {t['random_seconds']:.1f} s; "
           f"{t['seconds_per_evaluation']:.3f} s per evaluation on {len(data.validation):,} images")
     return 0
+
+
+def supernet_of(args: argparse.Namespace, say, action: str):
+    """The trained supernet that `args` name: --checkpoint, or the training flags (--width and
+    --resolution together, or neither: the (W, R) that 'nas space' chooses for the budgets)."""
+    from nas.fitness import load_supernet
+    from nas.train import TrainConfig
+
+    if args.checkpoint is None:
+        if (args.width is None) != (args.resolution is None):
+            raise LabError(f"nas {action} takes the supernet's --width and --resolution together, or neither (then the "
+                           "(W, R) that 'nas space' chooses for --board, --sram and --flash, as 'nas train'), or "
+                           "--checkpoint PATH")
+        if args.width is None:
+            from tinylab_cli.nas import space_grid
+
+            grid = space_grid(args, say)
+            if grid.chosen is None:
+                raise LabError(f"no --width and --resolution given, and 'nas space' chose none: {grid.refusal}")
+            args.width, args.resolution = grid.chosen.width, grid.chosen.resolution
+        train_config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
+                                   epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets,
+                                   seed=args.seed, optimizer=args.optimizer, lr=args.lr,
+                                   label_smoothing=args.label_smoothing, distill=args.distill)
+        net, data, train_config, path = load_supernet(train_config)
+    else:
+        net, data, train_config, path = load_supernet(path=args.checkpoint)
+    return net, data, train_config, path
 
 
 def latency_table(board, space, args: argparse.Namespace, say):
