@@ -1,8 +1,9 @@
 """`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
 budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`);
-`tinylab nas search`: evolution over its subnets (`tinylab_cli/nas_search.py`).
+`tinylab nas search`: evolution over its subnets (`tinylab_cli/nas_search.py`); `tinylab nas
+deploy`: one subnet measured on the board (`tinylab_cli/nas_deploy.py`).
 They need the search (`nas`), so they live here, above the lab, and import `nas` only when they
-run. The later steps (deploy, run) will be actions beside them."""
+run."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,8 @@ from hil.sizes import byte_count
 from hil.targets.boards import load_board
 
 SUMMARY = ("the search: choose the width and resolution whose networks fit the budget best (space), "
-           "train their supernet (train), search its subnets under the budgets (search)")
+           "train their supernet (train), search its subnets under the budgets (search), "
+           "deploy one on the board (deploy)")
 EXAMPLES = """\
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
@@ -27,6 +29,8 @@ EXAMPLES = """\
   tinylab nas train --board qemu-f412 --sram 64K --flash 512K --dataset digits
   tinylab nas search --width 0.7 --resolution 28 --epochs 5 --board qemu-f412 --sram 64K --flash 512K --latency 2000000
   tinylab nas search --checkpoint run.pt --population 20 --generations 5 --val-images 500 --json
+  tinylab nas deploy --checkpoint run.pt --arch "k3e4-k5e6 | k3e3" --board qemu-f412 --sram 64K --json
+  tinylab nas deploy --checkpoint run.pt --search-json search.json --finetune-epochs 1
 """
 DEFAULT_BOARD = "qemu-f412"
 DEFAULT_SAMPLES = 1000
@@ -37,12 +41,14 @@ DEFAULT_MIN_FIT = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinylab_cli.nas_deploy import add_deploy_arguments
     from tinylab_cli.nas_search import add_search_arguments
     from tinylab_cli.nas_train import add_train_arguments
 
-    parser.add_argument("action", choices=("space", "train", "search"),
+    parser.add_argument("action", choices=("space", "train", "search", "deploy"),
                         help="space: choose (W, R) of the space for the budget; train: train the supernet of one "
-                             "(W, R); search: evolution over its subnets under the budgets")
+                             "(W, R); search: evolution over its subnets under the budgets; deploy: one subnet "
+                             "quantised, compiled and measured on the board")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
     parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
                         help="peak SRAM budget of the model: arena, its statics and stack (default: 64K)")
@@ -62,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")
     add_train_arguments(parser)
     add_search_arguments(parser)
+    add_deploy_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         from tinylab_cli.nas_search import run_search
 
         return run_search(args)
+    if args.action == "deploy":
+        from tinylab_cli.nas_deploy import run_deploy
+
+        return run_deploy(args)
     return run_space(args)
 
 
