@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import needs_arm_gcc, needs_qemu
+from hil.errors import LabError
 from nas.space import SearchSpace, StageChoices, save_space
 
 SPACE = SearchSpace(
@@ -32,6 +35,19 @@ def test_a_missing_checkpoint_and_a_wrong_arch_are_refused(tmp_path, monkeypatch
     assert "no supernet checkpoint at" in capsys.readouterr().err
     assert main(["nas", "deploy", "--checkpoint", "x.pt"]) == 2
     assert "--arch ARCH or --search-json FILE" in capsys.readouterr().err
+
+
+def test_the_arch_comes_from_a_search_json(tmp_path):
+    import argparse
+
+    from tinylab_cli.nas_deploy import chosen_arch
+
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"evolution": {"architecture": ARCH}, "random": {"architecture": "k3e3 | k3e3"}}))
+    assert str(chosen_arch(argparse.Namespace(arch=None, search_json=path))) == ARCH
+    path.write_text("{}")
+    with pytest.raises(LabError, match="not a 'nas search --json' output"):
+        chosen_arch(argparse.Namespace(arch=None, search_json=path))
 
 
 @needs_arm_gcc
@@ -63,6 +79,9 @@ def test_nas_deploy_command(tmp_path, monkeypatch, capsys):
     assert measured["peak_sram_bytes"] <= report["budget"]["sram_bytes"]
     assert abs(measured["latency"] / predicted["latency"] - 1) <= 0.05, (measured, predicted)
     assert 0 < measured["flash_bytes"] <= 524288
+    # The prediction is the image without the int16 copies of weights the build adds while the
+    # budget has room for them (engine/codegen/widening.py): within 5 % of it without them.
+    assert abs((measured["flash_bytes"] - measured["widened_weights_bytes"]) / predicted["flash_bytes"] - 1) <= 0.05
     assert report["float_accuracy"] > 0.3
     assert abs(report["int8_accuracy"] - report["float_accuracy"]) <= 0.05
     assert store.exists()
