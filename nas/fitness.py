@@ -34,6 +34,10 @@ def train_command(config: TrainConfig) -> str:
         words.append(f"--label-smoothing {config.label_smoothing:g}")
     if config.distill:
         words.append("--distill")
+    if config.train_images is not None:
+        words.append(f"--train-images {config.train_images}")
+    if config.fixed_arch is not None:
+        return "tinylab nas run (its baseline trains this network; it is not a 'nas train' run)"
     return " ".join(words)
 
 

@@ -1,6 +1,7 @@
 """Training the supernet of one (W, R) on the CPU, with the sandwich rule: at every step the
 largest subnet and `subnets` random ones (default 2) add their gradients before one optimiser
-step; with `distill`, the random subnets learn the largest one's soft outputs (in-place
+step (with `fixed_arch`, that one subnet alone: a network trained from scratch, the search's
+baseline); with `distill`, the random subnets learn the largest one's soft outputs (in-place
 distillation) instead of the labels. SGD (Nesterov) or Adam, the learning rate on a cosine from
 `lr` to 0 over all steps, optional label smoothing.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +57,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     distill: bool = False
     recalibration_images: int = 500  # training images whose statistics a subnet's BatchNorm takes
+    train_images: int | None = None  # a seeded subset of the training split (None: all of it)
+    fixed_arch: str | None = None  # train this one subnet alone, from scratch (a baseline), not the sandwich
 
     def __post_init__(self) -> None:
         def need(ok: bool, why: str) -> None:
@@ -69,6 +72,10 @@ class TrainConfig:
         need(self.width > 0 and self.resolution >= 1, f"width {self.width} and resolution {self.resolution} must be positive")
         need(0.0 <= self.label_smoothing < 1.0, f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         need(self.recalibration_images >= 2, f"recalibration images must be at least 2, not {self.recalibration_images}")
+        need(self.train_images is None or self.train_images >= self.batch_size,
+             f"training images must be at least one batch ({self.batch_size}), not {self.train_images}")
+        if self.fixed_arch is not None:
+            Arch.parse(self.fixed_arch)  # an ArchError names what is wrong
 
     @property
     def learning_rate(self) -> float:
@@ -99,6 +106,11 @@ def prepare(config: TrainConfig) -> tuple[SearchSpace, Dataset]:
     if len(data.classes) > space.num_classes or int(data.train.labels.max()) >= space.num_classes:
         raise TrainError(f"data set {config.dataset}: {len(data.classes)} classes, space {space.name} has "
                          f"{space.num_classes} (num_classes)")
+    if config.fixed_arch is not None:
+        Arch.parse(config.fixed_arch).check(space.stages)
+    if config.train_images is not None and config.train_images < len(data.train):
+        chosen = np.sort(np.random.default_rng([config.seed, 1 << 24]).permutation(len(data.train))[:config.train_images])
+        data = replace(data, train=Split(data.train.images[chosen], data.train.labels[chosen]))
     return space, data
 
 
@@ -171,7 +183,10 @@ def train_epoch(net: Supernet, optimizer: torch.optim.Optimizer, train: Split, c
         lr = cosine_lr(config.learning_rate, epoch * steps_per_epoch + step, config.epochs * steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        archs = [net.largest()] + [net.sample(rng) for _ in range(config.subnets)]
+        if config.fixed_arch is not None:
+            archs = [Arch.parse(config.fixed_arch)]
+        else:
+            archs = [net.largest()] + [net.sample(rng) for _ in range(config.subnets)]
         index = torch.from_numpy(indices)
         losses.append(train_step(net, optimizer, images[index], labels[index], archs, config))
         if progress is not None:

@@ -130,7 +130,8 @@ def supernet_of(args: argparse.Namespace, say, action: str):
         train_config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
                                    epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets,
                                    seed=args.seed, optimizer=args.optimizer, lr=args.lr,
-                                   label_smoothing=args.label_smoothing, distill=args.distill)
+                                   label_smoothing=args.label_smoothing, distill=args.distill,
+                                   train_images=args.train_images)
         net, data, train_config, path = load_supernet(train_config)
     else:
         net, data, train_config, path = load_supernet(path=args.checkpoint)

@@ -32,6 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME|DIR|FILE.npz",
                        help=f"fashion-mnist, digits (8x8, quick), a folder of class folders or an .npz file "
                             f"(default: {DEFAULT_DATASET})")
+    group.add_argument("--train-images", type=int, metavar="N",
+                       help="train on a seeded subset of N images of the training split (default: all of it)")
     group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs (default: {DEFAULT_EPOCHS})")
     group.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                        help=f"images per step (default: {DEFAULT_BATCH_SIZE})")
@@ -69,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(width=args.width, resolution=args.resolution, space=args.space, dataset=args.dataset,
                          epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets, seed=args.seed,
                          optimizer=args.optimizer, lr=args.lr, label_smoothing=args.label_smoothing,
-                         distill=args.distill)
+                         distill=args.distill, train_images=args.train_images)
     bars: dict[int, tuple[ProgressBar, int]] = {}
 
     def progress(epoch: int, step: int, steps: int, loss: float) -> None:
