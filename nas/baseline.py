@@ -42,7 +42,8 @@ def uniform_arch(space: SearchSpace) -> Arch:
 
 
 def uniform_baseline(space: SearchSpace, overhead: BoardOverhead, sram_bytes: int, flash_bytes: int,
-                     latency: float | None = None, latency_of: LatencyOf | None = None) -> Baseline:
+                     latency: float | None = None, latency_of: LatencyOf | None = None,
+                     latency_unit: str | None = None) -> Baseline:
     """The uniform network with the most MACs over the grid that fits every budget; a LabError
     naming the smallest figures seen when none does."""
     arch = uniform_arch(space)
@@ -70,6 +71,6 @@ def uniform_baseline(space: SearchSpace, overhead: BoardOverhead, sram_bytes: in
         least = value if least is None else min(least, value)
         if value <= latency:
             return Baseline(width, resolution, arch, Figures(figures.peak_sram_bytes, figures.flash_bytes,
-                                                             figures.macs, value, figures.latency_unit), tried)
+                                                             figures.macs, value, latency_unit), tried)
     raise LabError(f"the uniform baseline {arch} fits the memory budgets at {len(fitting)} (W, R) of {space.name}, "
                    f"but none within the latency budget {latency:,.0f}: the least is {least:,.0f}")

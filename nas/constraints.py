@@ -1,16 +1,19 @@
 """The constraints every candidate of the search is checked against before it is evaluated, at
 one (W, R) of a space: its peak SRAM (the planner's arena, `nas.footprint`, plus the board's
 measured overhead, `nas.overhead`) within the SRAM budget, its flash (int8 constants plus the
-board's code and harness) within the flash budget, and, where a latency budget is given, its
+board's code and harness: with the board's table, each layer's measured code, else the overhead's
+code per layer) within the flash budget, and, where a latency budget is given, its
 latency predicted by the board's lookup table (`nas.lut`) within it, in the table's unit.
 
 `Constraints.figures` computes an architecture's figures once (they are cached), and `violation`
 names the first budget they break, so that a search counts its rejections by reason."""
 from __future__ import annotations
 
+import random
+import statistics
 from dataclasses import asdict, dataclass, field
 
-from nas.arch import Arch
+from nas.arch import Arch, sample_arch
 from nas.footprint import footprint
 from nas.lut import LatencyTable
 from nas.overhead import BoardOverhead
@@ -64,13 +67,15 @@ class Constraints:
             config = self.space.network(arch, self.width, self.resolution)
             fp = footprint(config)
             latency = None
+            flash = self.overhead.flash_bytes(fp.constant_bytes, fp.ops)
             if self.table is not None:
+                from nas.lut import predict_flash
                 from nas.measure import predict_checked
 
                 latency = predict_checked(self.table, config)
+                flash = predict_flash(self.table, config, fp.constant_bytes)
             found = self._cache[arch] = Figures(
-                peak_sram_bytes=fp.arena_bytes + self.overhead.sram_bytes,
-                flash_bytes=self.overhead.flash_bytes(fp.constant_bytes, fp.ops), macs=fp.macs,
+                peak_sram_bytes=fp.arena_bytes + self.overhead.sram_bytes, flash_bytes=flash, macs=fp.macs,
                 latency=latency, latency_unit=self.unit)
         return found
 
@@ -88,3 +93,24 @@ class Constraints:
     def describe(self) -> str:
         text = f"SRAM {self.sram_bytes:,} B, flash {self.flash_bytes:,} B"
         return text + (f", latency {self.latency:,.0f} {self.unit}" if self.latency is not None else "")
+
+
+def median_latency(constraints: Constraints, samples: int, seed: int = 0) -> float:
+    """The median predicted latency of the networks among `samples` drawn uniformly from the space
+    that fit the SRAM and flash budgets (a latency budget that binds: half of them break it)."""
+    from nas.space import SpaceError
+
+    if constraints.table is None:
+        raise SpaceError("the median latency needs the board's latency table")
+    rng = random.Random(f"{seed}:median-latency")
+    values = []
+    for _ in range(samples):
+        arch = sample_arch(constraints.space.stages, rng)
+        f = constraints.figures(arch)
+        if f.peak_sram_bytes <= constraints.sram_bytes and f.flash_bytes <= constraints.flash_bytes:
+            values.append(f.latency)
+    if not values:
+        raise SpaceError(f"none of {samples} sampled networks of {constraints.space.name} at W={constraints.width:g}, "
+                         f"R={constraints.resolution} fits SRAM {constraints.sram_bytes:,} B and flash "
+                         f"{constraints.flash_bytes:,} B; no median latency to take")
+    return float(statistics.median(values))

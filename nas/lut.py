@@ -1,7 +1,13 @@
 """The latency lookup table: one measured latency per layer key, plus the per-network fixed
 overhead, under one `LatencyKey` (board, kernel set, kernel library, code generator, toolchain,
 compile flags). A network's predicted latency is the overhead plus the sum over its layers, in the
-board's unit."""
+board's unit.
+
+The same measurements give each layer's code: the flash of its firmware less its int8 constants,
+its int16 weight copies and the overhead network's code and harness. A network's predicted flash
+is its constants, the overhead's code and harness, and the sum of its layers' code
+(`predict_flash`): the generated code grows with each layer's shape and kernel, which a count of
+layers does not see."""
 from __future__ import annotations
 
 import json
@@ -15,7 +21,7 @@ from hil.errors import LabError
 from nas.layers import network_layers
 from nas.lutkey import LatencyKey
 
-FORMAT = 2  # 1: keyed by board and a hand-bumped engine version
+FORMAT = 3  # 1: keyed by board and a hand-bumped engine version; 2: no code sizes
 
 
 class LutError(LabError):
@@ -28,6 +34,8 @@ class LatencyTable:
     unit: str  # "instructions" (QEMU) or "cycles" (hardware)
     overhead: float | None = None  # per network, added once
     layers: dict[str, float] = field(default_factory=dict)  # key -> latency of the layer alone
+    overhead_code: int | None = None  # bytes of code and harness of the overhead network (no weights)
+    code: dict[str, int] = field(default_factory=dict)  # key -> bytes of code the layer adds
 
     @property
     def board(self) -> str:
@@ -35,7 +43,8 @@ class LatencyTable:
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "key": self.key.to_json(), "unit": self.unit, "overhead": self.overhead,
-                "layers": dict(sorted(self.layers.items()))}
+                "layers": dict(sorted(self.layers.items())), "overhead_code": self.overhead_code,
+                "code": dict(sorted(self.code.items()))}
 
 
 def default_table_path(key: LatencyKey) -> Path:
@@ -62,7 +71,7 @@ def load_table(path: Path, key: LatencyKey) -> LatencyTable:
         raise LutError(f"latency table {path} is not valid JSON: {error}") from None
     if data.get("format") != FORMAT:
         raise LutError(f"latency table {path} has format {data.get('format')!r}, expected {FORMAT} "
-                       "(a table keyed by what determines a latency): rebuild it")
+                       "(a table keyed by what determines a latency, with each layer's code size): rebuild it")
     try:
         stored = LatencyKey.from_json(data["key"])
     except (KeyError, TypeError, ValueError) as error:
@@ -75,7 +84,8 @@ def load_table(path: Path, key: LatencyKey) -> LatencyTable:
         raise LutError(f"latency table {path} no longer holds: {'; '.join(differences)}. Rebuild it "
                        f"(the default table for today's key is {default_table_path(key)})")
     return LatencyTable(key=stored, unit=data["unit"], overhead=data["overhead"],
-                        layers={k: float(v) for k, v in data["layers"].items()})
+                        layers={k: float(v) for k, v in data["layers"].items()},
+                        overhead_code=data.get("overhead_code"), code={k: int(v) for k, v in data.get("code", {}).items()})
 
 
 def open_table(path: Path | None, key: LatencyKey) -> tuple[LatencyTable, Path]:
@@ -96,5 +106,20 @@ def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
             total += table.layers[layer.key]
         except KeyError:
             raise LutError(f"latency table for {table.board} (key {table.key.short}) has no entry "
+                           f"for layer {layer.key}: build the table for a space that holds it") from None
+    return total
+
+
+def predict_flash(table: LatencyTable, network: TinyMobileNetConfig, constant_bytes: int) -> int:
+    """The predicted flash of a network whose int8 constants take `constant_bytes`, without int16
+    weight copies (which a build keeps only within its flash budget)."""
+    if table.overhead_code is None:
+        raise LutError(f"latency table for {table.board} has no overhead code size measured yet")
+    total = constant_bytes + table.overhead_code
+    for layer in network_layers(network):
+        try:
+            total += table.code[layer.key]
+        except KeyError:
+            raise LutError(f"latency table for {table.board} (key {table.key.short}) has no code size "
                            f"for layer {layer.key}: build the table for a space that holds it") from None
     return total

@@ -24,7 +24,8 @@ from hil.experiments.models import ModelSource, default_input
 from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
 from nas.layers import Layer, network_macs
-from nas.lut import LatencyTable, LutError, save_table
+from nas.footprint import footprint
+from nas.lut import LatencyTable, LutError, predict_flash, save_table
 from nas.lutkey import LUT_KERNELS
 from nas.space import SearchSpace
 
@@ -118,7 +119,8 @@ def missing_keys(space: SearchSpace, table: LatencyTable) -> list[str]:
     """The entries of `space` the table lacks, the fixed overhead first."""
     from nas.layers import space_layers
 
-    return ([OVERHEAD_KEY] if table.overhead is None else []) + [k for k in space_layers(space) if k not in table.layers]
+    return (([OVERHEAD_KEY] if table.overhead is None or table.overhead_code is None else [])
+            + [k for k in space_layers(space) if k not in table.layers or k not in table.code])
 
 
 @dataclass
@@ -161,11 +163,16 @@ def _record(table: LatencyTable, path, store, provenance: Provenance | None, boa
     """Put one measured key into the table (saved at once) and its figures into the store."""
     if table.unit and run.unit != table.unit:
         raise LutError(f"{key}: measured in {run.unit}, but the table holds {table.unit}")
+    if run.flash_parts is None:
+        raise LutError(f"{key}: the build reported no flash breakdown; its code size is unknown")
     table.unit = run.unit
+    code = run.flash_parts.code + run.flash_parts.lab
     if key == OVERHEAD_KEY:
         table.overhead = value = run.latency
+        table.overhead_code = code
     else:
         value = table.layers[key] = run.latency - table.overhead
+        table.code[key] = code - table.overhead_code
     save_table(table, path)
     if store is not None:
         provenance = provenance or engine_provenance(board, run.backend)
@@ -238,6 +245,7 @@ class Validation:
     lut: dict[str, float]
     macs_linear: dict[str, float]
     fit: tuple[float, float]  # the MACs-linear fit to all the networks (for the record)
+    flash: dict[str, float]  # the table's flash prediction against the measured flash less int16 weight copies
 
 
 def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, samples: int, seed: int = 0,
@@ -248,20 +256,24 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
     rng = random.Random(seed)
     work: list[Job] = []
     predicted: dict[str, float] = {}
+    flash_predicted: dict[str, int] = {}
     macs: dict[str, int] = {}
     for index in range(samples):
         config = space.sample(rng)
         name = f"lut-validate:{space.name}:{seed}:{index}"
         predicted[name] = predict_checked(table, config)  # a missing key fails before anything runs
+        flash_predicted[name] = predict_flash(table, config, footprint(config).constant_bytes)
         macs[name] = network_macs(config)
         work.append(Job(name, measure_network, (board, config, name, SEED + index)))
     measured: dict[str, float] = {}
+    flash_measured: dict[str, int] = {}
     provenance = None
     for job, run in run_jobs(work, jobs):
         name = job.label
         if run.unit != table.unit:
             raise LutError(f"{name}: measured in {run.unit}, but the table holds {table.unit}")
         measured[name] = run.latency
+        flash_measured[name] = run.flash - (run.flash_parts.widened if run.flash_parts else 0)
         if store is not None:
             provenance = provenance or engine_provenance(board, run.backend)
             store.add(run.measurements(provenance) + [provenance.measurement(
@@ -269,7 +281,8 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
         progress(f"{name}: measured {run.latency:,.0f}, predicted {predicted[name]:,.0f} {run.unit} "
                  f"({(predicted[name] - run.latency) / run.latency * 100:+.2f}%)")
     names = [job.label for job in work]
-    rows = [{"name": n, "measured": measured[n], "predicted": predicted[n], "macs": macs[n]} for n in names]
+    rows = [{"name": n, "measured": measured[n], "predicted": predicted[n], "macs": macs[n],
+             "flash_measured_bytes": flash_measured[n], "flash_predicted_bytes": flash_predicted[n]} for n in names]
     measured_values = np.array([measured[n] for n in names])
     macs_values = np.array([macs[n] for n in names], float)
     held_out = macs_held_out(macs_values, measured_values)
@@ -278,7 +291,9 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
     a, b = macs_fit(macs_values, measured_values)
     result = Validation(unit=table.unit, samples=rows,
                         lut=error_figures(measured_values, np.array([predicted[n] for n in names])),
-                        macs_linear=error_figures(measured_values, held_out), fit=(a, b))
+                        macs_linear=error_figures(measured_values, held_out), fit=(a, b),
+                        flash=error_figures(np.array([flash_measured[n] for n in names], float),
+                                            np.array([flash_predicted[n] for n in names], float)))
     if store is not None and provenance is not None:
         model = f"lut-validate:{space.name}:{seed}"
         extra = {"samples": samples, "space": space.name, "macs_fit": [a, b], "macs_scored": "leave-one-out"}

@@ -16,7 +16,7 @@ from hil.progress import ProgressBar
 from hil.store.results import open_store
 from hil.targets.boards import load_board
 from nas.layers import network_layers, space_layers
-from nas.lut import LatencyTable, LutError, default_table_path, load_table, predict, save_table
+from nas.lut import LatencyTable, LutError, default_table_path, load_table, predict, predict_flash, save_table
 from nas.lutkey import LatencyKey, current_key
 from nas.measure import error_figures, macs_fit, macs_held_out, measure_layer, spearman
 from nas.space import SPACES
@@ -81,7 +81,7 @@ def test_table_is_refused_naming_each_part_that_changed(tmp_path):
     with pytest.raises(LutError, match="the kernel set changed: table 'optimized', now 'portable'"):
         load_table(path, replace(KEY, kernels="portable"))
     path.write_text(json.dumps({"format": 1, "board": "qemu-f746", "engine_version": "0.2"}))
-    with pytest.raises(LutError, match="format 1, expected 2"):
+    with pytest.raises(LutError, match="format 1, expected 3"):
         load_table(path, KEY)
 
 
@@ -163,10 +163,12 @@ def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, pr
     for key in ("fc-in:32-out:10", "mbconv-in:8x8x16-out:16-e:6-k:5-s:1-res"):
         alone = measure_layer(load_board("qemu-f746"), layers[key], f"lut:{key}")
         assert parallel.layers[key] == alone.latency - parallel.overhead
+        parts = alone.flash_parts
+        assert parallel.code[key] == parts.code + parts.lab - parallel.overhead_code > 0
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["measured"] == []
     built = load_table(table, lut_key)
-    assert built.unit == "instructions" and set(built.layers) == set(space_layers(TINY))
+    assert built.unit == "instructions" and set(built.layers) == set(built.code) == set(space_layers(TINY))
     with open_store(private_store) as store:
         assert len(store.query(metric="layer_latency")) == len(space_layers(TINY))
 
@@ -175,5 +177,18 @@ def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, pr
     result = json.loads(capsys.readouterr().out)
     assert len(result["samples"]) == 3 and result["lut"]["mape"] < 5.0
     assert all("predicted_macs_linear" in sample for sample in result["samples"])
+    assert result["flash"]["mape"] < 3.0  # each layer's code measured, not a count of layers
     assert main(["lut", "build", "--board", "qemu-f412", "--space", "tiny", "--table", str(table)]) == 2
     assert "measured on board 'qemu-f746', not 'qemu-f412'" in capsys.readouterr().err
+
+
+def test_flash_prediction_adds_each_layers_code_and_names_a_missing_one():
+    keys = list(space_layers(TINY))
+    config = TINY.sample(random.Random(3))
+    table = LatencyTable(KEY, "instructions", overhead=100.0, layers={key: 1000.0 for key in keys},
+                         overhead_code=30000, code={key: 700 for key in keys})
+    layers = network_layers(config)
+    assert predict_flash(table, config, 5000) == 5000 + 30000 + 700 * len(layers)
+    del table.code[layers[0].key]
+    with pytest.raises(LutError, match=f"no code size for layer {layers[0].key}"):
+        predict_flash(table, config, 5000)

@@ -36,8 +36,10 @@ def fake_table() -> LatencyTable:
     """A table whose layer latencies are their MACs (plus a little per layer)."""
     key = LatencyKey(board="fake", kernels="optimized", kernel_library="x", code_generator="x", toolchain="x",
                      compile_flags=())
+    layers = space_layers(SPACE)
     return LatencyTable(key=key, unit="instructions", overhead=5000.0,
-                        layers={k: float(layer.macs + 100) for k, layer in space_layers(SPACE).items()})
+                        layers={k: float(layer.macs + 100) for k, layer in layers.items()},
+                        overhead_code=20000, code={k: 400 for k in layers})
 
 
 def constraints(sram: int = BIG, flash: int = BIG, latency: float | None = None) -> Constraints:

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         stored = str(store.path)
     if args.json:
         print(json.dumps({"board": board.name, "space": space.name, "unit": result.unit, "lut": result.lut,
-                          "macs_linear": result.macs_linear, "macs_fit": result.fit,
+                          "macs_linear": result.macs_linear, "macs_fit": result.fit, "flash": result.flash,
                           "samples": result.samples, "store": stored}, indent=2))
         return 0
     print(f"{'predictor':<12} {'RMSE':>12} {'MAPE %':>8} {'±5% %':>7} {'±10% %':>7} {'Spearman':>9}")
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"RMSE in {result.unit}; MACs-linear: latency = a·MACs + b, each network predicted by the least-squares "
           f"fit to the other {len(result.samples) - 1} (fit to all: a = {result.fit[0]:.4g}, b = {result.fit[1]:,.0f}); "
           f"figures stored in {stored}")
+    f = result.flash
+    print(f"flash (the table's code sizes + constants, against the image less int16 weight copies): MAPE "
+          f"{f['mape']:.2f} %, {f['within_5pct']:.0f} % of the networks within ±5 %")
     return 0
 
 

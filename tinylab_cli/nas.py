@@ -1,4 +1,5 @@
-"""`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
+"""`tinylab nas run`: the whole search with its baselines (`tinylab_cli/nas_run.py`);
+`tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
 budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`);
 `tinylab nas search`: evolution over its subnets (`tinylab_cli/nas_search.py`); `tinylab nas
 deploy`: one subnet measured on the board (`tinylab_cli/nas_deploy.py`).
@@ -18,10 +19,12 @@ from hil.resources import results_dir
 from hil.sizes import byte_count
 from hil.targets.boards import load_board
 
-SUMMARY = ("the search: choose the width and resolution whose networks fit the budget best (space), "
+SUMMARY = ("the search: all of it with its baselines, measured on the board (run); choose the width and resolution whose networks fit the budget best (space), "
            "train their supernet (train), search its subnets under the budgets (search), "
            "deploy one on the board (deploy)")
 EXAMPLES = """\
+  tinylab nas run --board qemu-f412 --sram 64K --flash 512K --budget quick --json
+  tinylab nas run --board qemu-f412 --sram 64K --flash 512K --latency median --budget full --seed 1
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
   tinylab nas train --width 0.7 --resolution 28 --epochs 5
@@ -42,11 +45,13 @@ DEFAULT_MIN_FIT = 0.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tinylab_cli.nas_deploy import add_deploy_arguments
+    from tinylab_cli.nas_run import add_run_arguments
     from tinylab_cli.nas_search import add_search_arguments
     from tinylab_cli.nas_train import add_train_arguments
 
-    parser.add_argument("action", choices=("space", "train", "search", "deploy"),
-                        help="space: choose (W, R) of the space for the budget; train: train the supernet of one "
+    parser.add_argument("action", choices=("run", "space", "train", "search", "deploy"),
+                        help="run: all of the steps below in one, with the baselines (--budget quick|full); "
+                             "space: choose (W, R) of the space for the budget; train: train the supernet of one "
                              "(W, R); search: evolution over its subnets under the budgets; deploy: one subnet "
                              "quantised, compiled and measured on the board")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
@@ -69,9 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_arguments(parser)
     add_search_arguments(parser)
     add_deploy_arguments(parser)
+    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        from tinylab_cli.nas_run import run_nas
+
+        return run_nas(args)
     if args.action == "train":
         from tinylab_cli.nas_train import run_train
 

@@ -11,6 +11,7 @@ import time
 
 from hil.errors import LabError
 from hil.progress import ProgressBar
+from tinylab_cli.nas_run import latency_argument
 
 DEFAULT_POPULATION = 100  # nas.evolution.EvolutionConfig's defaults; tests/test_nas_evolution.py keeps them equal
 DEFAULT_GENERATIONS = 20
@@ -22,9 +23,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint", metavar="PATH",
                        help="the supernet checkpoint (default: the one of --space, --width, --resolution, --dataset, "
                             "--seed and the training flags, in the cache)")
-    group.add_argument("--latency", type=float, metavar="N",
-                       help="latency budget in the board's unit (instructions under QEMU, cycles on hardware; "
-                            "default: none)")
+    group.add_argument("--latency", type=latency_argument, metavar="N|median",
+                       help="latency budget in the board's unit (instructions under QEMU, cycles on hardware), or, "
+                            "for 'nas run', median: the median predicted latency of the fitting networks of the "
+                            "chosen (W, R) (default: none)")
     group.add_argument("--population", type=int, default=DEFAULT_POPULATION,
                        help=f"architectures per generation (default: {DEFAULT_POPULATION})")
     group.add_argument("--generations", type=int, default=DEFAULT_GENERATIONS,
@@ -44,6 +46,8 @@ def run_search(args: argparse.Namespace) -> int:
     from tinylab_cli.nas import check_budget
 
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    if args.latency == "median":
+        raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the board's unit")
     board = load_board(args.board)
     check_budget(Budget(args.sram, args.flash), board)
     config = EvolutionConfig(population=args.population, generations=args.generations, seed=args.seed)

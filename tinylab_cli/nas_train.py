@@ -49,6 +49,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"random subnets scored at the end (default: {DEFAULT_RANDOM_SUBNETS})")
 
 
+def epoch_bars(epochs: int):
+    """A training progress callback: one bar per epoch, advanced at most BAR_CHUNKS times."""
+    bars: dict[int, tuple[ProgressBar, int]] = {}
+
+    def progress(epoch: int, step: int, steps: int, loss: float) -> None:
+        chunks = min(BAR_CHUNKS, steps)
+        bar, shown = bars.setdefault(epoch, (ProgressBar(chunks, f"epoch {epoch}/{epochs}"), 0))
+        due = step * chunks // steps
+        while shown < due:
+            shown += 1
+            bar.advance(f"loss {loss:.3f}")
+        bars[epoch] = (bar, shown)
+
+    return progress
+
+
 def run_train(args: argparse.Namespace) -> int:
     from nas.space import load_space
     from nas.train import TrainConfig, evaluate, train
@@ -72,20 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets, seed=args.seed,
                          optimizer=args.optimizer, lr=args.lr, label_smoothing=args.label_smoothing,
                          distill=args.distill, train_images=args.train_images)
-    bars: dict[int, tuple[ProgressBar, int]] = {}
-
-    def progress(epoch: int, step: int, steps: int, loss: float) -> None:
-        if args.json:
-            return
-        chunks = min(BAR_CHUNKS, steps)
-        bar, shown = bars.setdefault(epoch, (ProgressBar(chunks, f"epoch {epoch}/{config.epochs}"), 0))
-        due = step * chunks // steps
-        while shown < due:
-            shown += 1
-            bar.advance(f"loss {loss:.3f}")
-        bars[epoch] = (bar, shown)
-
-    result = train(config, progress=progress)
+    result = train(config, progress=None if args.json else epoch_bars(config.epochs))
     net, data = result.supernet, result.data
     rng = random.Random(f"{config.seed}:score")
     archs = [("largest", net.largest()), ("smallest", net.smallest())]

@@ -1,0 +1,272 @@
+"""`tinylab nas run`: the whole search in one command, under one work budget (`nas/budgets.py`):
+
+1. the space optimisation chooses (W, R) for the board's SRAM and flash budgets (`nas space`);
+2. the board's latency table is completed for that (W, R) (`nas search`'s table, timed apart);
+3. the supernet is trained, or resumed from its checkpoint (`nas train`);
+4. evolution and, as its control, random search with as many evaluations (`nas search`);
+5. the baseline: the uniformly scaled network (k3, e6, full depth) with the most MACs over the
+   grid that fits the budgets, trained from scratch for as many epochs (`nas/baseline.py`);
+6. evolution's best, random search's best and the baseline deployed and measured on the board
+   (`nas deploy`): measured against predicted, TFLM match, float and int8 test accuracy.
+
+Every figure goes to the results store under one run id (`nas/records.py`), where `tinylab
+report` shows the search."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from dataclasses import replace
+
+from hil.errors import LabError
+from hil.progress import ProgressBar
+
+DEFAULT_BUDGET = "quick"
+BUDGET_CHOICES = ("quick", "full")  # nas.budgets.BUDGETS; tests/test_nas_run.py keeps them equal
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run", "the whole search: space, table, supernet, evolution, baseline, deployment")
+    group.add_argument("--budget", choices=BUDGET_CHOICES, default=DEFAULT_BUDGET,
+                       help="how much work: quick (about 5 minutes: a data subset, 1 epoch, a small population; "
+                            "checks the path, not the accuracy) or full (the whole training split, 10 epochs, "
+                            f"population 50 over 20 generations, 2,000 validation images) (default: {DEFAULT_BUDGET})")
+
+
+def latency_argument(text: str) -> float | str:
+    """--latency: a number in the board's unit, or `median` (nas run: the median predicted latency
+    of the fitting networks of the chosen (W, R), a budget that binds)."""
+    if text.strip().lower() == "median":
+        return "median"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of the board's unit, nor 'median'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a latency budget must be positive, not {text}")
+    return value
+
+
+class Steps:
+    """Says what each step does and times it."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.seconds: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+    def step(self, name: str, what: str):
+        self.say(f"== {what}")
+        steps = self
+
+        class Timer:
+            def __enter__(self):
+                self.begun = time.monotonic()
+
+            def __exit__(self, *exc):
+                steps.seconds[name] = steps.seconds.get(name, 0.0) + time.monotonic() - self.begun
+
+        return Timer()
+
+    def total(self) -> float:
+        return time.monotonic() - self.started
+
+
+def run_nas(args: argparse.Namespace) -> int:
+    from hil.store.results import open_store
+    from hil.experiments.modelrun import engine_provenance
+    from hil.targets.boards import load_board
+    from nas.budgets import run_budget
+    from nas.constraints import Constraints, median_latency
+    from nas.data import load_dataset
+    from nas.deploy import deploy
+    from nas.evolution import EvolutionConfig, evolve, random_search
+    from nas.fitness import SupernetFitness, validation_subset
+    from nas.overhead import board_overhead
+    from nas.records import candidate_rows, deployment_rows
+    from nas.space import load_space
+    from nas.space_opt import Budget
+    from nas.train import TrainConfig
+    from tinylab_cli.nas import check_budget, space_grid
+    from tinylab_cli.nas_search import latency_table
+
+    budget = run_budget(args.budget)
+    steps = Steps(args.json)
+    say = steps.say
+    board = load_board(args.board)
+    space = load_space(args.space)
+    check_budget(Budget(args.sram, args.flash), board)
+    load_dataset(args.dataset)  # a missing data set is refused now, not after the space and the table
+    say(f"tinylab nas run, {budget.name} budget, on {board.name}: SRAM {args.sram:,} B, flash {args.flash:,} B, "
+        f"latency {args.latency if args.latency is not None else 'no budget'}; {space.name} on {args.dataset}, "
+        f"seed {args.seed}")
+
+    with steps.step("space", f"1/6 search space: {budget.samples} networks per (W, R)"):
+        grid_args = copy.copy(args)
+        grid_args.samples = budget.samples
+        grid = space_grid(grid_args, say)
+        if grid.chosen is None:
+            raise LabError(f"the space optimisation chose no (W, R): {grid.refusal}")
+        width, resolution = grid.chosen.width, grid.chosen.resolution
+        say(f"chose W={width:g}, R={resolution}: {grid.chosen.fit_share:.0%} of its networks fit, mean "
+            f"{grid.chosen.mean_macs / 1e6:.2f} MMACs")
+    overhead, _ = board_overhead(board, space)
+    with steps.step("latency_table", f"2/6 latency table of {board.name} at W={width:g}, R={resolution}"):
+        table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
+        say(f"{table_path}: {table_measured} entries measured now, in {table.unit}")
+    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table)
+    latency = args.latency
+    if latency == "median":
+        latency = median_latency(constraints, budget.samples, args.seed)
+        say(f"latency budget: {latency:,.0f} {table.unit}, the median of the fitting sampled networks")
+    constraints = replace(constraints, latency=latency)
+
+    config = TrainConfig(width=width, resolution=resolution, space=args.space, dataset=args.dataset,
+                         epochs=budget.epochs, batch_size=budget.batch_size, subnets=budget.subnets, seed=args.seed,
+                         recalibration_images=budget.recalibration_images, train_images=budget.train_images)
+    with steps.step("train", f"3/6 supernet: {config.epochs} epoch(s), largest + {config.subnets} random subnet(s) "
+                    "per step"):
+        trained = trained_net(config, args.json)
+        say(f"checkpoint {trained.checkpoint} ({len(trained.data.train):,} training images)")
+
+    with steps.step("search", f"4/6 evolution (population {budget.population}, {budget.generations} generations) "
+                    "and random search"):
+        data = validation_subset(trained.data, budget.val_images, args.seed)
+        fitness = SupernetFitness(trained.supernet, data, config)
+        evolution_config = EvolutionConfig(population=budget.population, generations=budget.generations, seed=args.seed)
+        evolution = evolve(constraints, fitness, evolution_config, generation_bar("evolution", budget.generations + 1,
+                                                                                   args.json))
+        control = random_search(constraints, fitness, evolution.evaluations, evolution_config,
+                                generation_bar("random search", -(-evolution.evaluations // budget.population),
+                                               args.json))
+        for result in (evolution, control):
+            say(f"{result.method}: best {result.fitness:.1%} on {len(data.validation):,} validation images after "
+                f"{result.evaluations} evaluations: {result.best}")
+
+    with steps.step("baseline", "5/6 baseline: the uniformly scaled network, trained from scratch"):
+        baseline, baseline_config, baseline_trained = uniform_baseline_of(board, space, overhead, args, latency,
+                                                                          table.unit, config, say)
+
+    deployments = {}
+    with steps.step("deploy", "6/6 deployment on the board"):
+        plan = [("winner", evolution.best, trained, config, constraints, budget.target_images),
+                ("random", control.best, trained, config, constraints, budget.baseline_target_images)]
+        uniform_constraints = Constraints(space, baseline.width, baseline.resolution, overhead, args.sram, args.flash,
+                                          None, table if (baseline.width, baseline.resolution) == (width, resolution)
+                                          else None)
+        plan.append(("uniform", baseline.arch, baseline_trained, baseline_config, uniform_constraints,
+                     budget.baseline_target_images))
+        for role, arch, run_of, run_config, role_constraints, target_images in plan:
+            say(f"deploying the {role} network {arch}")
+            deployments[role] = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
+                                       target_images=target_images, test_images=budget.test_images,
+                                       progress=lambda line: say(f"  {line}"))
+
+    budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
+                   "latency_unit": table.unit if latency is not None else None}
+    context = {"width": width, "resolution": resolution, "dataset": args.dataset, "space": space.name,
+               "budget": budget_json, "work_budget": budget.name, "seed": args.seed}
+    report = {
+        "board": board.name, "space": space.name, "dataset": args.dataset, "seed": args.seed,
+        "work_budget": budget.to_json(), "budget": budget_json,
+        "space_choice": {"width": width, "resolution": resolution, "fit_share": round(grid.chosen.fit_share, 4),
+                         "mean_macs_fitting": round(grid.chosen.mean_macs, 1), "samples": budget.samples},
+        "latency_table": {"path": str(table_path), "measured_now": table_measured, "unit": table.unit},
+        "supernet": {"checkpoint": str(trained.checkpoint), "epochs": config.epochs,
+                     "train_images": len(trained.data.train), "resumed_from": trained.resumed_from},
+        "search": {"validation_images": len(data.validation), "evolution": evolution.to_json(),
+                   "random": control.to_json(), "seconds_per_evaluation":
+                       round(fitness.seconds / fitness.calls, 4) if fitness.calls else None},
+        "winner": {**deployments["winner"].to_json(budget_json), "validation_accuracy": evolution.fitness},
+        "baselines": [
+            {"name": "random search", **deployments["random"].to_json(budget_json),
+             "accuracy": deployments["random"].int8_accuracy, "validation_accuracy": control.fitness},
+            {"name": "uniform (k3 e6, full depth, trained from scratch)", **deployments["uniform"].to_json(budget_json),
+             "accuracy": deployments["uniform"].int8_accuracy, "width": baseline.width,
+             "resolution": baseline.resolution, "latency_measured_for_choice": baseline.figures.latency},
+        ],
+    }
+    with open_store(args.store) as store:
+        provenance = engine_provenance(board, deployments["winner"].run.backend)
+        rows = []
+        for result in (evolution, control):
+            rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures,
+                                   {**context, "validation_images": len(data.validation)})
+        for role, deployment in deployments.items():
+            role_context = context if role != "uniform" else {**context, "width": baseline.width,
+                                                               "resolution": baseline.resolution}
+            rows += deployment_rows(provenance, deployment, role, role_context)
+        store.add(rows)
+        report["store"] = {"path": str(store.path), "run_id": provenance.run_id, "rows": len(rows)}
+    total = steps.total()
+    report["timing"] = {**{f"{k}_seconds": round(v, 1) for k, v in steps.seconds.items()},
+                        "total_seconds": round(total, 1),
+                        "total_without_latency_table_seconds": round(total - steps.seconds.get("latency_table", 0), 1)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print_summary(report)
+    return 0
+
+
+def trained_net(config, quiet: bool):
+    from nas.train import train
+
+    from tinylab_cli.nas_train import epoch_bars
+
+    return train(config, progress=None if quiet else epoch_bars(config.epochs))
+
+
+def generation_bar(label: str, total: int, quiet: bool):
+    if quiet:
+        return None
+    bar = ProgressBar(max(total, 1), label)
+    return lambda g: bar.advance(f"best {g.best:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
+
+
+def uniform_baseline_of(board, space, overhead, args, latency, unit, config, say):
+    """The baseline network and its training (from scratch, the supernet's epochs and data)."""
+    from nas.baseline import uniform_baseline
+    from nas.measure import measure_network
+
+    def latency_of(width: float, resolution: int, network) -> float:
+        run = measure_network(board, network, f"nas-baseline:W{width:g}-R{resolution}", args.seed)
+        say(f"  uniform network at W={width:g}, R={resolution}: {run.latency:,.0f} {run.unit} measured")
+        return run.latency
+
+    baseline = uniform_baseline(space, overhead, args.sram, args.flash, latency, latency_of, unit)
+    say(f"baseline {baseline.arch} at W={baseline.width:g}, R={baseline.resolution}: predicted peak SRAM "
+        f"{baseline.figures.peak_sram_bytes:,} B, {baseline.figures.macs / 1e6:.2f} MMACs")
+    base_config = replace(config, width=baseline.width, resolution=baseline.resolution, subnets=0,
+                          fixed_arch=str(baseline.arch))
+    return baseline, base_config, trained_net(base_config, args.json)
+
+
+def print_summary(report: dict) -> None:
+    b = report["budget"]
+    unit = report["latency_table"]["unit"]
+    print(f"\nbudgets: SRAM {b['sram_bytes']:,} B, flash {b['flash_bytes']:,} B, latency "
+          f"{'none' if b['latency'] is None else format(b['latency'], ',.0f') + ' ' + unit}")
+    rows = [("evolution (winner)", report["winner"])] + [(x["name"], x) for x in report["baselines"]]
+    print(f"{'network':<52} {'int8 acc':>8} {'float':>7} {'peak SRAM':>10} {'flash':>9} {'latency':>13} "
+          f"{'pred.':>6} {'TFLM':>5}")
+    for name, x in rows:
+        m = x["measured"]
+        ratio = x.get("latency_ratio")
+        print(f"{name[:52]:<52} {x['int8_accuracy']:8.2%} {x['float_accuracy']:7.2%} {m['peak_sram_bytes']:>10,} "
+              f"{m['flash_bytes']:>9,} {m['latency']:>13,.0f} {'' if ratio is None else format((ratio - 1) * 100, '+.1f') + '%':>6} "
+              f"{'yes' if x['matches_reference'] else 'NO':>5}")
+        print(f"  {x['architecture']}")
+    print(f"latency in {unit}; 'pred.' is measured against the table's prediction; accuracies on "
+          f"{report['winner']['test_images']:,} test images")
+    t = report["timing"]
+    print(f"time: {t['total_seconds']:.0f} s in all, {t['total_without_latency_table_seconds']:.0f} s without the "
+          f"latency table's build (" + ", ".join(f"{k[:-8]} {v:.0f} s" for k, v in t.items()
+                                                  if k.endswith("_seconds") and not k.startswith("total")) + ")")
+    print(f"stored: {report['store']['rows']} rows in {report['store']['path']} (run {report['store']['run_id']}); "
+          "see 'tinylab report'")
