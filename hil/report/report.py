@@ -1,6 +1,8 @@
 """The lab's report: the results store read into pandas and turned into plain data for one static
 HTML page: per model and board, our engine against each baseline (latest run of each, with
-ratios), the memory plan, trends with regressions, and where every figure came from.
+ratios), the memory plan, trends with regressions, and where every figure came from; per NAS
+search (`tinylab nas run`), accuracy against latency and peak SRAM with the Pareto fronts and the
+networks it deployed (hil.report.search_data).
 
 `make_report()` does it all: `load_frame()` reads the store, `collect_report()` builds the data,
 `write_report()` draws the figures (hil.report.report_figures) and renders
@@ -19,6 +21,8 @@ from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
 from hil.report.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
                                     Trend, TrendPoint, TrendSeries)
+from hil.report.search_data import (CANDIDATE_METRIC, ROLES, Budget, Candidate, DeployedNetwork, SearchRun,
+                                    pareto_front)
 from hil.resources import report_templates_dir
 from hil.store.location import resolve_store_path
 from hil.store.provenance import utc_now
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 TEMPLATES_DIR = report_templates_dir()
 TEMPLATE = "report.html.j2"
 FIGURE_FORMATS = ("png", "svg")
-FIGURE_KINDS = ("-comparison", "-plan", "-trend")  # file names: <section>-<kind>.<format>
+FIGURE_KINDS = ("-comparison", "-plan", "-trend", "-search")  # file names: <section>-<kind>.<format>
 
 HOST_BACKEND = "host"
 # Baseline columns, in this order, always shown (empty with a reason when not measured); any other
@@ -268,6 +272,97 @@ def trends(frame: pandas.DataFrame, history: list[Regression]) -> list[Trend]:
     return found
 
 
+# --- NAS searches -------------------------------------------------------------------------------
+
+SEARCH_CONTEXT = ("dataset", "width", "resolution")  # what the page names of a search's setting
+
+
+def search_run_ids(frame: pandas.DataFrame) -> set[str]:
+    """Runs of `tinylab nas run`: those that scored architectures (`nas_validation_accuracy`)."""
+    return set(frame.loc[frame["metric"] == CANDIDATE_METRIC, "run_id"])
+
+
+def _extra(text: Any) -> dict[str, Any]:
+    try:
+        extra = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _candidate(row: Any, extra: dict[str, Any]) -> Candidate:
+    return Candidate(
+        architecture=str(extra.get("architecture", row.model.removeprefix("nas:"))),
+        method=str(extra.get("method", "")), accuracy=float(row.value),
+        latency=_number_or_none(extra.get("predicted_latency")), latency_unit=extra.get("latency_unit"),
+        peak_sram=_number_or_none(extra.get("predicted_peak_sram_bytes")),
+        flash=_number_or_none(extra.get("predicted_flash_bytes")))
+
+
+def _deployed(role: str, architecture: str, model: str, rows: list[tuple[Any, dict[str, Any]]]) -> DeployedNetwork:
+    """A deployed network from its rows (oldest first: the newest of each metric counts)."""
+    figures = {row.metric: (float(row.value), row.unit) for row, _ in rows}
+
+    def value(metric: str) -> float | None:
+        return figures[metric][0] if metric in figures else None
+
+    def flag(metric: str) -> bool | None:
+        return bool(figures[metric][0]) if metric in figures else None
+
+    latency = figures.get("latency")
+    predicted = figures.get("nas_predicted_latency")
+    return DeployedNetwork(
+        role=role, architecture=architecture, model=model,
+        int8_accuracy=value("int8_accuracy"), float_accuracy=value("float_accuracy"),
+        latency=latency[0] if latency else None, latency_unit=latency[1] if latency else None,
+        peak_sram=value("peak_sram"), flash=value("flash"),
+        matches_reference=flag("matches_reference"), target_matches_host=flag("target_matches_host"),
+        predicted_latency=predicted[0] if predicted else None,
+        predicted_latency_unit=predicted[1] if predicted else None,
+        predicted_peak_sram=value("nas_predicted_peak_sram"), predicted_flash=value("nas_predicted_flash"),
+        run_id=rows[-1][0].run_id)
+
+
+def _budget(extra: dict[str, Any]) -> Budget:
+    budget = extra.get("budget")
+    if not isinstance(budget, dict):
+        return Budget()
+    return Budget(sram_bytes=_number_or_none(budget.get("sram_bytes")),
+                  flash_bytes=_number_or_none(budget.get("flash_bytes")),
+                  latency=_number_or_none(budget.get("latency")))
+
+
+def search_runs(frame: pandas.DataFrame) -> list[SearchRun]:
+    """Every NAS search among the rows: its candidates, their Pareto fronts (validation accuracy
+    against predicted latency and against predicted peak SRAM) and the networks it deployed."""
+    searches = []
+    for run_id in sorted(search_run_ids(frame)):
+        rows = frame[frame["run_id"] == run_id].sort_values("timestamp", kind="mergesort")
+        pairs = [(row, _extra(row.extra)) for row in rows.itertuples(index=False)]
+        scored = [(row, extra) for row, extra in pairs if row.metric == CANDIDATE_METRIC]
+        candidates = [_candidate(row, extra) for row, extra in scored]
+        groups: dict[tuple[str, str, str], list[tuple[Any, dict[str, Any]]]] = {}
+        for row, extra in pairs:
+            if row.metric != CANDIDATE_METRIC and extra.get("role") in ROLES:
+                key = (extra["role"], str(extra.get("architecture", "")), row.model)
+                groups.setdefault(key, []).append((row, extra))
+        deployed = [_deployed(*key, group) for key, group in
+                    sorted(groups.items(), key=lambda item: (ROLES.index(item[0][0]), item[0][1], item[0][2]))]
+        first_row, first = scored[0]
+        context = {name: str(first[name]) for name in SEARCH_CONTEXT if name in first}
+        searches.append(SearchRun(
+            run_id=run_id, board=first_row.board, backend=first_row.backend, context=context,
+            budget=_budget(first), candidates=candidates,
+            latency_front=pareto_front(candidates, lambda c: c.latency),
+            sram_front=pareto_front(candidates, lambda c: c.peak_sram), deployed=deployed,
+            source=source_of(rows, first_row.board, first_row.backend)))
+    return searches
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -298,7 +393,8 @@ class ReportData:
     sections: list[Section]
     regressions: list[Regression]  # in the newest run of each series
     history: list[Regression]  # every run against the runs before it
-    left_out: list[str]  # notes on rows not shown
+    left_out: list[str]  # notes on rows not shown (or shown elsewhere)
+    searches: list[SearchRun] = field(default_factory=list)  # NAS searches, each in its own section
 
 
 def slug(text: str) -> str:
@@ -333,6 +429,13 @@ def collect_report(frame: pandas.DataFrame, *, store: str = "", filters: dict[st
             left_out.append(f"{int(dropped.sum())} rows of {len(lut)} latency-table runs (`tinylab lut`) "
                             "are left out; select them with --model")
             frame = frame[~dropped]
+    selected = len(frame)
+    searches = search_runs(frame)
+    if searches:
+        dropped = frame["run_id"].isin({s.run_id for s in searches})
+        left_out.append(f"{int(dropped.sum())} rows of {len(searches)} NAS search runs (`tinylab nas run`) are "
+                        "shown in the NAS search sections below, not among the models")
+        frame = frame[~dropped]
     history = find_regressions(frame, latest_only=False)
     latest = find_regressions(frame)
     tables = {t.key: t for t in comparison_tables(frame)}
@@ -347,9 +450,15 @@ def collect_report(frame: pandas.DataFrame, *, store: str = "", filters: dict[st
         anchors.add(anchor)
         sections.append(Section(*key, table=tables.get(key), plan=plans.get(key), trend=trend_list.get(key),
                                 anchor=anchor))
+    for search in searches:
+        anchor = base = slug(f"search-{search.run_id}")
+        while anchor in anchors:
+            anchor = f"{base}-{len(anchors)}"
+        anchors.add(anchor)
+        search.anchor = anchor
     return ReportData(store=store, generated=_minute(_now()), filters=filters or {},
-                      measurements=len(frame), sections=sections, regressions=latest, history=history,
-                      left_out=left_out)
+                      measurements=selected, sections=sections, regressions=latest, history=history,
+                      left_out=left_out, searches=searches)
 
 
 def _now() -> datetime:
@@ -393,12 +502,18 @@ def write_report(data: ReportData, out_dir: Path, *, image_format: str = "png") 
             draw(item, path)
             written.append(path)
             section.figures[kind] = path.relative_to(out_dir).as_posix()
+    for search in data.searches:
+        path = report_figures.search_figure(search, figures_dir / f"{search.anchor}-search.{image_format}")
+        written.append(path)
+        search.figures["search"] = path.relative_to(out_dir).as_posix()
     environment = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), undefined=StrictUndefined,
                               autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                               lstrip_blocks=True)
     environment.filters["number"] = _number
     environment.filters["ratio"] = lambda r: "—" if r is None else f"{r:.2f}×"
     environment.filters["code"] = _code
+    environment.filters["percent"] = lambda r: "—" if r is None else f"{r:.1%}"
+    environment.filters["yesno"] = lambda b: "—" if b is None else ("yes" if b else "NO")
     html = environment.get_template(TEMPLATE).render(
         data=data, ours=OURS, labels=BASELINE_LABELS, columns=STORE_ROW_COLUMNS,
         plan_rows=plan_rows)
@@ -449,7 +564,7 @@ def make_report(out_dir: Path, *, store: str | None = None, since: str | None = 
         raise ReportError(f"the results store at {path} has no measurements"
                           + (f" matching {chosen}" if chosen else "") + "; run `tinylab bench` first")
     data = collect_report(frame, store=path, filters=filters, keep_lut_runs=model is not None)
-    if not data.sections:
+    if not data.sections and not data.searches:
         raise ReportError(f"none of the {len(frame)} selected measurements in {path} is of the "
                           f"{OURS} engine on a board; nothing to report")
     return write_report(data, out_dir, image_format=image_format)

@@ -1,6 +1,7 @@
 """The report's figures, drawn with matplotlib (Agg) from hil.report.report_data's plain data: our engine
-against its baselines, the memory plan step by step, and trends with regressions marked. Each
-figure carries a footer saying where its numbers came from."""
+against its baselines, the memory plan step by step, trends with regressions marked, and a NAS
+search's accuracy against latency and peak SRAM (hil.report.search_data). Each figure carries a
+footer saying where its numbers came from."""
 from __future__ import annotations
 
 import math
@@ -12,10 +13,11 @@ import matplotlib
 matplotlib.use("Agg")  # noqa: E402  (no display; before pyplot)
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator, PercentFormatter  # noqa: E402
 
 from hil.firmware_build.planlayout import short_name  # noqa: E402
 from hil.report.report_data import OURS, ComparisonTable, PlanPicture, Source, Trend  # noqa: E402
+from hil.report.search_data import METHODS, Candidate, DeployedNetwork, SearchRun  # noqa: E402
 
 OURS_COLOR = "#1f77b4"
 BASELINE_COLORS = ("#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
@@ -274,3 +276,101 @@ def _trend_panel(ax: plt.Axes, series, index: dict[str, int], color: str) -> Non
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+
+
+# --- NAS searches -------------------------------------------------------------------------------
+
+METHOD_COLORS = {"evolution": "#1f77b4", "random": "#ff7f0e"}
+OTHER_METHOD_COLOR = "#7f7f7f"
+ROLE_STYLES = {  # marker, colour, size
+    "winner": ("*", "#d62728", 260),
+    "random": ("^", "#ff7f0e", 110),
+    "uniform": ("s", "#2ca02c", 90),
+    "deployed": ("D", "#9467bd", 80),
+}
+BUDGET_COLOR = "#555555"
+
+
+def search_figure(search: SearchRun, path: Path) -> Path:
+    """Two panels, accuracy against latency and against peak SRAM: the candidates as dots by method
+    (the supernet's validation accuracy at their predicted figures), their Pareto front as a step
+    line, the deployed networks marked at their measured figures with their int8 test accuracy,
+    the budgets dashed."""
+    unit = search.latency_unit
+    figure, axes = plt.subplots(2, 2, figsize=(13, 7.2), gridspec_kw={"height_ratios": [5, 1.5]})
+    (latency_ax, sram_ax), keys = axes
+    latency_notes = []
+    if not any(c.latency is not None for c in search.candidates):
+        latency_notes.append("no latency table: the candidates have no predicted latency")
+    other_units = sorted({d.latency_unit for d in search.deployed if d.latency is not None and d.latency_unit != unit})
+    if other_units:
+        latency_notes.append(f"measured in {', '.join(other_units)}: not on this axis")
+    _search_panel(latency_ax, search, "latency", lambda c: c.latency if c.latency_unit == unit else None,
+                  lambda d: d.latency if d.latency_unit == unit else None, search.latency_front,
+                  search.budget.latency, "latency budget", unit or "")
+    latency_ax.set_xlabel(f"latency ({unit or 'not measured'}): candidates predicted, deployed measured", fontsize=8)
+    latency_ax.xaxis.set_major_formatter(_COMMAS)
+    if latency_notes:
+        latency_ax.text(0.01, 0.01, "; ".join(latency_notes), transform=latency_ax.transAxes, fontsize=7,
+                        color="#444444", va="bottom")
+    _search_panel(sram_ax, search, "peak SRAM", lambda c: c.peak_sram, lambda d: d.peak_sram, search.sram_front,
+                  search.budget.sram_bytes, "SRAM budget", "bytes")
+    sram_ax.set_xlabel("peak SRAM (bytes): candidates predicted, deployed measured", fontsize=8)
+    _bytes_axis(sram_ax.xaxis)
+    latency_ax.set_ylabel("accuracy", fontsize=8)
+    setting = ", ".join(f"{k} {v}" for k, v in search.context.items())
+    figure.suptitle(f"NAS search {search.run_id} on {search.board}: accuracy against latency and peak SRAM"
+                    + (f" ({setting})" if setting else ""), fontsize=10, x=0.01, ha="left")
+    for ax, key in zip((latency_ax, sram_ax), keys):
+        key.axis("off")
+        key.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper left", frameon=False)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    counts = ", ".join(f"{n} {m}" for m, n in search.methods().items())
+    _footer(figure, search.source, f"{len(search.candidates)} candidates ({counts}); dots: supernet validation "
+                                   "accuracy; marked networks: int8 test accuracy, measured on the board")
+    return _save(figure, path)
+
+
+def _search_panel(ax: plt.Axes, search: SearchRun, quantity: str, cost, measured, front: list[Candidate],
+                  budget: float | None, budget_label: str, unit: str) -> None:
+    methods = list(METHODS) + sorted({c.method for c in search.candidates} - set(METHODS))
+    for method in methods:
+        points = [(cost(c), c.accuracy) for c in search.candidates if c.method == method and cost(c) is not None]
+        if not points:
+            continue
+        ax.scatter([x for x, _ in points], [y for _, y in points], s=10, alpha=0.55,
+                   color=METHOD_COLORS.get(method, OTHER_METHOD_COLOR), linewidths=0,
+                   label=f"candidates, {method} ({len(points)}): supernet validation accuracy, predicted {quantity}")
+    front_points = [(cost(c), c.accuracy) for c in front if cost(c) is not None]
+    marked: list[tuple[DeployedNetwork, float]] = [(d, measured(d)) for d in search.deployed
+                                                  if measured(d) is not None and d.int8_accuracy is not None]
+    for network, x in marked:
+        marker, color, size = ROLE_STYLES.get(network.role, ROLE_STYLES["deployed"])
+        ax.scatter([x], [network.int8_accuracy], marker=marker, s=size, color=color, edgecolors="black",
+                   linewidths=0.7, zorder=5, label=f"{network.label}: int8 test accuracy, measured {quantity}")
+        ax.annotate(f"{network.int8_accuracy:.1%}", (x, network.int8_accuracy), textcoords="offset points",
+                    xytext=(6, 4), fontsize=7, color=color)
+    if budget is not None:
+        ax.axvline(budget, color=BUDGET_COLOR, linestyle="--", linewidth=1.2,
+                   label=f"{budget_label} {_amount(budget, unit) if unit else f'{budget:,.0f}'}")
+    xs = [cost(c) for c in search.candidates if cost(c) is not None] + [x for _, x in marked]
+    xs += [budget] if budget is not None else []
+    if xs:
+        low, high = min(xs), max(xs)
+        margin = (high - low) * 0.06 or max(abs(high) * 0.05, 1.0)
+        ax.set_xlim(max(0.0, low - margin) if low >= 0 else low - margin, high + margin)
+    if front_points:
+        right = max(ax.get_xlim()[1], front_points[-1][0])
+        ax.step([x for x, _ in front_points] + [right], [y for _, y in front_points] + [front_points[-1][1]],
+                where="post", color="black", linewidth=0.9, zorder=3,
+                label=f"Pareto front of the candidates ({len(front_points)}): "
+                      f"most validation accuracy for the {quantity}")
+        ax.scatter([x for x, _ in front_points], [y for _, y in front_points], s=28, facecolors="none",
+                   edgecolors="black", linewidths=0.8, zorder=4)
+    else:
+        ax.text(0.5, 0.5, f"no candidate has a predicted {quantity}", transform=ax.transAxes, ha="center",
+                fontsize=8, color="#888888")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"accuracy against {quantity}" + (f" ({unit})" if unit else ""), fontsize=9, loc="left")
