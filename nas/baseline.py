@@ -1,8 +1,8 @@
 """The search's baseline (MCUNet Table 2's scaled MobileNetV2): one uniform architecture, every
 block k = 3 and expand 6, every stage at full depth, scaled over the space's (W, R) grid. The best
-that fits is the one with the most MACs among the grid points whose network fits the SRAM and flash
-budgets (planner plus the board's measured overhead) and, with a latency budget, whose latency
-(`latency_of`: measured on the board, or the table's) is within it. It is trained from scratch."""
+that fits is the one with the most MACs among the grid points whose network, built within the
+flash budget and run on the board, fits the SRAM budget and the latency budget. It is trained from
+scratch, for as many epochs as the supernet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,14 +11,26 @@ from typing import Callable
 from engine.torch_models import TinyMobileNetConfig
 from hil.errors import LabError
 from nas.arch import Arch, Block
-from nas.constraints import Constraints, Figures
+from nas.footprint import footprint
 from nas.overhead import BoardOverhead
 from nas.space import SearchSpace
 
 BASELINE_KERNEL = 3
 BASELINE_EXPAND = 6
 
-LatencyOf = Callable[[float, int, TinyMobileNetConfig], float]  # (W, R, network) -> latency in the board's unit
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A network as built within the flash budget and run on the board."""
+
+    latency: float
+    latency_unit: str
+    peak_sram_bytes: int
+    flash_bytes: int
+
+
+MeasureOf = Callable[[float, int, TinyMobileNetConfig], "Measured | None"]  # None: its image exceeds the flash budget
 
 
 @dataclass(frozen=True)
@@ -26,8 +38,9 @@ class Baseline:
     width: float
     resolution: int
     arch: Arch
-    figures: Figures  # SRAM and flash predicted; latency as `latency_of` gave it (None without a budget)
-    tried: int  # grid points whose latency was asked before this one fitted
+    macs: int
+    measured: Measured
+    tried: list[str]  # the grid points measured before it and why each was passed over
 
 
 def uniform_arch(space: SearchSpace) -> Arch:
@@ -42,35 +55,35 @@ def uniform_arch(space: SearchSpace) -> Arch:
 
 
 def uniform_baseline(space: SearchSpace, overhead: BoardOverhead, sram_bytes: int, flash_bytes: int,
-                     latency: float | None = None, latency_of: LatencyOf | None = None,
-                     latency_unit: str | None = None) -> Baseline:
-    """The uniform network with the most MACs over the grid that fits every budget; a LabError
-    naming the smallest figures seen when none does."""
+                     latency: float | None, measure_of: MeasureOf, max_tries: int = 8) -> Baseline:
+    """The uniform network with the most MACs over the grid that fits every budget as measured:
+    the grid points whose predicted peak SRAM fits and whose int8 constants alone fit the flash
+    are measured in order of MACs until one fits (at most `max_tries`); a LabError names what was
+    seen when none does."""
     arch = uniform_arch(space)
-    fitting: list[tuple[int, float, int, Figures]] = []
-    least_sram = least_flash = None
+    candidates = []
+    least_sram = None
     for width, resolution in space.grid:
-        figures = Constraints(space, width, resolution, overhead, sram_bytes, flash_bytes).figures(arch)
-        least_sram = min(least_sram or figures.peak_sram_bytes, figures.peak_sram_bytes)
-        least_flash = min(least_flash or figures.flash_bytes, figures.flash_bytes)
-        if figures.peak_sram_bytes <= sram_bytes and figures.flash_bytes <= flash_bytes:
-            fitting.append((figures.macs, width, resolution, figures))
-    if not fitting:
-        raise LabError(f"the uniform baseline {arch} fits no (W, R) of {space.name}: the least peak SRAM is "
-                       f"{least_sram:,} B (budget {sram_bytes:,} B), the least flash {least_flash:,} B (budget "
-                       f"{flash_bytes:,} B)")
-    fitting.sort(key=lambda item: (-item[0], -item[1], -item[2]))
-    if latency is None:
-        _, width, resolution, figures = fitting[0]
-        return Baseline(width, resolution, arch, figures, 0)
-    if latency_of is None:
-        raise LabError("a latency budget needs a way to know the baseline's latency")
-    least = None
-    for tried, (_, width, resolution, figures) in enumerate(fitting, start=1):
-        value = float(latency_of(width, resolution, space.network(arch, width, resolution)))
-        least = value if least is None else min(least, value)
-        if value <= latency:
-            return Baseline(width, resolution, arch, Figures(figures.peak_sram_bytes, figures.flash_bytes,
-                                                             figures.macs, value, latency_unit), tried)
-    raise LabError(f"the uniform baseline {arch} fits the memory budgets at {len(fitting)} (W, R) of {space.name}, "
-                   f"but none within the latency budget {latency:,.0f}: the least is {least:,.0f}")
+        network = space.network(arch, width, resolution)
+        fp = footprint(network)
+        peak = fp.arena_bytes + overhead.sram_bytes
+        least_sram = peak if least_sram is None else min(least_sram, peak)
+        if peak <= sram_bytes and fp.constant_bytes < flash_bytes:
+            candidates.append((fp.macs, width, resolution, network))
+    if not candidates:
+        raise LabError(f"the uniform baseline {arch} fits no (W, R) of {space.name}: the least predicted peak SRAM "
+                       f"is {least_sram:,} B (budget {sram_bytes:,} B)")
+    candidates.sort(key=lambda item: (-item[0], -item[1], -item[2]))
+    tried: list[str] = []
+    for macs, width, resolution, network in candidates[:max_tries]:
+        where = f"W={width:g}, R={resolution}"
+        found = measure_of(width, resolution, network)
+        if found is None:
+            tried.append(f"{where}: its image exceeds {flash_bytes:,} B of flash")
+        elif found.peak_sram_bytes > sram_bytes:
+            tried.append(f"{where}: peak SRAM {found.peak_sram_bytes:,} B measured")
+        elif latency is not None and found.latency > latency:
+            tried.append(f"{where}: latency {found.latency:,.0f} {found.latency_unit} measured")
+        else:
+            return Baseline(width, resolution, arch, macs, found, tried)
+    raise LabError(f"the uniform baseline {arch} fits no (W, R) of {space.name} as measured: " + "; ".join(tried))

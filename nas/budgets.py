@@ -37,7 +37,7 @@ BUDGETS = {
     "quick": RunBudget("quick", samples=40, train_images=2048, epochs=1, subnets=1, batch_size=64, population=6,
                        generations=1, val_images=300, recalibration_images=128, test_images=500, target_images=10,
                        baseline_target_images=2),
-    "full": RunBudget("full", samples=1000, train_images=None, epochs=10, subnets=1, batch_size=128,
+    "full": RunBudget("full", samples=1000, train_images=None, epochs=10, subnets=1, batch_size=64,
                       population=50, generations=20, val_images=2000, recalibration_images=500, test_images=None,
                       target_images=50, baseline_target_images=50),
 }

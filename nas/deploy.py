@@ -165,7 +165,8 @@ def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board:
 
     started = time.monotonic()
     # Within the flash budget: the optimised kernels keep int16 copies of weights (faster) only
-    # while the image stays within it, so the measured flash holds them and the prediction not.
+    # while the image stays within it. With the board's table the prediction holds them all, so a
+    # network predicted within the budget keeps every copy, as the table's layers were measured.
     flash_budget = min(constraints.flash_bytes, board.flash_bytes)
     run = run_model(board, source, inputs[0].reshape(graph.tensors[graph.inputs[0]].shape), kernels=LUT_KERNELS,
                     flash_budget=flash_budget)

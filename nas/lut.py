@@ -3,11 +3,13 @@ overhead, under one `LatencyKey` (board, kernel set, kernel library, code genera
 compile flags). A network's predicted latency is the overhead plus the sum over its layers, in the
 board's unit.
 
-The same measurements give each layer's code: the flash of its firmware less its int8 constants,
-its int16 weight copies and the overhead network's code and harness. A network's predicted flash
-is its constants, the overhead's code and harness, and the sum of its layers' code
+The same measurements give each layer's code: the flash of its firmware less its int8 constants
+and the overhead network's code and harness. A layer's code includes the int16 copies of its
+weights that the optimised kernels keep, as the latencies were measured with them. A network's
+predicted flash is its constants, the overhead's code and harness, and the sum of its layers' code
 (`predict_flash`): the generated code grows with each layer's shape and kernel, which a count of
-layers does not see."""
+layers does not see. A network predicted within a flash budget is built with every int16 copy,
+so it runs as fast as the table predicts."""
 from __future__ import annotations
 
 import json
@@ -34,8 +36,8 @@ class LatencyTable:
     unit: str  # "instructions" (QEMU) or "cycles" (hardware)
     overhead: float | None = None  # per network, added once
     layers: dict[str, float] = field(default_factory=dict)  # key -> latency of the layer alone
-    overhead_code: int | None = None  # bytes of code and harness of the overhead network (no weights)
-    code: dict[str, int] = field(default_factory=dict)  # key -> bytes of code the layer adds
+    overhead_code: int | None = None  # bytes of code and harness of the overhead network (no int8 weights)
+    code: dict[str, int] = field(default_factory=dict)  # key -> bytes of code (and int16 weight copies) the layer adds
 
     @property
     def board(self) -> str:
@@ -48,8 +50,9 @@ class LatencyTable:
 
 
 def default_table_path(key: LatencyKey) -> Path:
-    """`lut/BOARD/KERNELS-SHORTKEY.json` in the cache: one file per key."""
-    return cache_root() / "lut" / key.board / f"{key.kernels}-{key.short}.json"
+    """`lut/BOARD/KERNELS-SHORTKEY-vFORMAT.json` in the cache: one file per key and format (a
+    table of an older format in the cache is left alone, not refused)."""
+    return cache_root() / "lut" / key.board / f"{key.kernels}-{key.short}-v{FORMAT}.json"
 
 
 def save_table(table: LatencyTable, path: Path) -> None:
@@ -111,8 +114,8 @@ def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
 
 
 def predict_flash(table: LatencyTable, network: TinyMobileNetConfig, constant_bytes: int) -> int:
-    """The predicted flash of a network whose int8 constants take `constant_bytes`, without int16
-    weight copies (which a build keeps only within its flash budget)."""
+    """The predicted flash of a network whose int8 constants take `constant_bytes`, the int16
+    weight copies of the optimised kernels included."""
     if table.overhead_code is None:
         raise LutError(f"latency table for {table.board} has no overhead code size measured yet")
     total = constant_bytes + table.overhead_code

@@ -66,8 +66,8 @@ def network_source(config: TinyMobileNetConfig, name: str, seed: int = SEED) -> 
     return ModelSource(name=name, tflite=export_tflite(graph), _graph=graph)
 
 
-def measure(board: BoardSpec, source: ModelSource) -> ModelRun:
-    run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS)
+def measure(board: BoardSpec, source: ModelSource, flash_budget: int | None = None) -> ModelRun:
+    run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS, flash_budget=flash_budget)
     if not run.matches_reference:
         raise LutError(f"{source.name} on {board.name}: output differs from TFLite Micro's; not measuring it")
     return run
@@ -78,9 +78,11 @@ def measure_layer(board: BoardSpec, layer: Layer, name: str) -> ModelRun:
     return measure(board, layer_source(layer, name))
 
 
-def measure_network(board: BoardSpec, config: TinyMobileNetConfig, name: str, seed: int) -> ModelRun:
-    """A whole network of the space (a worker process runs this)."""
-    return measure(board, network_source(config, name, seed))
+def measure_network(board: BoardSpec, config: TinyMobileNetConfig, name: str, seed: int,
+                    flash_budget: int | None = None) -> ModelRun:
+    """A whole network of the space (a worker process runs this), built within `flash_budget`
+    (default: the board's flash)."""
+    return measure(board, network_source(config, name, seed), flash_budget)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _record(table: LatencyTable, path, store, provenance: Provenance | None, boa
     if run.flash_parts is None:
         raise LutError(f"{key}: the build reported no flash breakdown; its code size is unknown")
     table.unit = run.unit
-    code = run.flash_parts.code + run.flash_parts.lab
+    code = run.flash - run.flash_parts.weights  # code, harness and int16 weight copies
     if key == OVERHEAD_KEY:
         table.overhead = value = run.latency
         table.overhead_code = code
@@ -245,7 +247,7 @@ class Validation:
     lut: dict[str, float]
     macs_linear: dict[str, float]
     fit: tuple[float, float]  # the MACs-linear fit to all the networks (for the record)
-    flash: dict[str, float]  # the table's flash prediction against the measured flash less int16 weight copies
+    flash: dict[str, float]  # the table's flash prediction against the measured flash
 
 
 def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, samples: int, seed: int = 0,
@@ -273,7 +275,7 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
         if run.unit != table.unit:
             raise LutError(f"{name}: measured in {run.unit}, but the table holds {table.unit}")
         measured[name] = run.latency
-        flash_measured[name] = run.flash - (run.flash_parts.widened if run.flash_parts else 0)
+        flash_measured[name] = run.flash
         if store is not None:
             provenance = provenance or engine_provenance(board, run.backend)
             store.add(run.measurements(provenance) + [provenance.measurement(

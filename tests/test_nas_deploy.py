@@ -11,6 +11,7 @@ import pytest
 
 from conftest import needs_arm_gcc, needs_qemu
 from hil.errors import LabError
+from hil.store.results import open_store
 from nas.space import SearchSpace, StageChoices, save_space
 
 SPACE = SearchSpace(
@@ -79,9 +80,13 @@ def test_nas_deploy_command(tmp_path, monkeypatch, capsys):
     assert measured["peak_sram_bytes"] <= report["budget"]["sram_bytes"]
     assert abs(measured["latency"] / predicted["latency"] - 1) <= 0.05, (measured, predicted)
     assert 0 < measured["flash_bytes"] <= 524288
-    # The prediction is the image without the int16 copies of weights the build adds while the
-    # budget has room for them (engine/codegen/widening.py): within 5 % of it without them.
-    assert abs((measured["flash_bytes"] - measured["widened_weights_bytes"]) / predicted["flash_bytes"] - 1) <= 0.05
+    # The prediction adds each layer's code and int16 weight copies as the latency table measured
+    # them (nas/lut.py), and a network predicted within the budget keeps every copy.
+    assert measured["widened_weights_bytes"] > 0
+    assert abs(measured["flash_bytes"] / predicted["flash_bytes"] - 1) <= 0.03, (measured, predicted)
     assert report["float_accuracy"] > 0.3
     assert abs(report["int8_accuracy"] - report["float_accuracy"]) <= 0.05
-    assert store.exists()
+    with open_store(store) as opened:
+        rows = opened.query(metric="int8_accuracy")
+        assert [json.loads(r.extra)["role"] for r in rows] == ["deployed"]
+        assert len(opened.query(metric="nas_predicted_latency")) == 1

@@ -53,6 +53,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     from nas.constraints import Constraints
     from nas.deploy import deploy
     from nas.overhead import board_overhead
+    from nas.records import deployment_rows
     from nas.space import load_space
     from nas.space_opt import Budget
     from tinylab_cli.nas import check_budget
@@ -79,18 +80,9 @@ def run_deploy(args: argparse.Namespace) -> int:
     if not args.no_store:
         with open_store(args.store) as store:
             provenance = engine_provenance(board, result.run.backend)
-            extra = {"architecture": result.architecture, "checkpoint": str(path)}
-            rows = result.run.measurements(provenance)
-            for metric, value, unit in (("latency_predicted", result.predicted.latency, result.predicted.latency_unit),
-                                        ("peak_sram_predicted", result.predicted.peak_sram_bytes, "bytes"),
-                                        ("flash_predicted", result.predicted.flash_bytes, "bytes"),
-                                        ("float_accuracy", result.float_accuracy, "ratio"),
-                                        ("int8_accuracy", result.int8_accuracy, "ratio"),
-                                        ("target_matches_host", float(result.target_matches), "bool")):
-                rows.append(provenance.measurement(result.model, result.run.model_sha256, metric, value, unit,
-                                                   {**extra, "test_images": result.test_images,
-                                                    "target_images": result.target_images}))
-            store.add(rows)
+            store.add(deployment_rows(provenance, result, "deployed", {"checkpoint": str(path), "width": width,
+                                                                       "resolution": resolution,
+                                                                       "dataset": data.name, "budget": budget}))
             report["store"] = str(store.path)
     if args.json:
         print(json.dumps(report, indent=2))

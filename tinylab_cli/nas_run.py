@@ -17,7 +17,9 @@ import argparse
 import copy
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Iterator
 
 from hil.errors import LabError
 from hil.progress import ProgressBar
@@ -60,18 +62,14 @@ class Steps:
         if not self.quiet:
             print(line, flush=True)
 
-    def step(self, name: str, what: str):
+    @contextmanager
+    def step(self, name: str, what: str) -> Iterator[None]:
         self.say(f"== {what}")
-        steps = self
-
-        class Timer:
-            def __enter__(self):
-                self.begun = time.monotonic()
-
-            def __exit__(self, *exc):
-                steps.seconds[name] = steps.seconds.get(name, 0.0) + time.monotonic() - self.begun
-
-        return Timer()
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - begun
 
     def total(self) -> float:
         return time.monotonic() - self.started
@@ -82,7 +80,7 @@ def run_nas(args: argparse.Namespace) -> int:
     from hil.experiments.modelrun import engine_provenance
     from hil.targets.boards import load_board
     from nas.budgets import run_budget
-    from nas.constraints import Constraints, median_latency
+    from nas.constraints import Constraints, Figures, median_latency
     from nas.data import load_dataset
     from nas.deploy import deploy
     from nas.evolution import EvolutionConfig, evolve, random_search
@@ -150,15 +148,13 @@ def run_nas(args: argparse.Namespace) -> int:
 
     with steps.step("baseline", "5/6 baseline: the uniformly scaled network, trained from scratch"):
         baseline, baseline_config, baseline_trained = uniform_baseline_of(board, space, overhead, args, latency,
-                                                                          table.unit, config, say)
+                                                                          config, say)
 
     deployments = {}
     with steps.step("deploy", "6/6 deployment on the board"):
         plan = [("winner", evolution.best, trained, config, constraints, budget.target_images),
                 ("random", control.best, trained, config, constraints, budget.baseline_target_images)]
-        uniform_constraints = Constraints(space, baseline.width, baseline.resolution, overhead, args.sram, args.flash,
-                                          None, table if (baseline.width, baseline.resolution) == (width, resolution)
-                                          else None)
+        uniform_constraints = Constraints(space, baseline.width, baseline.resolution, overhead, args.sram, args.flash)
         plan.append(("uniform", baseline.arch, baseline_trained, baseline_config, uniform_constraints,
                      budget.baseline_target_images))
         for role, arch, run_of, run_config, role_constraints, target_images in plan:
@@ -166,6 +162,11 @@ def run_nas(args: argparse.Namespace) -> int:
             deployments[role] = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
                                        target_images=target_images, test_images=budget.test_images,
                                        progress=lambda line: say(f"  {line}"))
+        # The baseline's prediction is its measurement with seeded weights when it was chosen (the
+        # table covers the search's (W, R) only): the same network, other weights.
+        m = baseline.measured
+        deployments["uniform"] = replace(deployments["uniform"], predicted=Figures(
+            m.peak_sram_bytes, m.flash_bytes, baseline.macs, m.latency, m.latency_unit))
 
     budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
                    "latency_unit": table.unit if latency is not None else None}
@@ -188,7 +189,7 @@ def run_nas(args: argparse.Namespace) -> int:
              "accuracy": deployments["random"].int8_accuracy, "validation_accuracy": control.fitness},
             {"name": "uniform (k3 e6, full depth, trained from scratch)", **deployments["uniform"].to_json(budget_json),
              "accuracy": deployments["uniform"].int8_accuracy, "width": baseline.width,
-             "resolution": baseline.resolution, "latency_measured_for_choice": baseline.figures.latency},
+             "resolution": baseline.resolution, "passed_over": baseline.tried},
         ],
     }
     with open_store(args.store) as store:
@@ -229,19 +230,25 @@ def generation_bar(label: str, total: int, quiet: bool):
     return lambda g: bar.advance(f"best {g.best:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
 
 
-def uniform_baseline_of(board, space, overhead, args, latency, unit, config, say):
-    """The baseline network and its training (from scratch, the supernet's epochs and data)."""
-    from nas.baseline import uniform_baseline
+def uniform_baseline_of(board, space, overhead, args, latency, config, say):
+    """The baseline network (measured on the board to choose it) and its training (from scratch,
+    the supernet's epochs and data)."""
+    from engine.errors import DoesNotFitError
+    from nas.baseline import Measured, uniform_baseline
     from nas.measure import measure_network
 
-    def latency_of(width: float, resolution: int, network) -> float:
-        run = measure_network(board, network, f"nas-baseline:W{width:g}-R{resolution}", args.seed)
-        say(f"  uniform network at W={width:g}, R={resolution}: {run.latency:,.0f} {run.unit} measured")
-        return run.latency
+    def measure_of(width: float, resolution: int, network):
+        try:
+            run = measure_network(board, network, f"nas-baseline:W{width:g}-R{resolution}", args.seed, args.flash)
+        except DoesNotFitError:
+            say(f"  uniform network at W={width:g}, R={resolution}: its image exceeds the flash budget")
+            return None
+        say(f"  uniform network at W={width:g}, R={resolution}: {run.latency:,.0f} {run.unit}, peak SRAM "
+            f"{run.peak_sram:,} B, flash {run.flash:,} B measured")
+        return Measured(run.latency, run.unit, run.peak_sram, run.flash)
 
-    baseline = uniform_baseline(space, overhead, args.sram, args.flash, latency, latency_of, unit)
-    say(f"baseline {baseline.arch} at W={baseline.width:g}, R={baseline.resolution}: predicted peak SRAM "
-        f"{baseline.figures.peak_sram_bytes:,} B, {baseline.figures.macs / 1e6:.2f} MMACs")
+    baseline = uniform_baseline(space, overhead, args.sram, args.flash, latency, measure_of)
+    say(f"baseline {baseline.arch} at W={baseline.width:g}, R={baseline.resolution}, {baseline.macs / 1e6:.2f} MMACs")
     base_config = replace(config, width=baseline.width, resolution=baseline.resolution, subnets=0,
                           fixed_arch=str(baseline.arch))
     return baseline, base_config, trained_net(base_config, args.json)

@@ -157,7 +157,7 @@ def latency_table(board, space, args: argparse.Namespace, say):
     jobs = measuring_jobs(args.jobs, board)
     say(f"measuring {len(missing)} latency table entries on {board.name} ({jobs} at once)")
     bar = None if args.json else ProgressBar(len(missing), "lut build")
-    with open_store(None) as store:
+    with open_store(getattr(args, "store", None)) as store:
         report = build_table(board, space, table, path, store=store, jobs=jobs,
                              progress=None if bar is None else bar.advance)
     return table, path, len(report.measured)

@@ -1,0 +1,136 @@
+"""`tinylab nas run` (`tinylab_cli/nas_run.py`): the issue's command with the quick budget end to
+end on qemu-f412, from an empty cache (its own latency table), as on a clean clone; the uniform
+baseline's choice, the median latency budget, the budgets' names and the --latency argument."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from conftest import needs_arm_gcc, needs_qemu
+from hil.errors import LabError
+from hil.store.results import open_store
+from nas.arch import Arch
+from nas.baseline import Measured, uniform_arch, uniform_baseline
+from nas.budgets import BUDGETS, run_budget
+from nas.constraints import Constraints, median_latency
+from nas.overhead import BoardOverhead
+from nas.space import get_space
+from tinylab_cli.nas_run import BUDGET_CHOICES, latency_argument
+
+FMNIST = get_space("fashion-mnist")
+OVERHEAD = BoardOverhead(board="fake", key="fake", sram_bytes=500, stack_bytes=500, code_base_bytes=20000,
+                         code_per_op_bytes=1000.0)
+
+
+def test_budget_names_and_the_latency_argument():
+    assert tuple(BUDGETS) == BUDGET_CHOICES
+    full = run_budget("full")
+    # The issue's floor for the full budget.
+    assert full.train_images is None and full.epochs >= 10 and full.population >= 50 and full.generations >= 20
+    assert full.val_images >= 2000 and full.target_images >= 50
+    with pytest.raises(LabError, match="budget 'huge': one of quick, full"):
+        run_budget("huge")
+    assert latency_argument("median") == "median" and latency_argument("2.5e6") == 2.5e6
+    for bad in ("fast", "-3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            latency_argument(bad)
+
+
+def test_the_uniform_baseline_is_k3e6_at_full_depth():
+    arch = uniform_arch(FMNIST)
+    assert arch.depths == tuple(max(stage.repeats) for stage in FMNIST.stages)
+    assert {(b.kernel, b.expand) for stage in arch.stages for b in stage} == {(3, 6)}
+
+
+def test_the_baseline_is_the_most_macs_that_fits_as_measured():
+    asked = []
+
+    def measure_of(width, resolution, network):
+        asked.append((width, resolution))
+        if len(asked) == 1:
+            return None  # the biggest does not fit the flash
+        latency = 1000.0 * width * resolution
+        return Measured(latency, "instructions", 10_000, 100_000)
+
+    found = uniform_baseline(FMNIST, OVERHEAD, 64 * 1024, 512 * 1024, 15_000.0, measure_of)
+    assert found.measured.latency <= 15_000.0 and found.arch == uniform_arch(FMNIST)
+    assert len(found.tried) == len(asked) - 1 and "exceeds" in found.tried[0]
+    assert "latency" in found.tried[-1] if len(found.tried) > 1 else True
+    # What was passed over had more MACs (they are tried in that order).
+    from nas.footprint import footprint
+
+    macs = [footprint(FMNIST.network(found.arch, w, r)).macs for w, r in asked]
+    assert macs == sorted(macs, reverse=True)
+    with pytest.raises(LabError, match="fits no \\(W, R\\) of fashion-mnist as measured"):
+        uniform_baseline(FMNIST, OVERHEAD, 64 * 1024, 512 * 1024, 1.0, lambda w, r, n: Measured(9.0, "i", 1, 1))
+    with pytest.raises(LabError, match="least predicted peak SRAM"):
+        uniform_baseline(FMNIST, OVERHEAD, 1000, 512 * 1024, None, measure_of)
+
+
+def test_the_median_latency_budget_binds_half_of_the_fitting_networks():
+    from tests.test_nas_evolution import SPACE, fake_table
+
+    constraints = Constraints(SPACE, 1.0, 8, OVERHEAD, 10 ** 9, 10 ** 9, None, fake_table())
+    median = median_latency(constraints, 201, seed=4)
+    import random
+
+    from nas.arch import sample_arch
+
+    rng = random.Random("4:median-latency")
+    values = sorted(constraints.figures(sample_arch(SPACE.stages, rng)).latency for _ in range(201))
+    assert median == values[100]
+    with pytest.raises(LabError, match="fits SRAM 10 B"):
+        median_latency(Constraints(SPACE, 1.0, 8, OVERHEAD, 10, 10 ** 9, None, fake_table()), 20)
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
+    """The issue's command: space, its own latency table, supernet, evolution and random search,
+    the baseline, three networks deployed under QEMU, the store, the report's section."""
+    from hil.report.report import make_report
+    from tinylab_cli.main import main
+
+    monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path / "cache"))  # no table yet, as on a clean clone
+    store = tmp_path / "lab.sqlite"
+    assert main(["nas", "run", "--board", "qemu-f412", "--sram", "64K", "--flash", "512K", "--budget", "quick",
+                 "--json", "--store", str(store)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    print(json.dumps({k: report[k] for k in ("timing", "budget", "space_choice", "latency_table")}, indent=2))
+    assert report["latency_table"]["measured_now"] > 0
+    winner = report["winner"]
+    Arch.parse(winner["architecture"]).check(FMNIST.stages)
+    for part in ("predicted", "measured"):
+        assert winner[part]["latency_unit"] == "instructions" and winner[part]["latency"] > 0
+        assert winner[part]["peak_sram_bytes"] > 0
+    measured, predicted, budget = winner["measured"], winner["predicted"], report["budget"]
+    assert budget["sram_bytes"] == 65536 and budget["flash_bytes"] == 524288 and budget["latency"] is None
+    assert measured["peak_sram_bytes"] <= budget["sram_bytes"] and measured["flash_bytes"] <= budget["flash_bytes"]
+    assert abs(measured["latency"] / predicted["latency"] - 1) <= 0.05
+    assert abs(measured["flash_bytes"] / predicted["flash_bytes"] - 1) <= 0.03
+    assert winner["matches_reference"] is True and winner["target_matches_host"] is True
+    assert 0.1 < winner["int8_accuracy"] <= 1 and 0.1 < winner["float_accuracy"] <= 1
+    names = [b["name"] for b in report["baselines"]]
+    assert names[0] == "random search" and names[1].startswith("uniform")
+    for baseline in report["baselines"]:
+        assert baseline["matches_reference"] is True and 0 <= baseline["accuracy"] <= 1
+        assert baseline["measured"]["peak_sram_bytes"] <= budget["sram_bytes"]
+        assert baseline["measured"]["latency_unit"] == "instructions"
+    search = report["search"]
+    assert search["evolution"]["evaluations"] == search["random"]["evaluations"]  # the control's rule
+
+    with open_store(store) as opened:
+        candidates = opened.query(metric="nas_validation_accuracy")
+        deployed = opened.query(metric="int8_accuracy")
+        table_rows = opened.query(metric="layer_latency")  # the table's build, in the same store, its own run
+    roles = sorted(json.loads(r.extra)["role"] for r in deployed)
+    assert len(candidates) == search["evolution"]["evaluations"] + search["random"]["evaluations"]
+    assert roles == ["random", "uniform", "winner"]
+    assert {r.run_id for r in candidates + deployed} == {report["store"]["run_id"]}
+    assert len(table_rows) == report["latency_table"]["measured_now"] - 1  # the overhead is stored apart
+    written = make_report(tmp_path / "report", store=str(store))
+    assert len(written.data.searches) == 1 and written.data.sections == []
+    html = written.index.read_text()
+    assert winner["architecture"] in html
