@@ -3,6 +3,8 @@ put into a real SQLite store: the Pareto fronts, the deployed networks' table, t
 runs kept out of the ordinary model sections."""
 from __future__ import annotations
 
+import json
+
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -173,3 +175,14 @@ def test_a_store_of_searches_alone_is_reported(tmp_path: Path) -> None:
     report = make_report(tmp_path / "out", store=str(store_with(tmp_path, search_rows())))
     assert report.data.sections == [] and len(report.data.searches) == 1
     assert 'class="nas-search"' in report.index.read_text(encoding="utf-8")
+
+
+def test_the_report_command_counts_the_searches(tmp_path: Path, capsys) -> None:
+    from tinylab_cli.main import main
+
+    store = str(store_with(tmp_path, bench_rows() + search_rows()))
+    assert main(["report", "--store", store, "--output", str(tmp_path / "out"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["searches"]) == 1 and len(out["sections"]) == 1
+    assert main(["report", "--store", store, "--output", str(tmp_path / "out")]) == 0
+    assert "1 model/board sections, 1 NAS searches" in capsys.readouterr().out

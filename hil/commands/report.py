@@ -56,13 +56,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "index": str(written.index), "figures": [str(p) for p in written.figures],
             "sections": [s.title for s in data.sections], "measurements": data.measurements,
+            "searches": [s.run_id for s in data.searches],
             "regressions": [r.describe() for r in data.regressions],
             "check": None if check is None else {"images": check.total, "loaded": check.loaded,
                                                  "screenshot": str(check.screenshot)},
         }, indent=2))
     else:
         print(f"wrote {written.index} ({len(written.figures)} figures, {len(data.sections)} model/board sections, "
-              f"{data.measurements} measurements from {data.store})")
+              f"{len(data.searches)} NAS searches, {data.measurements} measurements from {data.store})")
         for regression in data.regressions:
             print(f"regression: {regression.describe()}")
         if check is not None:
