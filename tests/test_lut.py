@@ -87,7 +87,7 @@ def test_table_is_refused_naming_each_part_that_changed(tmp_path):
 
 def test_key_names_a_readable_path_and_changes_with_any_part():
     path = default_table_path(KEY)
-    assert path.parent.name == "qemu-f746" and path.name == f"optimized-{KEY.short}.json"
+    assert path.parent.name == "qemu-f746" and path.name == f"optimized-{KEY.short}-v3.json"
     assert len(KEY.short) == 12
     assert replace(KEY, compile_flags=KEY.compile_flags + ("-DX",)).short != KEY.short
     assert LatencyKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
