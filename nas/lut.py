@@ -103,14 +103,7 @@ def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
     """The predicted latency of a network in the table's unit (`table.unit`)."""
     if table.overhead is None:
         raise LutError(f"latency table for {table.board} has no fixed overhead measured yet")
-    total = table.overhead
-    for layer in network_layers(network):
-        try:
-            total += table.layers[layer.key]
-        except KeyError:
-            raise LutError(f"latency table for {table.board} (key {table.key.short}) has no entry "
-                           f"for layer {layer.key}: build the table for a space that holds it") from None
-    return total
+    return table.overhead + _layers_sum(table, network, table.layers, "entry")
 
 
 def predict_flash(table: LatencyTable, network: TinyMobileNetConfig, constant_bytes: int) -> int:
@@ -118,11 +111,15 @@ def predict_flash(table: LatencyTable, network: TinyMobileNetConfig, constant_by
     weight copies of the optimised kernels included."""
     if table.overhead_code is None:
         raise LutError(f"latency table for {table.board} has no overhead code size measured yet")
-    total = constant_bytes + table.overhead_code
+    return constant_bytes + table.overhead_code + _layers_sum(table, network, table.code, "code size")
+
+
+def _layers_sum(table: LatencyTable, network: TinyMobileNetConfig, per_layer: dict, what: str):
+    total = 0
     for layer in network_layers(network):
         try:
-            total += table.code[layer.key]
+            total += per_layer[layer.key]
         except KeyError:
-            raise LutError(f"latency table for {table.board} (key {table.key.short}) has no code size "
+            raise LutError(f"latency table for {table.board} (key {table.key.short}) has no {what} "
                            f"for layer {layer.key}: build the table for a space that holds it") from None
     return total
