@@ -2,7 +2,8 @@
 
 `full` is the issue's floor: the whole training split less validation, a supernet trained for
 10 epochs, a population of 50 over 20 generations, fitness on 2,000 validation images, the whole
-test set. `quick` is what fits in about five minutes on two cores, the latency table's build
+test set. Its searches score candidates with an accuracy predictor (`nas/predictor.py`) trained
+on 150 subnets scored for real, and score each search's 5 best for real again. `quick` is what fits in about five minutes on two cores, the latency table's build
 included: the same steps on a seeded subset of the data, with a small population, so that the
 whole path (space, table, supernet, evolution, random search, baseline, deployment on the board)
 runs; its accuracies say little."""
@@ -28,6 +29,8 @@ class RunBudget:
     test_images: int | None  # None: the whole test split
     target_images: int  # test images also run on the target for the winner
     baseline_target_images: int  # and for each baseline
+    predictor_samples: int = 0  # subnets scored for real to train an accuracy predictor (0: no predictor)
+    finalists: int = 0  # with a predictor: the best of each search scored for real again
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -39,7 +42,7 @@ BUDGETS = {
                        baseline_target_images=2),
     "full": RunBudget("full", samples=1000, train_images=None, epochs=10, subnets=1, batch_size=64,
                       population=50, generations=20, val_images=2000, recalibration_images=500, test_images=None,
-                      target_images=50, baseline_target_images=50),
+                      target_images=50, baseline_target_images=50, predictor_samples=150, finalists=5),
 }
 
 

@@ -1,8 +1,9 @@
 """The search's figures as rows of the results store, all of one `nas run` under one run id:
 
 - every architecture the search scored: `nas_validation_accuracy` (the supernet's, on the
-  validation split), its predicted figures in `extra` (`role` "candidate", `method` evolution or
-  random);
+  validation split), its predicted figures in `extra` (`role` "candidate", `method` evolution,
+  random, or sample: the subnets an accuracy predictor learnt from); with a predictor, what it
+  scored goes apart as `nas_predicted_accuracy`;
 - every network deployed on the board: the run's own rows (latency, peak SRAM, flash, TFLM
   match), the prediction beside them (`nas_predicted_latency`, `nas_predicted_peak_sram`,
   `nas_predicted_flash`) and the test accuracies (`float_accuracy`, `int8_accuracy`),
@@ -21,11 +22,13 @@ from hil.store.provenance import Provenance
 from nas.constraints import Figures
 
 CANDIDATE_METRIC = "nas_validation_accuracy"
+PREDICTED_ACCURACY_METRIC = "nas_predicted_accuracy"  # a candidate scored by the accuracy predictor, not for real
 PREDICTED_METRICS = ("nas_predicted_latency", "nas_predicted_peak_sram", "nas_predicted_flash")
 ROLES = ("winner", "random", "uniform", "deployed")
 
 
-def candidate_rows(provenance: Provenance, method: str, scored: dict, figures_of, context: dict[str, Any]) -> list[Measurement]:
+def candidate_rows(provenance: Provenance, method: str, scored: dict, figures_of, context: dict[str, Any],
+                   metric: str = CANDIDATE_METRIC) -> list[Measurement]:
     """One row per scored architecture (`scored`: arch -> validation accuracy); `figures_of(arch)`
     gives its predicted `Figures`."""
     rows = []
@@ -35,7 +38,7 @@ def candidate_rows(provenance: Provenance, method: str, scored: dict, figures_of
                  "predicted_latency": f.latency, "latency_unit": f.latency_unit,
                  "predicted_peak_sram_bytes": f.peak_sram_bytes, "predicted_flash_bytes": f.flash_bytes,
                  "macs": f.macs}
-        rows.append(provenance.measurement(f"nas:{arch}", "", CANDIDATE_METRIC, float(accuracy), "ratio", extra))
+        rows.append(provenance.measurement(f"nas:{arch}", "", metric, float(accuracy), "ratio", extra))
     return rows
 
 

@@ -134,3 +134,42 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(written.data.searches) == 1 and written.data.sections == []
     html = written.index.read_text()
     assert winner["architecture"] in html
+
+
+def test_the_predictor_learns_a_fitness_and_reports_its_error():
+    import random
+
+    from nas.arch import sample_arch
+    from nas.predictor import AccuracyPredictor
+    from tests.test_nas_evolution import SPACE, k7_count
+
+    rng = random.Random(0)
+    scored = {a: 0.5 + 0.03 * k7_count(a) for a in {sample_arch(SPACE.stages, rng) for _ in range(150)}}
+    predictor = AccuracyPredictor(SPACE.stages, seed=0)
+    error = predictor.fit(scored)
+    assert error.held_out == round(len(scored) * 0.2)
+    assert error.spearman > 0.9 and error.rmse < 0.03, error
+    with pytest.raises(LabError, match="at least 10 scored subnets"):
+        AccuracyPredictor(SPACE.stages).fit(dict(list(scored.items())[:5]))
+
+
+def test_searches_with_a_predictor_score_only_its_samples_and_the_finalists_for_real():
+    from dataclasses import replace
+
+    from tests.test_nas_evolution import SPACE, constraints, k7_count
+    from tinylab_cli.nas_run import run_searches
+
+    real_calls = []
+
+    def fitness(arch):
+        real_calls.append(arch)
+        return 0.5 + 0.03 * k7_count(arch)
+
+    budget = replace(run_budget("quick"), population=10, generations=3, predictor_samples=40, finalists=3)
+    evolution, control, predicted = run_searches(constraints(), fitness, budget, 0, True, lambda line: None)
+    assert len(predicted.samples) == 40 and set(predicted.finalists) == {"evolution", "random"}
+    assert len(real_calls) == 40 + 3 + 3  # the samples, then each search's finalists
+    for result in (evolution, control):
+        finalists = predicted.finalists[result.method]
+        assert result.best in finalists and result.fitness == max(finalists.values())
+    assert evolution.evaluations == control.evaluations

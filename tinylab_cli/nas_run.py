@@ -18,7 +18,7 @@ import copy
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from hil.errors import LabError
@@ -83,10 +83,9 @@ def run_nas(args: argparse.Namespace) -> int:
     from nas.constraints import Constraints, Figures, median_latency
     from nas.data import load_dataset
     from nas.deploy import deploy
-    from nas.evolution import EvolutionConfig, evolve, random_search
     from nas.fitness import SupernetFitness, validation_subset
     from nas.overhead import board_overhead
-    from nas.records import candidate_rows, deployment_rows
+    from nas.records import PREDICTED_ACCURACY_METRIC, candidate_rows, deployment_rows
     from nas.space import load_space
     from nas.space_opt import Budget
     from nas.train import TrainConfig
@@ -136,12 +135,7 @@ def run_nas(args: argparse.Namespace) -> int:
                     "and random search"):
         data = validation_subset(trained.data, budget.val_images, args.seed)
         fitness = SupernetFitness(trained.supernet, data, config)
-        evolution_config = EvolutionConfig(population=budget.population, generations=budget.generations, seed=args.seed)
-        evolution = evolve(constraints, fitness, evolution_config, generation_bar("evolution", budget.generations + 1,
-                                                                                   args.json))
-        control = random_search(constraints, fitness, evolution.evaluations, evolution_config,
-                                generation_bar("random search", -(-evolution.evaluations // budget.population),
-                                               args.json))
+        evolution, control, predictor = run_searches(constraints, fitness, budget, args.seed, args.json, say)
         for result in (evolution, control):
             say(f"{result.method}: best {result.fitness:.1%} on {len(data.validation):,} validation images after "
                 f"{result.evaluations} evaluations: {result.best}")
@@ -181,8 +175,9 @@ def run_nas(args: argparse.Namespace) -> int:
         "supernet": {"checkpoint": str(trained.checkpoint), "epochs": config.epochs,
                      "train_images": len(trained.data.train), "resumed_from": trained.resumed_from},
         "search": {"validation_images": len(data.validation), "evolution": evolution.to_json(),
-                   "random": control.to_json(), "seconds_per_evaluation":
-                       round(fitness.seconds / fitness.calls, 4) if fitness.calls else None},
+                   "random": control.to_json(), "scored_for_real": fitness.calls, "seconds_per_evaluation":
+                       round(fitness.seconds / fitness.calls, 4) if fitness.calls else None,
+                   "predictor": None if predictor is None else predictor.to_json()},
         "winner": {**deployments["winner"].to_json(budget_json), "validation_accuracy": evolution.fitness},
         "baselines": [
             {"name": "random search", **deployments["random"].to_json(budget_json),
@@ -195,9 +190,17 @@ def run_nas(args: argparse.Namespace) -> int:
     with open_store(args.store) as store:
         provenance = engine_provenance(board, deployments["winner"].run.backend)
         rows = []
-        for result in (evolution, control):
-            rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures,
-                                   {**context, "validation_images": len(data.validation)})
+        scored = {**context, "validation_images": len(data.validation)}
+        if predictor is None:
+            for result in (evolution, control):
+                rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures, scored)
+        else:  # what was scored for real, and apart, what the predictor scored
+            rows += candidate_rows(provenance, "sample", predictor.samples, constraints.figures, scored)
+            for result in (evolution, control):
+                rows += candidate_rows(provenance, result.method, predictor.finalists[result.method],
+                                       constraints.figures, scored)
+                rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures,
+                                       {**scored, "scored_by": "predictor"}, metric=PREDICTED_ACCURACY_METRIC)
         for role, deployment in deployments.items():
             role_context = context if role != "uniform" else {**context, "width": baseline.width,
                                                                "resolution": baseline.resolution}
@@ -213,6 +216,56 @@ def run_nas(args: argparse.Namespace) -> int:
         return 0
     print_summary(report)
     return 0
+
+
+@dataclass
+class PredictedSearch:
+    """How the searches used an accuracy predictor: the subnets it learnt from (scored for real),
+    its error on held-out ones, and each search's finalists scored for real."""
+
+    samples: dict
+    error: object  # nas.predictor.PredictorError
+    finalists: dict[str, dict]  # method -> {arch: validation accuracy}
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"samples": len(self.samples), "held_out_error": self.error.to_json(),
+                "finalists": {m: {str(a): round(v, 6) for a, v in f.items()} for m, f in self.finalists.items()},
+                "seconds": round(self.seconds, 2)}
+
+
+def run_searches(constraints, fitness, budget, seed: int, quiet: bool, say):
+    """Evolution and random search with as many evaluations. With `budget.predictor_samples`,
+    both score candidates with an accuracy predictor trained on that many subnets scored for
+    real, and each one's `budget.finalists` best are scored for real to pick its best."""
+    from nas.evolution import EvolutionConfig, evolve, random_search
+    from nas.predictor import AccuracyPredictor
+
+    config = EvolutionConfig(population=budget.population, generations=budget.generations, seed=seed)
+    batches = -(-budget.predictor_samples // budget.population)
+    score, predicted = fitness, None
+    if budget.predictor_samples:
+        started = time.monotonic()
+        samples = random_search(constraints, fitness, budget.predictor_samples, replace(config, seed=seed + 1_000_003),
+                                generation_bar("predictor samples", batches, quiet))
+        score = AccuracyPredictor(constraints.space.stages, seed)
+        error = score.fit(samples.evaluated)
+        say(f"accuracy predictor: {len(samples.evaluated)} subnets scored for real; on {error.held_out} held out, "
+            f"RMSE {error.rmse * 100:.2f} points, MAE {error.mae * 100:.2f}, Spearman {error.spearman:.3f}")
+        predicted = PredictedSearch(samples.evaluated, error, {}, time.monotonic() - started)
+    evolution = evolve(constraints, score, config, generation_bar("evolution", budget.generations + 1, quiet))
+    control = random_search(constraints, score, evolution.evaluations, config,
+                            generation_bar("random search", -(-evolution.evaluations // budget.population), quiet))
+    if predicted is None:
+        return evolution, control, None
+    results = []
+    for result in (evolution, control):
+        ranked = sorted(result.evaluated, key=lambda a: (-result.evaluated[a], str(a)))[:budget.finalists]
+        real = {arch: fitness(arch) for arch in ranked}
+        best = max(real, key=lambda a: (real[a], str(a)))
+        predicted.finalists[result.method] = real
+        results.append(replace(result, best=best, fitness=real[best], figures=constraints.figures(best)))
+    return results[0], results[1], predicted
 
 
 def trained_net(config, quiet: bool):
