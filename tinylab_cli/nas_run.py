@@ -85,7 +85,7 @@ def run_nas(args: argparse.Namespace) -> int:
     from nas.deploy import deploy
     from nas.fitness import SupernetFitness, validation_subset
     from nas.overhead import board_overhead
-    from nas.records import PREDICTED_ACCURACY_METRIC, candidate_rows, deployment_rows
+    from nas.records import deployment_rows
     from nas.space import load_space
     from nas.space_opt import Budget
     from nas.train import TrainConfig
@@ -93,6 +93,8 @@ def run_nas(args: argparse.Namespace) -> int:
     from tinylab_cli.nas_search import latency_table
 
     budget = run_budget(args.budget)
+    if args.finetune_epochs < 0:
+        raise LabError(f"--finetune-epochs must be 0 or more, not {args.finetune_epochs}")
     steps = Steps(args.json)
     say = steps.say
     board = load_board(args.board)
@@ -131,6 +133,20 @@ def run_nas(args: argparse.Namespace) -> int:
         trained = trained_net(config, args.json)
         say(f"checkpoint {trained.checkpoint} ({len(trained.data.train):,} training images)")
 
+    provenance = engine_provenance(board, board.backend)  # one run id for every row of the search
+    stored = {"rows": 0, "path": None}
+
+    def store(rows) -> None:
+        """Rows go to the store as soon as they exist: a later failure loses none of them."""
+        with open_store(args.store) as opened:
+            opened.add(rows)
+            stored["path"] = str(opened.path)
+        stored["rows"] += len(rows)
+
+    budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
+                   "latency_unit": table.unit if latency is not None else None}
+    context = {"width": width, "resolution": resolution, "dataset": args.dataset, "space": space.name,
+               "budget": budget_json, "work_budget": budget.name, "seed": args.seed}
     with steps.step("search", f"4/6 evolution (population {budget.population}, {budget.generations} generations) "
                     "and random search"):
         data = validation_subset(trained.data, budget.val_images, args.seed)
@@ -139,6 +155,8 @@ def run_nas(args: argparse.Namespace) -> int:
         for result in (evolution, control):
             say(f"{result.method}: best {result.fitness:.1%} on {len(data.validation):,} validation images after "
                 f"{result.evaluations} evaluations: {result.best}")
+        store(search_rows(provenance, evolution, control, predictor, constraints.figures,
+                          {**context, "validation_images": len(data.validation)}))
 
     with steps.step("baseline", "5/6 baseline: the uniformly scaled network, trained from scratch"):
         baseline, baseline_config, baseline_trained = uniform_baseline_of(board, space, overhead, args, latency,
@@ -153,19 +171,21 @@ def run_nas(args: argparse.Namespace) -> int:
                      budget.baseline_target_images))
         for role, arch, run_of, run_config, role_constraints, target_images in plan:
             say(f"deploying the {role} network {arch}")
-            deployments[role] = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
-                                       target_images=target_images, test_images=budget.test_images,
-                                       progress=lambda line: say(f"  {line}"))
-        # The baseline's prediction is its measurement with seeded weights when it was chosen (the
-        # table covers the search's (W, R) only): the same network, other weights.
-        m = baseline.measured
-        deployments["uniform"] = replace(deployments["uniform"], predicted=Figures(
-            m.peak_sram_bytes, m.flash_bytes, baseline.macs, m.latency, m.latency_unit))
+            deployment = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
+                                finetune_epochs=args.finetune_epochs if role != "uniform" else 0,
+                                target_images=target_images, test_images=budget.test_images,
+                                progress=lambda line: say(f"  {line}"))
+            role_context = context
+            if role == "uniform":
+                # Its prediction is its measurement with seeded weights when it was chosen (the
+                # table covers the search's (W, R) only): the same network, other weights.
+                m = baseline.measured
+                deployment = replace(deployment, predicted=Figures(m.peak_sram_bytes, m.flash_bytes, baseline.macs,
+                                                                   m.latency, m.latency_unit))
+                role_context = {**context, "width": baseline.width, "resolution": baseline.resolution}
+            deployments[role] = deployment
+            store(deployment_rows(provenance, deployment, role, role_context))
 
-    budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
-                   "latency_unit": table.unit if latency is not None else None}
-    context = {"width": width, "resolution": resolution, "dataset": args.dataset, "space": space.name,
-               "budget": budget_json, "work_budget": budget.name, "seed": args.seed}
     report = {
         "board": board.name, "space": space.name, "dataset": args.dataset, "seed": args.seed,
         "work_budget": budget.to_json(), "budget": budget_json,
@@ -187,26 +207,7 @@ def run_nas(args: argparse.Namespace) -> int:
              "resolution": baseline.resolution, "passed_over": baseline.tried},
         ],
     }
-    with open_store(args.store) as store:
-        provenance = engine_provenance(board, deployments["winner"].run.backend)
-        rows = []
-        scored = {**context, "validation_images": len(data.validation)}
-        if predictor is None:
-            for result in (evolution, control):
-                rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures, scored)
-        else:  # what was scored for real, and apart, what the predictor scored
-            rows += candidate_rows(provenance, "sample", predictor.samples, constraints.figures, scored)
-            for result in (evolution, control):
-                rows += candidate_rows(provenance, result.method, predictor.finalists[result.method],
-                                       constraints.figures, scored)
-                rows += candidate_rows(provenance, result.method, result.evaluated, constraints.figures,
-                                       {**scored, "scored_by": "predictor"}, metric=PREDICTED_ACCURACY_METRIC)
-        for role, deployment in deployments.items():
-            role_context = context if role != "uniform" else {**context, "width": baseline.width,
-                                                               "resolution": baseline.resolution}
-            rows += deployment_rows(provenance, deployment, role, role_context)
-        store.add(rows)
-        report["store"] = {"path": str(store.path), "run_id": provenance.run_id, "rows": len(rows)}
+    report["store"] = {"path": stored["path"], "run_id": provenance.run_id, "rows": stored["rows"]}
     total = steps.total()
     report["timing"] = {**{f"{k}_seconds": round(v, 1) for k, v in steps.seconds.items()},
                         "total_seconds": round(total, 1),
@@ -216,6 +217,21 @@ def run_nas(args: argparse.Namespace) -> int:
         return 0
     print_summary(report)
     return 0
+
+
+def search_rows(provenance, evolution, control, predictor, figures_of, context: dict) -> list:
+    """The store's rows of the searches: what was scored for real, and apart, what a predictor scored."""
+    from nas.records import PREDICTED_ACCURACY_METRIC, candidate_rows
+
+    if predictor is None:
+        return [row for result in (evolution, control)
+                for row in candidate_rows(provenance, result.method, result.evaluated, figures_of, context)]
+    rows = candidate_rows(provenance, "sample", predictor.samples, figures_of, context)
+    for result in (evolution, control):
+        rows += candidate_rows(provenance, result.method, predictor.finalists[result.method], figures_of, context)
+        rows += candidate_rows(provenance, result.method, result.evaluated, figures_of,
+                               {**context, "scored_by": "predictor"}, metric=PREDICTED_ACCURACY_METRIC)
+    return rows
 
 
 @dataclass
