@@ -173,3 +173,17 @@ def test_searches_with_a_predictor_score_only_its_samples_and_the_finalists_for_
         finalists = predicted.finalists[result.method]
         assert result.best in finalists and result.fitness == max(finalists.values())
     assert evolution.evaluations == control.evaluations
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
+    from tinylab_cli.main import main
+
+    assert main(["nas", "run", "--finetune-epochs", "-1"]) == 2
+    assert "--finetune-epochs must be 0 or more, not -1" in capsys.readouterr().err
+    assert main(["nas", "run", "--dataset", str(tmp_path / "none")]) == 2
+    assert "no folder or .npz file of that name exists" in capsys.readouterr().err
+    assert main(["nas", "run", "--sram", "1M"]) == 2
+    assert "more than qemu-f412's SRAM" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["nas", "run", "--latency", "soon"])
+    assert "'soon' is not a number of the board's unit, nor 'median'" in capsys.readouterr().err
