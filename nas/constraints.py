@@ -66,9 +66,9 @@ class Constraints:
         if found is None:
             config = self.space.network(arch, self.width, self.resolution)
             fp = footprint(config)
-            latency = None
-            flash = self.overhead.flash_bytes(fp.constant_bytes, fp.ops)
-            if self.table is not None:
+            if self.table is None:
+                latency, flash = None, self.overhead.flash_bytes(fp.constant_bytes, fp.ops)
+            else:
                 from nas.lut import predict_flash
                 from nas.measure import predict_checked
 

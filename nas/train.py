@@ -183,14 +183,15 @@ def train_epoch(net: Supernet, optimizer: torch.optim.Optimizer, train: Split, c
         batches = batches[:max_steps]
     rng = random.Random(f"{config.seed}:{epoch}")
     images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    fixed = Arch.parse(config.fixed_arch) if config.fixed_arch is not None else None
     net.train()
     started, losses = time.monotonic(), []
     for step, indices in enumerate(batches):
         lr = cosine_lr(config.learning_rate, epoch * steps_per_epoch + step, config.epochs * steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if config.fixed_arch is not None:
-            archs = [Arch.parse(config.fixed_arch)]
+        if fixed is not None:
+            archs = [fixed]
         else:
             archs = [net.largest()] + [net.sample(rng) for _ in range(config.subnets)]
         index = torch.from_numpy(indices)

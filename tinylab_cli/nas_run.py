@@ -293,10 +293,12 @@ def trained_net(config, quiet: bool):
 
 
 def generation_bar(label: str, total: int, quiet: bool):
+    """A search's progress callback: one bar, advanced once per generation (None when quiet)."""
     if quiet:
         return None
     bar = ProgressBar(max(total, 1), label)
-    return lambda g: bar.advance(f"best {g.best:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
+    return lambda g: bar.advance(
+        f"best {g.best:.1%}, mean {g.mean:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
 
 
 def uniform_baseline_of(board, space, overhead, args, latency, config, say):

@@ -11,7 +11,7 @@ import time
 
 from hil.errors import LabError
 from hil.progress import ProgressBar
-from tinylab_cli.nas_run import latency_argument
+from tinylab_cli.nas_run import generation_bar, latency_argument
 
 DEFAULT_POPULATION = 100  # nas.evolution.EvolutionConfig's defaults; tests/test_nas_evolution.py keeps them equal
 DEFAULT_GENERATIONS = 20
@@ -72,15 +72,10 @@ def run_search(args: argparse.Namespace) -> int:
     say(f"searching under {constraints.describe()}: population {config.population}, {config.generations} "
         f"generations, fitness on {len(data.validation):,} validation images")
 
-    def progress_of(label: str, total: int):
-        bar = None if args.json else ProgressBar(total, label)
-        return None if bar is None else (lambda g: bar.advance(
-            f"best {g.best:.1%}, mean {g.mean:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected"))
-
-    evolution = evolve(constraints, fitness, config, progress_of("evolution", config.generations + 1))
+    evolution = evolve(constraints, fitness, config, generation_bar("evolution", config.generations + 1, args.json))
     evaluation_seconds = fitness.seconds
     control = random_search(constraints, fitness, evolution.evaluations, config,
-                            progress_of("random search", -(-evolution.evaluations // config.population)))
+                            generation_bar("random search", -(-evolution.evaluations // config.population), args.json))
     evaluations = fitness.calls
     report = {
         "board": board.name, "space": space.name, "width": width, "resolution": resolution, "checkpoint": str(path),
