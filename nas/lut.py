@@ -23,7 +23,8 @@ from hil.errors import LabError
 from nas.layers import network_layers
 from nas.lutkey import LatencyKey
 
-FORMAT = 3  # 1: keyed by board and a hand-bumped engine version; 2: no code sizes
+FORMAT = 4  # 1: keyed by board and a hand-bumped engine version; 2: no code sizes;
+# 3: layer weights drawn from the random state of the process that measured them
 
 
 class LutError(LabError):

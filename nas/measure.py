@@ -35,12 +35,13 @@ OVERHEAD_KEY = "overhead"
 OVERHEAD_LAYER = Layer("conv", 1, 1, 1, 1)
 
 
-def seeded_module(module: nn.Module, input_shape: tuple[int, int, int], seed: int = SEED) -> nn.Module:
-    """Seeded weights and non-trivial BatchNorm statistics, as `engine.zoo.seeded_model` does."""
+def seeded_module(build: Callable[[], nn.Module], input_shape: tuple[int, int, int], seed: int = SEED) -> nn.Module:
+    """`build()` with seeded weights and non-trivial BatchNorm statistics, as `engine.zoo.seeded_model`
+    does. The module is built after seeding, so its weights never depend on the caller's random state."""
     shape = SimpleNamespace(input_shape=input_shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = module.double()
+        module = build().double()
         generator = torch.Generator().manual_seed(seed + 1)
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -55,7 +56,7 @@ def seeded_module(module: nn.Module, input_shape: tuple[int, int, int], seed: in
 
 
 def layer_source(layer: Layer, name: str) -> ModelSource:
-    module = seeded_module(layer.module(), layer.input_shape)
+    module = seeded_module(layer.module, layer.input_shape)
     calibration = synthetic_images(SimpleNamespace(input_shape=layer.input_shape), 8, SEED + 1000)
     graph = quantize_model(module, calibration, name=name, pool="MEAN")
     return ModelSource(name=name, tflite=export_tflite(graph), _graph=graph)

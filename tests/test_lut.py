@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 import pytest
+import torch
 
 from engine.torch_models import Stage
 from hil.errors import LabError
@@ -81,13 +82,13 @@ def test_table_is_refused_naming_each_part_that_changed(tmp_path):
     with pytest.raises(LutError, match="the kernel set changed: table 'optimized', now 'portable'"):
         load_table(path, replace(KEY, kernels="portable"))
     path.write_text(json.dumps({"format": 1, "board": "qemu-f746", "engine_version": "0.2"}))
-    with pytest.raises(LutError, match="format 1, expected 3"):
+    with pytest.raises(LutError, match="format 1, expected 4"):
         load_table(path, KEY)
 
 
 def test_key_names_a_readable_path_and_changes_with_any_part():
     path = default_table_path(KEY)
-    assert path.parent.name == "qemu-f746" and path.name == f"optimized-{KEY.short}-v3.json"
+    assert path.parent.name == "qemu-f746" and path.name == f"optimized-{KEY.short}-v4.json"
     assert len(KEY.short) == 12
     assert replace(KEY, compile_flags=KEY.compile_flags + ("-DX",)).short != KEY.short
     assert LatencyKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
@@ -192,3 +193,15 @@ def test_flash_prediction_adds_each_layers_code_and_names_a_missing_one():
     del table.code[layers[0].key]
     with pytest.raises(LutError, match=f"no code size for layer {layers[0].key}"):
         predict_flash(table, config, 5000)
+
+
+def test_a_layers_weights_do_not_depend_on_the_callers_random_state():
+    """A worker process and the parent measure the same network for the same key."""
+    from nas.measure import layer_source
+
+    layer = space_layers(SPACES["tiny"])["fc-in:32-out:10"]
+    torch.manual_seed(1)
+    first = layer_source(layer, "lut:a").tflite
+    torch.manual_seed(2)
+    torch.rand(5)
+    assert layer_source(layer, "lut:a").tflite == first
