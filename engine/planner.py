@@ -3,7 +3,7 @@ buffers, arena offsets chosen by a search, the peak, the lower bound, and a per-
 
 Step i is the execution of graph.ops[i]. A tensor lives from the step that writes it (step 0 for
 graph inputs) to the last step that reads it (to the end for graph outputs). RESHAPE's output
-shares its input's bytes. Where an op's kernel allows it (engine.overlap) and the input dies at
+shares its input's bytes, as a PATCH_PASTE's output shares the tensor it pastes into. Where an op's kernel allows it (engine.overlap) and the input dies at
 that op, the output is placed over the input at the rule's relative offset; tensors tied this way
 form a rigid group; where an op may write over either of two inputs, the one that gives the
 smaller arena is kept. Each op's scratch buffer lives during that op only. Groups are placed
@@ -23,7 +23,8 @@ from engine.ir import Graph
 from engine.memory_plan import MemoryPlan, Placement, StepMemory
 from engine.overlap import OverlapRule, overlap_candidates
 
-ALIASING_OPS = ("RESHAPE",)
+# op kind -> the input whose bytes its output shares (where that input is there)
+ALIASING_OPS = {"RESHAPE": 0, "PATCH_PASTE": 1}
 EXHAUSTIVE_GROUPS = 7  # up to this many groups, every placement order is tried
 SEARCH_ITERATIONS = 2000  # placement orders the local search tries beyond the fixed ones
 SEARCH_SEED = 0  # the local search's random moves: fixed, so that a graph always gets the same plan
@@ -66,11 +67,12 @@ def _align(value: int, alignment: int) -> int:
 
 
 def _alias_roots(graph: Graph) -> dict[int, int]:
-    """tensor -> the tensor whose bytes it shares (only RESHAPE outputs appear)."""
+    """tensor -> the tensor whose bytes it shares (RESHAPE and PATCH_PASTE outputs)."""
     root: dict[int, int] = {}
     for op in graph.ops:
-        if op.kind in ALIASING_OPS and graph.tensors[op.inputs[0]].data is None:
-            source = op.inputs[0]
+        shared = ALIASING_OPS.get(op.kind)
+        if shared is not None and shared < len(op.inputs) and graph.tensors[op.inputs[shared]].data is None:
+            source = op.inputs[shared]
             root[op.outputs[0]] = root.get(source, source)
     return root
 

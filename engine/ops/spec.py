@@ -78,7 +78,7 @@ class OpSpec:
     arity: Arity
     check: Check  # its attributes and shapes, as validate_graph refuses them
     reference: ReferenceKernel  # bit-exact with TFLite Micro's reference kernel
-    tflite: TfliteForm
+    tflite: TfliteForm | None  # None: an op of the engine's own rewrites (engine.patches), never in a .tflite file
     c: CForm
     input_types: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # by position; else int8
     output_types: Mapping[int, tuple[str, ...]] = field(default_factory=dict)

@@ -1,0 +1,131 @@
+"""Regions of NHWC tensors and how an op's output region maps back to the input region it reads.
+
+A Region is rows [y0, y1) by columns [x0, x1) of a batch-1 tensor, every channel. For a windowed
+op (CONV_2D, DEPTHWISE_CONV_2D, the pools) output rows [o0, o1) read input rows
+o0 * stride - pad_before to (o1 - 1) * stride - pad_before + kernel; the part of that range
+outside the tensor is padding. The op run on the region gets that padding as EXPLICIT pads, so
+a patch at the tensor's border is padded exactly as the whole tensor is, and an inner patch not
+at all (its halo rows are real rows)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import UnsupportedOpError
+from engine.ir import Graph, Op
+from engine.ops.window import prepare_window
+
+WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+PATCHABLE = (*WINDOWED, "PAD", "ADD")
+
+
+@dataclass(frozen=True)
+class Region:
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def union(self, other: "Region | None") -> "Region":
+        """The smallest region holding both."""
+        if other is None:
+            return self
+        return Region(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1))
+
+    def inside(self, other: "Region") -> bool:
+        return other.y0 <= self.y0 and self.y1 <= other.y1 and other.x0 <= self.x0 and self.x1 <= other.x1
+
+    def __str__(self) -> str:
+        return f"rows {self.y0}-{self.y1 - 1}, columns {self.x0}-{self.x1 - 1}"
+
+
+def whole(graph: Graph, tensor: int) -> Region:
+    _, h, w, _ = graph.tensors[tensor].shape
+    return Region(0, h, 0, w)
+
+
+@dataclass(frozen=True)
+class Backward:
+    """What an op needs to produce one output region: the region of each activation input (by
+    input position) and the attributes of the op run on those regions."""
+
+    inputs: dict[int, Region]
+    attrs: dict[str, Any]
+
+
+def _axis(start: int, stop: int, stride: int, pad_before: int, kernel: int, size: int) -> tuple[int, int, int, int]:
+    """Input range [a, b) read for outputs [start, stop), and the padding before and after it."""
+    need_start = start * stride - pad_before
+    need_stop = (stop - 1) * stride - pad_before + kernel
+    a, b = max(0, need_start), min(size, need_stop)
+    return a, b, a - need_start, need_stop - b
+
+
+def window_size(graph: Graph, op: Op) -> tuple[int, int]:
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        _, kh, kw, _ = graph.tensors[op.inputs[1]].shape
+        return kh, kw
+    return int(op.attrs["filter_h"]), int(op.attrs["filter_w"])
+
+
+def backward(graph: Graph, op: Op, out: Region, where: str) -> Backward:
+    """The input regions and attributes that give `out` of op's output (UnsupportedOpError for an
+    op that cannot run on regions, or a region that reads no input row at all)."""
+    x = graph.tensors[op.inputs[0]]
+    _, h, w, _ = x.shape
+    if op.kind in WINDOWED:
+        kh, kw = window_size(graph, op)
+        _, oh, ow, _ = graph.tensors[op.outputs[0]].shape
+        win = prepare_window(op.attrs, (h, w), (kh, kw), (oh, ow), where)
+        y0, y1, top, bottom = _axis(out.y0, out.y1, win.stride_h, win.pad_top, kh, h)
+        x0, x1, left, right = _axis(out.x0, out.x1, win.stride_w, win.pad_left, kw, w)
+        attrs = {**op.attrs, "padding": "EXPLICIT", "pad_top": top, "pad_bottom": bottom, "pad_left": left,
+                 "pad_right": right}
+        region = Region(y0, y1, x0, x1)
+    elif op.kind == "PAD":
+        (_, _), (pt, _), (pl, _), (_, _) = op.attrs["paddings"]
+        y0, y1 = max(0, out.y0 - pt), min(h, out.y1 - pt)
+        x0, x1 = max(0, out.x0 - pl), min(w, out.x1 - pl)
+        region = Region(y0, y1, x0, x1)
+        attrs = {**op.attrs, "paddings": ((0, 0), (y0 - (out.y0 - pt), (out.y1 - pt) - y1),
+                                          (x0 - (out.x0 - pl), (out.x1 - pl) - x1), (0, 0))}
+    elif op.kind == "ADD":
+        return Backward({0: out, 1: out}, dict(op.attrs))
+    else:
+        raise UnsupportedOpError(f"{where}: runs on whole tensors only (patches take {', '.join(PATCHABLE)})")
+    if region.height < 1 or region.width < 1:
+        raise UnsupportedOpError(f"{where}: output {out} reads only padding; choose fewer patches")
+    return Backward({0: region}, attrs)
+
+
+def check_patchable(graph: Graph, op: Op, where: str) -> None:
+    """Refuse an op that cannot run on regions: another kind, a batch other than 1, an ADD that
+    broadcasts, a PAD of the batch or channels."""
+    if op.kind not in PATCHABLE:
+        raise UnsupportedOpError(f"{where}: runs on whole tensors only (patches take {', '.join(PATCHABLE)})")
+    tensors = [graph.tensors[t] for t in (op.inputs[0], op.outputs[0])]
+    if any(len(t.shape) != 4 or t.shape[0] != 1 for t in tensors):
+        raise UnsupportedOpError(f"{where}: patches take batch-1 NHWC tensors only")
+    if op.kind == "ADD" and graph.tensors[op.inputs[0]].shape != graph.tensors[op.inputs[1]].shape:
+        raise UnsupportedOpError(f"{where}: an ADD that broadcasts runs on whole tensors only")
+    if op.kind == "PAD":
+        paddings = op.attrs.get("paddings", ())
+        if len(paddings) != 4 or tuple(paddings[0]) != (0, 0) or tuple(paddings[3]) != (0, 0):
+            raise UnsupportedOpError(f"{where}: a PAD of the batch or channels runs on whole tensors only")
+
+
+def macs(graph: Graph, op: Op) -> int:
+    """Multiply-accumulates of a convolution (0 for the other ops)."""
+    if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return 0
+    _, oh, ow, oc = graph.tensors[op.outputs[0]].shape
+    _, kh, kw, ic = graph.tensors[op.inputs[1]].shape
+    return oh * ow * oc * kh * kw * (ic if op.kind == "CONV_2D" else 1)

@@ -1,0 +1,202 @@
+"""The patch rewrite: a graph whose first ops run patch by patch, as an ordinary graph.
+
+For a grid of rows x cols patches of the stage's output tensor, each patch gets its own copy of
+the stage's ops on regions (engine.patches.regions): tensors as small as the region, EXPLICIT
+padding only where the region meets the tensor's border, PATCH_CROP where an op reads less than
+the region a tensor holds, and a PATCH_PASTE of the patch's output region into the stage's
+output, which the pastes assemble in place. The rest of the graph is unchanged. The memory
+planner then sees what is live at each step: the model's input until the last patch has read it,
+the stage's output from the first paste on, and one patch's tensors at a time."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import UnsupportedOpError
+from engine.ir import Graph, Op, Tensor
+from engine.patches.regions import Backward, Region, backward, check_patchable, macs, whole
+
+_GRID_RE = re.compile(r"^(\d+)x(\d+)@(\d+)$")
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """The first `split` ops of the source model run on `rows` x `cols` patches."""
+
+    rows: int
+    cols: int
+    split: int
+
+    def __str__(self) -> str:
+        return f"{self.rows}x{self.cols}@{self.split}"
+
+    @classmethod
+    def parse(cls, text: str) -> "PatchGrid":
+        """`PxQ@N`: P rows by Q columns of patches for the first N ops."""
+        found = _GRID_RE.match(text.strip())
+        if not found:
+            raise ValueError(f"patches {text!r}: expected PxQ@N, such as 4x4@6 (4 by 4 patches for the first 6 ops)")
+        grid = cls(*(int(v) for v in found.groups()))
+        if min(grid.rows, grid.cols, grid.split) < 1 or grid.rows * grid.cols < 2:
+            raise ValueError(f"patches {text!r}: at least 2 patches and 1 op")
+        return grid
+
+
+@dataclass(frozen=True)
+class PatchedGraph:
+    graph: Graph  # the rewritten graph: the stage once per patch, then the rest
+    grid: PatchGrid
+    stage_ops: int  # ops of the (PAD-folded) graph in the stage
+    stage_output: int  # tensor index of the stage's output, whole
+    stage_macs: int  # the stage's multiply-accumulates without patches
+    halo_macs: int  # what the patches compute beyond that: their overlapping halos
+
+    @property
+    def halo_share(self) -> float:
+        return self.halo_macs / self.stage_macs if self.stage_macs else 0.0
+
+
+def stage_length(graph: Graph, split: int) -> int:
+    """Ops of `graph` (PAD folded, so fewer than the source's) among the source's first `split`."""
+    return sum(1 for op in graph.ops if op.index < split)
+
+
+def stage_output(graph: Graph, length: int) -> int:
+    """The one tensor that the first `length` ops pass to the rest of the graph; UnsupportedOpError
+    naming why these ops cannot run by patches."""
+    name = f"model {graph.name}"
+    if not 1 <= length <= len(graph.ops):
+        raise UnsupportedOpError(f"{name}: a patch stage of {length} ops; the graph has {len(graph.ops)}")
+    if len(graph.inputs) != 1:
+        raise UnsupportedOpError(f"{name}: patches take a model with one input; it has {len(graph.inputs)}")
+    known = {graph.inputs[0]}
+    for op in graph.ops[:length]:
+        where = f"{name}: op {op.index} ({op.kind})"
+        check_patchable(graph, op, where)
+        for t in op.inputs:
+            if t >= 0 and graph.tensors[t].data is None and t not in known:
+                raise UnsupportedOpError(f"{where}: reads tensor {t}, which the patch stage does not make")
+        known.update(op.outputs)
+    later = {t for op in graph.ops[length:] for t in op.inputs if t >= 0} | set(graph.outputs)
+    crossing = sorted(t for op in graph.ops[:length] for t in op.outputs if t in later)
+    if len(crossing) != 1:
+        last = graph.ops[length - 1]
+        raise UnsupportedOpError(f"{name}: after op {last.index} ({last.kind}), {len(crossing)} tensors pass to the rest "
+                                 "of the graph; a patch stage must end where one does")
+    return crossing[0]
+
+
+def split_points(graph: Graph) -> list[int]:
+    """Every source-op count N for which `PxQ@N` is a stage that can run by patches (PAD folded)."""
+    points = []
+    for length in range(1, len(graph.ops) + 1):
+        try:
+            stage_output(graph, length)
+        except UnsupportedOpError:
+            continue
+        following = graph.ops[length].index if length < len(graph.ops) else graph.ops[-1].index + 1
+        points.append(following)
+    return points
+
+
+def cells(height: int, width: int, grid: PatchGrid) -> list[Region]:
+    """The output regions of the patches, row by row; sizes differ by at most one."""
+    ys = [height * i // grid.rows for i in range(grid.rows + 1)]
+    xs = [width * j // grid.cols for j in range(grid.cols + 1)]
+    return [Region(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(grid.rows) for j in range(grid.cols)]
+
+
+def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
+    """`graph` (PAD folded) with its first `grid.split` source ops run patch by patch."""
+    length = stage_length(graph, grid.split)
+    output = stage_output(graph, length)
+    stage = graph.ops[:length]
+    _, height, width, _ = graph.tensors[output].shape
+    if height < grid.rows or width < grid.cols:
+        raise UnsupportedOpError(f"model {graph.name}: {grid.rows}x{grid.cols} patches of the stage's {height}x{width} "
+                                 "output leave a patch empty")
+    builder = _Builder(graph)
+    partial: int | None = None
+    regions = cells(height, width, grid)
+    for number, region in enumerate(regions):
+        partial = builder.patch(stage, output, region, number, partial, last=number == len(regions) - 1)
+    stage_macs = sum(macs(graph, op) for op in stage)
+    patched = dataclasses.replace(graph, tensors=builder.tensors, ops=builder.ops + list(graph.ops[length:]))
+    patched_macs = sum(macs(patched, op) for op in builder.ops)
+    return PatchedGraph(patched, grid, length, output, stage_macs, patched_macs - stage_macs)
+
+
+class _Builder:
+    """The rewritten graph's tensors and stage ops, a patch at a time."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.tensors: list[Tensor] = list(graph.tensors)
+        self.ops: list[Op] = []
+
+    def add_tensor(self, like: int, region: Region | None, suffix: str) -> int:
+        """A tensor quantised as `like`, of `region`'s size (None: `like`'s whole size)."""
+        tensor = self.graph.tensors[like]
+        shape = tensor.shape if region is None else (1, region.height, region.width, tensor.shape[3])
+        self.tensors.append(dataclasses.replace(tensor, name=f"{tensor.name}{suffix}", shape=tuple(shape), data=None))
+        return len(self.tensors) - 1
+
+    def patch(self, stage: list[Op], output: int, region: Region, number: int, partial: int | None, last: bool) -> int:
+        """Append one patch's ops; the tensor its paste leaves (the stage output after the last)."""
+        needed, steps = _needs(self.graph, stage, output, region)
+        held: dict[int, tuple[int, Region]] = {self.graph.inputs[0]: (self.graph.inputs[0], whole(self.graph, self.graph.inputs[0]))}
+        crops: dict[tuple[int, Region], int] = {}
+
+        def take(tensor: int, want: Region, index: int) -> int:
+            """A tensor holding exactly `want` of `tensor`: the one held, or a crop of it."""
+            source, have = held[tensor]
+            if have == want:
+                return source
+            if (tensor, want) not in crops:
+                cropped = self.add_tensor(tensor, want, f"@patch{number}:crop")
+                self.ops.append(Op("PATCH_CROP", (source,), (cropped,), {"y0": want.y0 - have.y0, "x0": want.x0 - have.x0},
+                                   index=index))
+                crops[(tensor, want)] = cropped
+            return crops[(tensor, want)]
+
+        for position, op in enumerate(stage):
+            step = steps.get(position)
+            if step is None:
+                continue  # nothing this patch needs
+            inputs = [take(t, step.inputs[k], op.index) if k in step.inputs else t for k, t in enumerate(op.inputs)]
+            if op.kind == "PAD" and len(inputs) > 1:
+                inputs[1] = self._paddings_constant(op.inputs[1], step.attrs["paddings"])
+            produced = self.add_tensor(op.outputs[0], needed[op.outputs[0]], f"@patch{number}")
+            self.ops.append(dataclasses.replace(op, inputs=tuple(inputs), outputs=(produced,), attrs=step.attrs))
+            held[op.outputs[0]] = (produced, needed[op.outputs[0]])
+        source = take(output, region, stage[-1].index)
+        into = output if last else self.add_tensor(output, None, f"@patch{number}:assembled")
+        self.ops.append(Op("PATCH_PASTE", (source,) if partial is None else (source, partial), (into,),
+                           {"y0": region.y0, "x0": region.x0}, index=stage[-1].index))
+        return into
+
+    def _paddings_constant(self, like: int, paddings) -> int:
+        tensor = self.graph.tensors[like]
+        data = np.asarray(paddings, dtype=tensor.data.dtype).reshape(tensor.data.shape)
+        self.tensors.append(dataclasses.replace(tensor, name=f"{tensor.name}@patch", data=data))
+        return len(self.tensors) - 1
+
+
+def _needs(graph: Graph, stage: list[Op], output: int, region: Region) -> tuple[dict[int, Region], dict[int, Backward]]:
+    """From the stage's output region back: the region of each tensor the patch needs (the union
+    of what its readers need) and, by stage position, what each op needs and runs with."""
+    needed: dict[int, Region] = {output: region}
+    steps: dict[int, Backward] = {}
+    for position in reversed(range(len(stage))):
+        op = stage[position]
+        if op.outputs[0] not in needed:
+            continue
+        step = backward(graph, op, needed[op.outputs[0]], f"model {graph.name}: op {op.index} ({op.kind})")
+        steps[position] = step
+        for k, want in step.inputs.items():
+            t = op.inputs[k]
+            needed[t] = want.union(needed.get(t))
+    return needed, steps
