@@ -1,6 +1,7 @@
 """The differential test of the kernels: random graphs (engine.randgraph) compiled with the
 optimised kernels (under a random widening budget, so that both int8 and int16 weights run) and
-with the portable ones, run on the same inputs, and compared with TFLite Micro bit for bit.
+with the portable ones, run on the same inputs, and compared with TFLite Micro bit for bit. One
+graph in PATCHED_EVERY runs its first ops by patches (engine.patches), on a seeded grid and split.
 
 Host runs go through a few bundled programs (engine.hostbuild.build_host_bundle), so hundreds of
 graphs build in one compiler call per bundle. The variants each compiled graph chose are kept, to
@@ -16,12 +17,17 @@ from engine.compiler import CompiledModel, compile_graph, with_wide_budget
 from engine.export import export_tflite
 from engine.hostbuild import build_host_bundle, run_host_bundle
 from engine.ir import Graph
+from engine.errors import UnsupportedOpError
+from engine.fold import fold_pad
 from engine.oracle import run_tflm
+from engine.patches.rewrite import PatchGrid, split_points
 from engine.randgraph import random_graph
 from engine.synth import random_inputs
 
 INPUTS_PER_GRAPH = 2
 BUNDLE_SIZE = 48
+PATCHED_EVERY = 3
+PATCH_GRIDS = ((2, 2), (3, 3), (4, 4), (1, 3), (3, 1), (2, 3))
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class Case:
         return {tag for layer in self.compiled.generated.variants for tag in layer}
 
     def describe(self) -> str:
-        return f"seed {self.seed} ({self.graph.name}, {self.kernels} kernels)"
+        patches = f", patches {self.compiled.patched.grid}" if self.compiled.patched else ""
+        return f"seed {self.seed} ({self.graph.name}, {self.kernels} kernels{patches})"
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,40 @@ def wide_budget_for(seed: int, compiled: CompiledModel) -> int | None:
     return None if choice == 0 else 0 if choice == 1 else full // 2
 
 
+def patches_for(seed: int, graph: Graph) -> PatchGrid | None:
+    """A seeded patch grid and split for one graph in PATCHED_EVERY (None for the others, and
+    where the graph has no stage that can run by patches)."""
+    if seed % PATCHED_EVERY != PATCHED_EVERY - 1:
+        return None
+    points = split_points(fold_pad(graph))
+    if not points:
+        return None
+    rows, cols = PATCH_GRIDS[(seed // PATCHED_EVERY) % len(PATCH_GRIDS)]
+    return PatchGrid(rows, cols, points[(seed // 7) % len(points)])
+
+
+def _compile(graph: Graph, prefix: str, kernels: str, patches: PatchGrid | None) -> CompiledModel:
+    """With the patches where the grid fits the stage (a grid finer than a small stage output, or
+    a patch that reads only padding, is refused: then without)."""
+    if patches is not None:
+        try:
+            return compile_graph(graph, prefix=prefix, kernels=kernels, patches=patches)
+        except UnsupportedOpError:
+            pass
+    return compile_graph(graph, prefix=prefix, kernels=kernels)
+
+
 def make_cases(seeds: range | list[int]) -> list[Case]:
     cases = []
     for number, seed in enumerate(seeds):
         graph = random_graph(seed)
-        optimized = compile_graph(graph, prefix=f"o{number}", kernels="optimized")
+        patches = patches_for(seed, graph)
+        optimized = _compile(graph, f"o{number}", "optimized", patches)
         budget = wide_budget_for(seed, optimized)
         if budget is not None:
             optimized = with_wide_budget(optimized, budget)  # the same plan, the C generated again
         cases.append(Case(seed, graph, optimized))
-        cases.append(Case(seed, graph, compile_graph(graph, prefix=f"p{number}", kernels="portable")))
+        cases.append(Case(seed, graph, _compile(graph, f"p{number}", "portable", patches)))
     return cases
 
 

@@ -88,6 +88,8 @@ def _pixel_stream(graph: Graph, position: int, op: Op) -> list[OverlapRule]:
         return []
     if (op.attrs.get("stride_h"), op.attrs.get("stride_w")) != (1, 1):
         return []
+    if graph.tensors[op.outputs[0]].shape[1:3] != x.shape[1:3]:  # explicit pads: a patch's window on a larger region
+        return []
     return [OverlapRule(position, op.inputs[0], op.outputs[0], 0, pixel_stream_bytes(x.shape[3]), "pixel-stream")]
 
 

@@ -121,14 +121,15 @@ def _checked_axis(size: int, filter_size: int, stride: int, out_size: int, paddi
 
 def prepare_window(attrs: Mapping[str, Any], input_hw: tuple[int, int], filter_hw: tuple[int, int],
                    output_hw: tuple[int, int], where: str) -> Window:
-    """The window of an op with SAME, VALID or EXPLICIT (a folded PAD, engine.fold) padding; refuses
-    an output size that the padding does not give."""
+    """The window of an op with SAME, VALID or EXPLICIT (a folded PAD, engine.fold; negative where a
+    patch skips rows of a larger region, engine.patches) padding; refuses an output size that
+    the padding does not give."""
     (h, w), (kh, kw), (oh, ow) = input_hw, filter_hw, output_hw
     sh, sw = int(attrs["stride_h"]), int(attrs["stride_w"])
     if attrs["padding"] == "EXPLICIT":
         pt, pb, pl, pr = (int(attrs[k]) for k in _EXPLICIT_PADS)
         expected = ((h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
-        if expected != (oh, ow) or min(pt, pb, pl, pr) < 0:
+        if expected != (oh, ow):
             raise UnsupportedOpError(f"{where}: output {oh}x{ow} does not match explicit padding {(pt, pb, pl, pr)}")
         return Window(sh, sw, pt, pl, oh, ow)
     pt = _checked_axis(h, kh, sh, oh, attrs["padding"], where, "height")
@@ -143,7 +144,9 @@ def padded(x: np.ndarray, window: Window, kh: int, kw: int, fill: int) -> np.nda
     need_h = (window.out_h - 1) * window.stride_h + kh
     need_w = (window.out_w - 1) * window.stride_w + kw
     top, left = window.pad_top, window.pad_left
-    bottom, right = need_h - height - top, need_w - width - left
+    x = x[:, max(0, -top):, max(0, -left):, :]  # a negative pad skips rows or columns
+    top, left = max(0, top), max(0, left)
+    bottom, right = need_h - x.shape[1] - top, need_w - x.shape[2] - left
     x = np.pad(x, ((0, 0), (top, max(bottom, 0)), (left, max(right, 0)), (0, 0)), constant_values=fill)
     return x[:, :need_h, :need_w, :]
 

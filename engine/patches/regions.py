@@ -3,9 +3,9 @@
 A Region is rows [y0, y1) by columns [x0, x1) of a batch-1 tensor, every channel. For a windowed
 op (CONV_2D, DEPTHWISE_CONV_2D, the pools) output rows [o0, o1) read input rows
 o0 * stride - pad_before to (o1 - 1) * stride - pad_before + kernel; the part of that range
-outside the tensor is padding. The op run on the region gets that padding as EXPLICIT pads, so
-a patch at the tensor's border is padded exactly as the whole tensor is, and an inner patch not
-at all (its halo rows are real rows)."""
+outside the tensor is padding. The op run on the region gets EXPLICIT pads, so a patch at the
+tensor's border is padded exactly as the whole tensor is, and an inner patch not at all (its
+halo rows are real rows); a negative pad skips rows of a larger region, such as the whole input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from engine.ops.window import prepare_window
 
 WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 PATCHABLE = (*WINDOWED, "PAD", "ADD")
+READS_ANY_REGION = WINDOWED  # the others read exactly the region they need (a crop gives it them)
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,9 @@ def whole(graph: Graph, tensor: int) -> Region:
     return Region(0, h, 0, w)
 
 
-@dataclass(frozen=True)
-class Backward:
-    """What an op needs to produce one output region: the region of each activation input (by
-    input position) and the attributes of the op run on those regions."""
-
-    inputs: dict[int, Region]
-    attrs: dict[str, Any]
-
-
-def _axis(start: int, stop: int, stride: int, pad_before: int, kernel: int, size: int) -> tuple[int, int, int, int]:
-    """Input range [a, b) read for outputs [start, stop), and the padding before and after it."""
-    need_start = start * stride - pad_before
-    need_stop = (stop - 1) * stride - pad_before + kernel
-    a, b = max(0, need_start), min(size, need_stop)
-    return a, b, a - need_start, need_stop - b
+def _axis(start: int, stop: int, stride: int, pad_before: int, kernel: int) -> tuple[int, int]:
+    """Input rows [a, b) the windows of outputs [start, stop) cover, padding included."""
+    return start * stride - pad_before, (stop - 1) * stride - pad_before + kernel
 
 
 def window_size(graph: Graph, op: Op) -> tuple[int, int]:
@@ -76,34 +65,50 @@ def window_size(graph: Graph, op: Op) -> tuple[int, int]:
     return int(op.attrs["filter_h"]), int(op.attrs["filter_w"])
 
 
-def backward(graph: Graph, op: Op, out: Region, where: str) -> Backward:
-    """The input regions and attributes that give `out` of op's output (UnsupportedOpError for an
-    op that cannot run on regions, or a region that reads no input row at all)."""
-    x = graph.tensors[op.inputs[0]]
-    _, h, w, _ = x.shape
-    if op.kind in WINDOWED:
-        kh, kw = window_size(graph, op)
-        _, oh, ow, _ = graph.tensors[op.outputs[0]].shape
-        win = prepare_window(op.attrs, (h, w), (kh, kw), (oh, ow), where)
-        y0, y1, top, bottom = _axis(out.y0, out.y1, win.stride_h, win.pad_top, kh, h)
-        x0, x1, left, right = _axis(out.x0, out.x1, win.stride_w, win.pad_left, kw, w)
-        attrs = {**op.attrs, "padding": "EXPLICIT", "pad_top": top, "pad_bottom": bottom, "pad_left": left,
-                 "pad_right": right}
-        region = Region(y0, y1, x0, x1)
-    elif op.kind == "PAD":
+def _covered(graph: Graph, op: Op, out: Region, where: str) -> Region:
+    """The input rows and columns (in whole-tensor coordinates, padding included, so possibly
+    outside the tensor) that output region `out` of a windowed op or a PAD reads."""
+    _, h, w, _ = graph.tensors[op.inputs[0]].shape
+    if op.kind == "PAD":
         (_, _), (pt, _), (pl, _), (_, _) = op.attrs["paddings"]
-        y0, y1 = max(0, out.y0 - pt), min(h, out.y1 - pt)
-        x0, x1 = max(0, out.x0 - pl), min(w, out.x1 - pl)
-        region = Region(y0, y1, x0, x1)
-        attrs = {**op.attrs, "paddings": ((0, 0), (y0 - (out.y0 - pt), (out.y1 - pt) - y1),
-                                          (x0 - (out.x0 - pl), (out.x1 - pl) - x1), (0, 0))}
-    elif op.kind == "ADD":
-        return Backward({0: out, 1: out}, dict(op.attrs))
-    else:
+        return Region(out.y0 - pt, out.y1 - pt, out.x0 - pl, out.x1 - pl)
+    kh, kw = window_size(graph, op)
+    _, oh, ow, _ = graph.tensors[op.outputs[0]].shape
+    win = prepare_window(op.attrs, (h, w), (kh, kw), (oh, ow), where)
+    return Region(*_axis(out.y0, out.y1, win.stride_h, win.pad_top, kh), *_axis(out.x0, out.x1, win.stride_w, win.pad_left, kw))
+
+
+def input_regions(graph: Graph, op: Op, out: Region, where: str) -> dict[int, Region]:
+    """The region of each activation input (by input position) that output region `out` reads:
+    the covered rows and columns within the tensor. UnsupportedOpError for a region that reads
+    only padding."""
+    if op.kind == "ADD":
+        return {0: out, 1: out}
+    if op.kind not in PATCHABLE:
         raise UnsupportedOpError(f"{where}: runs on whole tensors only (patches take {', '.join(PATCHABLE)})")
+    _, h, w, _ = graph.tensors[op.inputs[0]].shape
+    covered = _covered(graph, op, out, where)
+    region = Region(max(0, covered.y0), min(h, covered.y1), max(0, covered.x0), min(w, covered.x1))
     if region.height < 1 or region.width < 1:
         raise UnsupportedOpError(f"{where}: output {out} reads only padding; choose fewer patches")
-    return Backward({0: region}, attrs)
+    return {0: region}
+
+
+def region_attrs(graph: Graph, op: Op, out: Region, held: Region, where: str) -> dict[str, Any]:
+    """The attributes of the op run to give `out` from an input tensor that holds region `held`.
+    A windowed op gets EXPLICIT pads measured from the held region: positive where its windows
+    reach past the tensor's border (padding, as the whole tensor has), negative where they start
+    inside the held region (rows it skips), so it reads any region that holds what it needs. A
+    PAD is given exactly what it reads, and pads only at the tensor's border."""
+    if op.kind == "ADD":
+        return dict(op.attrs)
+    covered = _covered(graph, op, out, where)
+    before_y, after_y = held.y0 - covered.y0, covered.y1 - held.y1
+    before_x, after_x = held.x0 - covered.x0, covered.x1 - held.x1
+    if op.kind == "PAD":
+        return {**op.attrs, "paddings": ((0, 0), (before_y, after_y), (before_x, after_x), (0, 0))}
+    return {**op.attrs, "padding": "EXPLICIT", "pad_top": before_y, "pad_bottom": after_y, "pad_left": before_x,
+            "pad_right": after_x}
 
 
 def check_patchable(graph: Graph, op: Op, where: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
-from engine.patches.regions import Backward, Region, backward, check_patchable, macs, whole
+from engine.patches.regions import READS_ANY_REGION, Region, check_patchable, input_regions, macs, region_attrs, whole
 
 _GRID_RE = re.compile(r"^(\d+)x(\d+)@(\d+)$")
 
@@ -146,7 +146,7 @@ class _Builder:
 
     def patch(self, stage: list[Op], output: int, region: Region, number: int, partial: int | None, last: bool) -> int:
         """Append one patch's ops; the tensor its paste leaves (the stage output after the last)."""
-        needed, steps = _needs(self.graph, stage, output, region)
+        needed, reads = _needs(self.graph, stage, output, region)
         held: dict[int, tuple[int, Region]] = {self.graph.inputs[0]: (self.graph.inputs[0], whole(self.graph, self.graph.inputs[0]))}
         crops: dict[tuple[int, Region], int] = {}
 
@@ -163,15 +163,22 @@ class _Builder:
             return crops[(tensor, want)]
 
         for position, op in enumerate(stage):
-            step = steps.get(position)
-            if step is None:
+            wants = reads.get(position)
+            if wants is None:
                 continue  # nothing this patch needs
-            inputs = [take(t, step.inputs[k], op.index) if k in step.inputs else t for k, t in enumerate(op.inputs)]
+            out = needed[op.outputs[0]]
+            where = f"model {self.graph.name}: op {op.index} ({op.kind})"
+            if op.kind in READS_ANY_REGION:  # reads the region held, whatever its size
+                source, have = held[op.inputs[0]]
+                inputs, attrs = [source, *op.inputs[1:]], region_attrs(self.graph, op, out, have, where)
+            else:
+                inputs = [take(t, wants[k], op.index) if k in wants else t for k, t in enumerate(op.inputs)]
+                attrs = region_attrs(self.graph, op, out, wants[0], where)
             if op.kind == "PAD" and len(inputs) > 1:
-                inputs[1] = self._paddings_constant(op.inputs[1], step.attrs["paddings"])
-            produced = self.add_tensor(op.outputs[0], needed[op.outputs[0]], f"@patch{number}")
-            self.ops.append(dataclasses.replace(op, inputs=tuple(inputs), outputs=(produced,), attrs=step.attrs))
-            held[op.outputs[0]] = (produced, needed[op.outputs[0]])
+                inputs[1] = self._paddings_constant(op.inputs[1], attrs["paddings"])
+            produced = self.add_tensor(op.outputs[0], out, f"@patch{number}")
+            self.ops.append(dataclasses.replace(op, inputs=tuple(inputs), outputs=(produced,), attrs=attrs))
+            held[op.outputs[0]] = (produced, out)
         source = take(output, region, stage[-1].index)
         into = output if last else self.add_tensor(output, None, f"@patch{number}:assembled")
         self.ops.append(Op("PATCH_PASTE", (source,) if partial is None else (source, partial), (into,),
@@ -185,18 +192,18 @@ class _Builder:
         return len(self.tensors) - 1
 
 
-def _needs(graph: Graph, stage: list[Op], output: int, region: Region) -> tuple[dict[int, Region], dict[int, Backward]]:
+def _needs(graph: Graph, stage: list[Op], output: int, region: Region) -> tuple[dict[int, Region], dict[int, dict[int, Region]]]:
     """From the stage's output region back: the region of each tensor the patch needs (the union
-    of what its readers need) and, by stage position, what each op needs and runs with."""
+    of what its readers need) and, by stage position, the region of each input each op reads."""
     needed: dict[int, Region] = {output: region}
-    steps: dict[int, Backward] = {}
+    reads: dict[int, dict[int, Region]] = {}
     for position in reversed(range(len(stage))):
         op = stage[position]
         if op.outputs[0] not in needed:
             continue
-        step = backward(graph, op, needed[op.outputs[0]], f"model {graph.name}: op {op.index} ({op.kind})")
-        steps[position] = step
-        for k, want in step.inputs.items():
+        wants = input_regions(graph, op, needed[op.outputs[0]], f"model {graph.name}: op {op.index} ({op.kind})")
+        reads[position] = wants
+        for k, want in wants.items():
             t = op.inputs[k]
             needed[t] = want.union(needed.get(t))
-    return needed, steps
+    return needed, reads

@@ -42,10 +42,12 @@ FUSED_STEPS = 32  # TL_FUSED_STEPS of tl_opt.h: longer products loop in the fuse
 WIDE_SAVING_PER_MAC = 0.236
 
 CONV_CHOICES = ("window", "pointwise-ascending", "pointwise-descending", "int8-weights", "int16-weights",
-                "odd-pixels", "explicit-padding", "output-over-input", "clamped", "long-product", "ragged-depth",
+                "odd-pixels", "explicit-padding", "window-inside-input", "output-over-input", "clamped", "long-product",
+                "ragged-depth",
                 *RQ_CHOICES, RQ_SIGNED_CHOICE)
 DEPTHWISE_CHOICES = ("two-rows", "one-row", "odd-columns", "odd-rows", "multiplier", "pair-taps", "single-taps",
-                     "explicit-padding", "output-over-input", "clamped", *RQ_CHOICES, RQ_SIGNED_CHOICE)
+                     "explicit-padding", "window-inside-input", "output-over-input", "clamped", *RQ_CHOICES,
+                     RQ_SIGNED_CHOICE)
 
 
 def conv_wide_weights(graph: Graph, op: Op) -> tuple[int, float] | None:
@@ -69,7 +71,7 @@ def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, para
     order = ("pointwise-descending" if shape.co > shape.ci else "pointwise-ascending") if shape.pointwise else "window"
     variant = tags("conv", order, "int16-weights" if wide else "int8-weights", *rq_tags(requant_mode(mults, shifts)),
                    (shape.oh * shape.ow) % 2 and "odd-pixels", op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
-                   rule is not None and "output-over-input",
+                   min(shape.pt, shape.pl) < 0 and "window-inside-input", rule is not None and "output-over-input",
                    clamped(lo, hi) and "clamped", shape.k4 > FUSED_STEPS and "long-product",
                    (shape.kh * shape.kw * shape.ci) % 4 and "ragged-depth")
     return Layer(f"{detail}; {how}", [g.function(position, body)], variant)
@@ -88,7 +90,8 @@ def optimized_depthwise(g: EmitContext, position: int, op: Op, shape: DepthwiseS
                    shape.two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
                    "pair" in kinds and "pair-taps", "single" in kinds and "single-taps",
                    *rq_tags(requant_mode(mults, shifts)), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
-                   rule is not None and "output-over-input", clamped(lo, hi) and "clamped")
+                   min(shape.pt, shape.pl) < 0 and "window-inside-input", rule is not None and "output-over-input",
+                   clamped(lo, hi) and "clamped")
     return Layer(f"{detail}; {how}", [g.function(position, body)], variant)
 
 
@@ -238,15 +241,19 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
         if name in used_regs:
             top = weight(*loose[i + 1]) if i + 1 < len(loose) else "0"
             weights.append(f"const int32_t {name} = tl_pair({weight(*loose[i])}, {top});")
-    copy_rows = max(0, min(shape.h, rows - shape.pt))
-    copy_cols = max(0, min(shape.w, width - shape.pl))
+    # Plane row r is input row r - pt. A negative pad (a patch reading a larger region,
+    # engine.patches) starts the copy inside the input and leaves no border there.
+    top, left, skip_rows, skip_cols = max(shape.pt, 0), max(shape.pl, 0), max(-shape.pt, 0), max(-shape.pl, 0)
+    copy_rows = max(0, min(shape.h - skip_rows, rows - top))
+    copy_cols = max(0, min(shape.w - skip_cols, width - left))
     out_tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
     body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};",
             f"int8_t *plane = (int8_t *)({room});", f"const int32_t off2 = {pair_literal(-zero_point_of(x))};", "int c, oy, ox;",
-            f"tl_plane_border(plane, {rows}, {width}, {min(shape.pt, rows)}, {min(shape.pl, width)}, {copy_rows}, "
+            f"tl_plane_border(plane, {rows}, {width}, {min(top, rows)}, {min(left, width)}, {copy_rows}, "
             f"{copy_cols}, {zero_point_of(x)});",
             f"for (c = 0; c < {shape.c}; ++c) {{",
-            f"    tl_plane_in(in + c, {copy_rows}, {copy_cols}, {shape.w * shape.c}, {shape.c}, plane + {shape.pt * width + shape.pl}, {width});"]
+            f"    tl_plane_in(in + {(skip_rows * shape.w + skip_cols) * shape.c} + c, {copy_rows}, {copy_cols}, "
+            f"{shape.w * shape.c}, {shape.c}, plane + {top * width + left}, {width});"]
     inner = []
     if shape.mult > 1:
         body += ["    int mm;", f"    for (mm = 0; mm < {shape.mult}; ++mm) {{", f"        const int oc = c * {shape.mult} + mm;"]
