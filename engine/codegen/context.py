@@ -28,6 +28,9 @@ class EmitContext:
         self.array_of_tensor: dict[int, str] = {}
         self.uses_float = False
         self.functions: list[str] = []  # static per-layer functions (optimised kernels)
+        # Identical bodies and constant arrays are emitted once (the patches of a stage share them).
+        self._function_of_body: dict[str, str] = {}
+        self._array_of_values: dict[tuple[str, tuple[str, ...]], str] = {}
         self.static_scratch = 0  # bytes of the scratch buffer outside the arena (0: none needed)
         self.overlaps = dict(getattr(plan, "overlaps", {}) or {})
 
@@ -36,11 +39,15 @@ class EmitContext:
         return self.kernels == "optimized"
 
     def function(self, position: int, body: list[str]) -> str:
-        """Define `static void {prefix}_op{position}(void)` with `body`; the call to it."""
-        name = f"{self.prefix}_op{position}"
-        text = "\n".join([f"static __attribute__((noinline)) void {name}(void)", "{"] + [("    " + line) if line else "" for line in body] + ["}"])
-        self.functions.append(text)
-        return f"{name}();"
+        """Define `static void {prefix}_op{position}(void)` with `body` (unless a function with the
+        same body exists); the call to it."""
+        key = "\n".join(body)
+        if key not in self._function_of_body:
+            name = f"{self.prefix}_op{position}"
+            text = "\n".join([f"static __attribute__((noinline)) void {name}(void)", "{"] + [("    " + line) if line else "" for line in body] + ["}"])
+            self.functions.append(text)
+            self._function_of_body[key] = name
+        return f"{self._function_of_body[key]}();"
 
     def room(self, position: int, op: Op, needed: int) -> str:
         """A `uint8_t *` expression for `needed` bytes of scratch at this op, 8-byte aligned: the
@@ -98,9 +105,12 @@ class EmitContext:
         return name
 
     def int32_array(self, name: str, values: Sequence[int], comment: str) -> str:
-        full = f"{self.prefix}_{name}"
-        self.arrays.append(ConstArray(full, "int32_t", [c_int(v) for v in values], comment))
-        return full
+        literals = tuple(c_int(v) for v in values)
+        if ("int32_t", literals) not in self._array_of_values:
+            full = f"{self.prefix}_{name}"
+            self.arrays.append(ConstArray(full, "int32_t", list(literals), comment))
+            self._array_of_values[("int32_t", literals)] = full
+        return self._array_of_values[("int32_t", literals)]
 
     def ptr(self, index: int, *, const: bool = False) -> str:
         """A C expression pointing at tensor `index`: its arena bytes, or its constant array."""

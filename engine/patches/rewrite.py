@@ -73,7 +73,11 @@ def stage_output(graph: Graph, length: int) -> int:
     if len(graph.inputs) != 1:
         raise UnsupportedOpError(f"{name}: patches take a model with one input; it has {len(graph.inputs)}")
     known = {graph.inputs[0]}
-    for op in graph.ops[:length]:
+    lead = prologue_length(graph)
+    if lead >= length:
+        raise UnsupportedOpError(f"{name}: the first {length} ops only reshape the input; a patch stage needs more")
+    known.update(op.outputs[0] for op in graph.ops[:lead])
+    for op in graph.ops[lead:length]:
         where = f"{name}: op {op.index} ({op.kind})"
         check_patchable(graph, op, where)
         for t in op.inputs:
@@ -89,6 +93,17 @@ def stage_output(graph: Graph, length: int) -> int:
     return crossing[0]
 
 
+def prologue_length(graph: Graph) -> int:
+    """How many ops at the start only RESHAPE the input (micro_speech's flat features to an
+    image): they run once, whole, before the patches, which read their output."""
+    source, count = graph.inputs[0] if graph.inputs else -1, 0
+    for op in graph.ops:
+        if op.kind != "RESHAPE" or op.inputs[0] != source:
+            break
+        source, count = op.outputs[0], count + 1
+    return count
+
+
 def split_points(graph: Graph) -> list[int]:
     """Every source-op count N for which `PxQ@N` is a stage that can run by patches (PAD folded)."""
     points = []
@@ -102,6 +117,16 @@ def split_points(graph: Graph) -> list[int]:
     return points
 
 
+def first_stage(graph: Graph) -> int | None:
+    """The split of the network's first stage: the deepest split point whose output has the
+    height and width of the first one's (None: no stage can run by patches)."""
+    points = split_points(graph)
+    if not points:
+        return None
+    size = graph.tensors[stage_output(graph, stage_length(graph, points[0]))].shape[1:3]
+    return max(p for p in points if graph.tensors[stage_output(graph, stage_length(graph, p))].shape[1:3] == size)
+
+
 def cells(height: int, width: int, grid: PatchGrid) -> list[Region]:
     """The output regions of the patches, row by row; sizes differ by at most one."""
     ys = [height * i // grid.rows for i in range(grid.rows + 1)]
@@ -113,12 +138,14 @@ def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
     """`graph` (PAD folded) with its first `grid.split` source ops run patch by patch."""
     length = stage_length(graph, grid.split)
     output = stage_output(graph, length)
-    stage = graph.ops[:length]
+    lead = prologue_length(graph)
+    stage = graph.ops[lead:length]
     _, height, width, _ = graph.tensors[output].shape
     if height < grid.rows or width < grid.cols:
         raise UnsupportedOpError(f"model {graph.name}: {grid.rows}x{grid.cols} patches of the stage's {height}x{width} "
                                  "output leave a patch empty")
-    builder = _Builder(graph)
+    builder = _Builder(graph, graph.ops[lead - 1].outputs[0] if lead else graph.inputs[0])
+    builder.ops += graph.ops[:lead]
     partial: int | None = None
     regions = cells(height, width, grid)
     for number, region in enumerate(regions):
@@ -132,8 +159,9 @@ def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
 class _Builder:
     """The rewritten graph's tensors and stage ops, a patch at a time."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, source: int) -> None:
         self.graph = graph
+        self.source = source  # the whole tensor the patches read: the input, or its reshape
         self.tensors: list[Tensor] = list(graph.tensors)
         self.ops: list[Op] = []
 
@@ -147,7 +175,7 @@ class _Builder:
     def patch(self, stage: list[Op], output: int, region: Region, number: int, partial: int | None, last: bool) -> int:
         """Append one patch's ops; the tensor its paste leaves (the stage output after the last)."""
         needed, reads = _needs(self.graph, stage, output, region)
-        held: dict[int, tuple[int, Region]] = {self.graph.inputs[0]: (self.graph.inputs[0], whole(self.graph, self.graph.inputs[0]))}
+        held: dict[int, tuple[int, Region]] = {self.source: (self.source, whole(self.graph, self.source))}
         crops: dict[tuple[int, Region], int] = {}
 
         def take(tensor: int, want: Region, index: int) -> int:

@@ -1,0 +1,159 @@
+"""Patch-based inference (engine.patches): the grid syntax, the stages that can and cannot run by
+patches, the rewritten graph equal to the whole-tensor one on seeded random graphs (every split
+point, several grids), the shared models and mcunet-tiny bit-exact with TFLM with their first
+stage (engine.patches.rewrite.first_stage) forced to 2x2, 3x3 and 4x4 patches (generated C, both kernel sets, built for the host),
+and the memory the patches save on MCUNet's F746 model. The random graphs' C under both kernel
+sets, on the host and on the target, is the differential test's (a third of its graphs are
+patched)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.compiler import compile_graph
+from engine.errors import UnsupportedOpError
+from engine.fold import fold_pad
+from engine.hostbuild import HOST_CC, build_host_bundle, run_host_bundle
+from engine.oracle import run_tflm
+from engine.export import export_tflite
+from engine.patches.regions import Region
+from engine.patches.rewrite import PatchGrid, cells, first_stage, patch_graph, split_points, stage_length
+from engine.randgraph import random_graph
+from engine.reference import run_reference
+from engine.synth import random_inputs
+from engine.tflite import load_tflite
+from engine.zoo import default_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MODEL_PATHS = sorted(SHARED.glob("models/*.tflite")) + sorted(SHARED.glob("models-mcunet/*.tflite"))
+MCUNET_F746 = SHARED / "models-mcunet" / "mcunet-320kb-1mb_imagenet.tflite"
+needs_gcc = pytest.mark.skipif(shutil.which(HOST_CC) is None, reason=f"{HOST_CC} is not installed")
+FORCED_GRIDS = ((2, 2), (3, 3), (4, 4))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """mcunet-tiny's graph (built with torch once for the module)."""
+    return default_model()
+
+
+def test_grid_syntax_and_its_refusals():
+    assert PatchGrid.parse("4x3@6") == PatchGrid(4, 3, 6) and str(PatchGrid(4, 3, 6)) == "4x3@6"
+    for text in ("4x4", "4*4@2", "x4@2", "1x1@3", "2x2@0"):
+        with pytest.raises(ValueError, match="PxQ@N|at least 2 patches"):
+            PatchGrid.parse(text)
+
+
+def test_cells_cover_the_output_once():
+    regions = cells(7, 5, PatchGrid(3, 2, 1))
+    covered = np.zeros((7, 5), dtype=int)
+    for r in regions:
+        covered[r.y0:r.y1, r.x0:r.x1] += 1
+    assert (covered == 1).all() and {r.height for r in regions} == {2, 3}
+    assert Region(0, 2, 0, 2).union(Region(1, 4, 1, 3)) == Region(0, 4, 0, 3)
+
+
+def test_stages_that_cannot_run_by_patches_are_refused_with_the_reason(tiny):
+    graph = fold_pad(tiny)
+    points = split_points(graph)
+    assert points and all(p <= graph.ops[-1].index for p in points)
+    everything = graph.ops[-1].index + 1  # the stage would hold the mean, the fully connected layer and softmax
+    with pytest.raises(UnsupportedOpError, match=r"op \d+ \((MEAN|FULLY_CONNECTED|SOFTMAX|RESHAPE)\): runs on whole tensors only"):
+        patch_graph(graph, PatchGrid(2, 2, everything))
+    inside_block = next(n for n in range(1, everything) if n not in points and stage_length(graph, n) > 0
+                        and all(graph.ops[i].kind != "MEAN" for i in range(stage_length(graph, n))))
+    with pytest.raises(UnsupportedOpError, match="tensors pass to the rest of the graph"):
+        patch_graph(graph, PatchGrid(2, 2, inside_block))
+    with pytest.raises(UnsupportedOpError, match="leave a patch empty"):
+        patch_graph(graph, PatchGrid(200, 2, points[0]))
+
+
+def test_patched_graphs_equal_the_whole_tensor_graph_at_every_split_point():
+    """The numpy reference (bit-exact with TFLM) of the rewritten graph equals the original's."""
+    checked = 0
+    for seed in range(30):
+        graph = fold_pad(random_graph(seed))
+        x = random_inputs(graph, np.random.default_rng(seed))[0]
+        want = run_reference(graph, [x])
+        for split in split_points(graph):
+            for rows, cols in ((2, 2), (3, 1), (1, 3), (4, 4)):
+                try:
+                    patched = patch_graph(graph, PatchGrid(rows, cols, split))
+                except UnsupportedOpError as refused:
+                    assert "leave a patch empty" in str(refused) or "reads only padding" in str(refused)
+                    continue
+                got = run_reference(patched.graph, [x])
+                assert all(np.array_equal(a, b) for a, b in zip(want, got)), f"seed {seed}, {rows}x{cols}@{split}"
+                assert patched.halo_macs >= 0
+                checked += 1
+    assert checked >= 100
+
+
+def test_the_input_lives_until_the_last_patch_has_read_it_and_the_output_from_the_first_paste(tiny):
+    compiled = compile_graph(tiny, patches=PatchGrid(2, 2, split_points(fold_pad(tiny))[1]))
+    ops, plan = compiled.graph.ops, compiled.plan
+    readers = [i for i, op in enumerate(ops) if compiled.graph.inputs[0] in op.inputs]
+    assert plan.placements[compiled.graph.inputs[0]].last_step == readers[-1]
+    pastes = [i for i, op in enumerate(ops) if op.kind == "PATCH_PASTE"]
+    assert len(pastes) == 4 and plan.placements[compiled.patched.stage_output].first_step == pastes[-1]
+    assembled = {plan.placements[ops[i].outputs[0]].offset for i in pastes}
+    assert len(assembled) == 1  # every paste writes the same bytes
+
+
+def _forced_cases(graph, name: str) -> list[tuple[str, object]]:
+    """The model compiled with its first stage by patches at each forced grid, both kernel sets."""
+    split = first_stage(fold_pad(graph))
+    assert split is not None, f"{name}: no stage can run by patches"
+    cases = []
+    for rows, cols in FORCED_GRIDS:
+        for kernels in ("optimized", "portable"):
+            label = f"{name} {rows}x{cols}@{split} {kernels}"
+            try:
+                compiled = compile_graph(graph, prefix=f"m{len(cases)}", kernels=kernels, patches=PatchGrid(rows, cols, split))
+            except UnsupportedOpError as refused:  # a small stage output: the grid leaves a patch empty
+                assert "leave a patch empty" in str(refused), label
+                continue
+            cases.append((label, compiled))
+    return cases
+
+
+def _assert_bit_exact(graph, model: bytes, cases) -> None:
+    x = random_inputs(graph, np.random.default_rng(5))[0]
+    want = run_tflm(model, [x])[0]
+    program = build_host_bundle([c.generated for _, c in cases])
+    got = run_host_bundle(program, [(i, c.graph, x) for i, (_, c) in enumerate(cases)])
+    wrong = [label for (label, _), out in zip(cases, got) if not np.array_equal(out[0].ravel(), np.asarray(want).ravel())]
+    assert not wrong, f"differ from TFLM: {wrong}"
+
+
+@needs_gcc
+@pytest.mark.skipif(not MODEL_PATHS, reason=f"no shared models in {SHARED}/models*")
+@pytest.mark.parametrize("path", MODEL_PATHS, ids=lambda p: p.stem)
+def test_shared_models_with_forced_patches_match_tflm(path: Path):
+    graph = load_tflite(path)
+    if not split_points(fold_pad(graph)):
+        assert path.stem == "ad01_int8"  # fully connected layers only: no spatial stage
+        pytest.skip(f"{path.stem} has no spatial first stage")
+    cases = _forced_cases(graph, path.stem)
+    assert len(cases) >= 4
+    _assert_bit_exact(graph, path.read_bytes(), cases)
+
+
+@needs_gcc
+def test_mcunet_tiny_with_forced_patches_matches_tflm(tiny):
+    graph = tiny
+    cases = _forced_cases(graph, "mcunet-tiny")
+    assert len(cases) == len(FORCED_GRIDS) * 2
+    _assert_bit_exact(graph, export_tflite(graph), cases)
+
+
+@pytest.mark.skipif(not MCUNET_F746.is_file(), reason=f"{MCUNET_F746} is absent")
+def test_patches_bring_mcunet_f746_under_160_kb_of_arena():
+    graph = load_tflite(MCUNET_F746)
+    whole = compile_graph(graph).plan.arena_bytes
+    patched = compile_graph(graph, patches=PatchGrid(6, 6, 27))
+    assert whole > 200_000 and patched.plan.arena_bytes < 160 * 1024 - 2_048
+    assert patched.patched.halo_macs > 0
