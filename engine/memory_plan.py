@@ -44,7 +44,7 @@ class MemoryPlan:
     scratch_sizes: dict[int, int]
     steps: tuple[StepMemory, ...]
     alignment: int
-    alias_of: dict[int, int]  # RESHAPE output -> the tensor whose bytes it shares
+    alias_of: dict[int, int]  # RESHAPE or PATCH_PASTE output -> the tensor whose bytes it shares
     overlaps: dict[int, OverlapRule] = field(default_factory=dict)  # op position -> overlap used
     search: str = ""  # which placement order won
 

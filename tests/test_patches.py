@@ -7,6 +7,7 @@ sets, on the host and on the target, is the differential test's (a third of its 
 patched)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from engine.reference import run_reference
 from engine.synth import random_inputs
 from engine.tflite import load_tflite
 from engine.zoo import default_model
+
+from conftest import needs_arm_gcc, needs_qemu
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL_PATHS = sorted(SHARED.glob("models/*.tflite")) + sorted(SHARED.glob("models-mcunet/*.tflite"))
@@ -157,3 +160,36 @@ def test_patches_bring_mcunet_f746_under_160_kb_of_arena():
     patched = compile_graph(graph, patches=PatchGrid(6, 6, 27))
     assert whole > 200_000 and patched.plan.arena_bytes < 160 * 1024 - 2_048
     assert patched.patched.halo_macs > 0
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_run_with_a_forced_grid_is_bit_exact_on_the_target(capsys, private_store):
+    from tinylab_cli.main import main
+
+    assert main(["run", "mcunet-tiny", "--board", "qemu-f412", "--patches", "2x2@5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["matches_reference"] is True and summary["patches"]["grid"] == "2x2@5"
+    assert summary["patches"]["reason"] == "asked for" and summary["patches"]["halo_macs"] > 0
+
+
+@needs_arm_gcc
+@needs_qemu
+@pytest.mark.skipif(not (SHARED / "models" / "micro_speech_quantized.tflite").is_file(), reason="no shared micro_speech model")
+def test_bench_compare_puts_whole_tensors_patches_and_tflm_in_one_run(capsys, private_store):
+    from tinylab_cli.main import main
+
+    model = str(SHARED / "models" / "micro_speech_quantized.tflite")
+    assert main(["bench", "--compare", "--patches", "auto", model, "--board", "qemu-f412", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["comparisons"][0]
+    assert s["patches"]["grid"] != "off" and "less" in s["patches"]["reason"]
+    assert s["patched_matches_reference"] is True and s["patched_peak_sram_bytes"] < s["peak_sram_bytes"]
+    assert s["patched_sram_vs_whole"] == pytest.approx(s["patched_peak_sram_bytes"] / s["peak_sram_bytes"])
+
+
+def test_a_bad_patches_argument_is_refused_with_the_forms(capsys):
+    from tinylab_cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--patches", "4x4"])
+    assert "expected PxQ@N" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from hil.firmware_build.flash import add_flash_budget_argument
+from hil.firmware_build.patching import add_patch_arguments
 from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
@@ -19,6 +20,8 @@ EXAMPLES = """\
   tinylab bench ../shared/models/*.tflite --board qemu-f412
   tinylab bench --compare ../shared/models/vww_96_int8.tflite   # against portable kernels and TFLM's arena
   tinylab bench --tflm-dir ~/tflm-m7     # also TFLM on the target, from a TFLM library built for the core
+  tinylab bench --compare --patches auto ../shared/models/*.tflite   # whole tensors, patches and TFLM
+  tinylab bench --compare --patches auto --sram 160K ../shared/models-mcunet/mcunet-320kb-1mb_imagenet.tflite
 """
 
 
@@ -28,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
+    add_patch_arguments(parser)
     parser.add_argument("--compare", action="store_true",
                         help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
     parser.add_argument("--tflm-dir", metavar="DIR",
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{source.name}: building and running on {board.name} ...", flush=True)
             result = run_model(board, source, default_input(source.graph), optimize=args.optimize,
-                               flash_budget=args.flash_budget)
+                               flash_budget=args.flash_budget, patches=args.patches, sram_budget=args.sram)
             provenance = provenance or engine_provenance(board, result.backend)
             store.add(result.measurements(provenance))
             summaries.append(result.summary())
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         for s in summaries:
             print(f"{s['model']:<32} {s['latency']:>16,.0f} {s['latency_unit']:<12} {s['peak_sram_bytes']:>10,} "
                   f"{s['arena_planned_bytes']:>9,} {s['flash_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
+        print_patch_choices(summaries)
         print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")
     return 0 if all(s["matches_reference"] for s in summaries + [t for t in tflm if "reason" not in t]) else 1
@@ -76,7 +81,8 @@ def run_comparison(args: argparse.Namespace, board) -> int:
             source = resolve_model(spec)
             if not args.json:
                 print(f"{source.name}: optimised and portable builds on {board.name}, TFLM arena on this host ...", flush=True)
-            comparison = compare(board, source, default_input(source.graph), flash_budget=args.flash_budget)
+            comparison = compare(board, source, default_input(source.graph), flash_budget=args.flash_budget,
+                                 patches=args.patches, sram_budget=args.sram)
             store.add(comparison.measurements(board))
             summaries.append(comparison.summary())
             entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir)
@@ -87,9 +93,26 @@ def run_comparison(args: argparse.Namespace, board) -> int:
         print(json.dumps({"comparisons": summaries, "tflm": tflm, "store": stored_in}, indent=2))
     else:
         print_comparison(summaries)
+        print_patch_choices(summaries)
         print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")
     return 0 if all(s["matches_reference"] for s in summaries + [t for t in tflm if "reason" not in t]) else 1
+
+
+def print_patch_choices(summaries: list[dict]) -> None:
+    """One line per model whose build chose or was given a patch plan: the plan and why, and, from
+    a comparison, its figures against whole tensors from the same run."""
+    for s in summaries:
+        p = s.get("patches", {"grid": "off"})
+        if "reason" not in p:
+            continue
+        line = f"patches {s['model']}: {p['grid']} ({p['reason']}; halo {p['extra_compute']:.1%} more MACs)"
+        if "patched_latency" in s:
+            line += (f"; peak SRAM {s['patched_peak_sram_bytes']:,} B against {s['peak_sram_bytes']:,} B "
+                     f"({s['patched_sram_vs_whole']:.2f}x), {s['patched_latency']:,.0f} {s['latency_unit']} "
+                     f"({s['patched_latency_vs_whole'] - 1:+.1%}), flash {s['patched_flash_bytes']:,} B, "
+                     f"bit-exact {'yes' if s['patched_matches_reference'] else 'NO'}")
+        print(line)
 
 
 def print_comparison(summaries: list[dict]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.compiler import KERNELS_DIR, kernel_sources
 from hil.firmware_build.flash import add_flash_budget_argument
+from hil.firmware_build.patching import add_patch_arguments
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
 from hil.report.planreport import plan_rows, plan_summary
@@ -29,11 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the board whose SRAM and flash the model must fit (default: qemu-f746); its firmware is "
                         "built to measure flash by component")
     add_flash_budget_argument(parser)
+    add_patch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     source = resolve_model(args.model)
-    built = build_model_firmware(load_board(args.board), source, flash_budget=args.flash_budget)
+    built = build_model_firmware(load_board(args.board), source, flash_budget=args.flash_budget, patches=args.patches,
+                                 sram_budget=args.sram)
     compiled = built.compiled
     out: Path = args.output
     (out / "kernels").mkdir(parents=True, exist_ok=True)
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     for path in [*kernel_sources(), *sorted(KERNELS_DIR.glob("*.h"))]:
         shutil.copy2(path, out / "kernels" / path.name)
     summary = {"model": source.name, "model_sha256": source.sha256, "board": built.firmware.board.name,
-               **plan_summary(compiled), **built.flash.to_json(), "output": str(out)}
+               **plan_summary(compiled), **built.flash.to_json(), "output": str(out),
+               "patches": built.patches.to_json() if built.patches else {"grid": "off"}}
     names = {index: tensor.name for index, tensor in enumerate(compiled.graph.tensors)}
     arena_top = compiled.plan.top_of_arena().lines(names)  # what holds the arena's top where it is
     summary["arena_top"] = arena_top
@@ -63,4 +67,6 @@ def run(args: argparse.Namespace) -> int:
     if gap:
         print("\n".join(arena_top))
     print(f"on {summary['board']}: {built.flash.describe()}")
+    if built.patches:
+        print(f"patches {summary['patches']['grid']}: {built.patches.reason}")
     return 0

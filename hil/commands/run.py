@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.firmware_build.flash import add_flash_budget_argument
+from hil.firmware_build.patching import add_patch_arguments
 from hil.commands.single_run import store_and_show
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
@@ -17,6 +18,7 @@ SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, f
 EXAMPLES = """\
   tinylab run ../shared/models/vww_96_int8.tflite --board qemu-f746 --json
   tinylab run mcunet-tiny --board qemu-f412 --input x.npy --output y.npy
+  tinylab run ../shared/models/pretrainedResnet_large_int8.tflite --patches 2x2@4   # the first 4 ops by 2x2 patches
 """
 
 
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="write the board's output here as .npy")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
+    add_patch_arguments(parser)
     parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
     add_store_argument(parser)
 
@@ -45,13 +48,18 @@ def print_run(summary: dict[str, object]) -> None:
           f"{summary['flash_weights_bytes']:,}, widened weights {summary['flash_widened_weights_bytes']:,}, "
           f"code {summary['flash_code_bytes']:,}, lab {summary['flash_lab_bytes']:,})")
     print(f"  matches TFLM     {'yes' if summary['matches_reference'] else 'NO'}")
+    patches = summary.get("patches", {"grid": "off"})
+    if "reason" in patches:
+        print(f"  patches          {patches['grid']}: {patches['reason']} (halo {patches['halo_macs']:,} MACs, "
+              f"{patches['extra_compute']:.1%} more)")
 
 
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     source = resolve_model(args.model)
     value = load_input(args.input, source.graph) if args.input else default_input(source.graph)
-    result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget)
+    result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget,
+                       patches=args.patches, sram_budget=args.sram)
     if args.output:
         np.save(args.output, result.output)
     store_and_show(args, board, result, print_run)

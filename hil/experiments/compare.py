@@ -1,12 +1,14 @@
 """The engine against its baselines, measured in one run: our optimised kernels against our own
 portable kernels (instructions or cycles on the same board), and our SRAM against TFLite Micro's
-arena for the same model (from the tflite-micro package on this host)."""
+arena for the same model (from the tflite-micro package on this host); with a patch plan
+(`--patches`), the same model with its first ops by patches, on the same board in the same run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.patches.rewrite import PatchGrid
 from engine.oracle import TflmArena, tflm_arena
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource
@@ -20,6 +22,17 @@ class Comparison:
     ours: ModelRun
     portable: ModelRun
     tflm: TflmArena
+    patched: ModelRun | None = None  # the optimised kernels with the patch plan, where one was chosen
+
+    def patch_summary(self) -> dict[str, object]:
+        """The patch plan against the whole-tensor one: peak SRAM, latency, flash and halo."""
+        p = self.patched
+        if p is None:
+            return {"patches": self.ours.patches.to_json() if self.ours.patches else {"grid": "off"}}
+        return {"patches": p.patches.to_json(), "patched_latency": p.latency,
+                "patched_latency_vs_whole": p.latency / self.ours.latency, "patched_peak_sram_bytes": p.peak_sram,
+                "patched_sram_vs_whole": p.peak_sram / self.ours.peak_sram, "patched_flash_bytes": p.flash,
+                "patched_arena_bytes": p.arena_planned, "patched_matches_reference": p.matches_reference}
 
     @property
     def engine_sram(self) -> int:
@@ -64,7 +77,9 @@ class Comparison:
             "tflm_activation_bytes": self.tflm.head,
             "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
             "sram_vs_tflm_activations": self.sram_vs_tflm_activations,
-            "matches_reference": self.ours.matches_reference and self.portable.matches_reference,
+            "matches_reference": self.ours.matches_reference and self.portable.matches_reference
+            and (self.patched is None or self.patched.matches_reference),
+            **self.patch_summary(),
         }
 
     def measurements(self, board: BoardSpec) -> list[Measurement]:
@@ -76,7 +91,12 @@ class Comparison:
         model, sha = self.ours.model, self.ours.model_sha256
         ratios = {"latency_vs_portable": self.latency_ratio, "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
                   "sram_vs_tflm_activations": self.sram_vs_tflm_activations}
+        patched = []
+        if self.patched is not None:
+            patches = Provenance(**{**ours.__dict__, "engine": ours.engine + "-patches"})
+            patched = self.patched.measurements(patches)
         return [
+            *patched,
             *self.ours.measurements(ours),
             ours.measurement(model, sha, "engine_sram", self.engine_sram, "bytes", ratios),
             ours.measurement(model, sha, "arena_lower_bound", self.ours.arena_lower_bound, "bytes"),
@@ -86,9 +106,19 @@ class Comparison:
         ]
 
 
-def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budget: int | None = None) -> Comparison:
+def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budget: int | None = None,
+            patches: str | PatchGrid = "off", sram_budget: int | None = None) -> Comparison:
+    """Whole tensors (optimised and portable kernels), TFLM's arena and, unless `patches` is "off"
+    or its choice is whole tensors, the patch plan."""
+    first = None if patches == "off" else run_model(board, source, value, kernels="optimized",
+                                                      flash_budget=flash_budget, patches=patches, sram_budget=sram_budget)
+    if first is not None and first.patches is not None and first.patches.grid is None:
+        ours, patched = first, None  # auto chose whole tensors: that run is the whole-tensor one, with the reason
+    else:
+        ours, patched = run_model(board, source, value, kernels="optimized", flash_budget=flash_budget), first
     return Comparison(
-        ours=run_model(board, source, value, kernels="optimized", flash_budget=flash_budget),
+        ours=ours,
         portable=run_model(board, source, value, kernels="portable", flash_budget=flash_budget),
         tflm=tflm_arena(source.tflite),
+        patched=patched,
     )

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.compiler import ENGINE_NAME, ENGINE_VERSION, CompiledModel, compile_graph
+from engine.patches.choose import PatchChoice
+from engine.patches.rewrite import PatchGrid
 from hil.firmware_build.firmware import COMPILER, Firmware, build_firmware
 from hil.firmware_build.flash import FlashBreakdown, fit_flash
 from hil.firmware_build.inputplacement import choose_input_staging
+from hil.firmware_build.patching import resolve_patches
 from hil.firmware_build.model_workload import check_fits, model_static_ram, model_workload
 from hil.firmware_build.planlayout import plan_layout
 from hil.errors import LabError
@@ -52,6 +55,7 @@ class ModelRun(TargetRun):
     flash_parts: FlashBreakdown | None = None
     lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
     transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
+    patches: PatchChoice | None = None  # the patch plan the build used (None: whole tensors)
 
     @property
     def peak_sram(self) -> int:
@@ -81,6 +85,7 @@ class ModelRun(TargetRun):
             "weights_bytes": self.weights_bytes,
             "matches_reference": self.matches_reference,
             "output_checksum": self.checksum,
+            "patches": self.patches.to_json() if self.patches else {"grid": "off"},
         }
 
     def measurements(self, provenance: Provenance) -> list[Measurement]:
@@ -106,24 +111,28 @@ class BuiltModel:
     firmware: Firmware
     compiled: CompiledModel
     flash: FlashBreakdown
+    patches: PatchChoice | None = None
 
 
 def build_model_firmware(
     board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
     flash_budget: int | None = None, *, input_staging: bool | None = None, name: str | None = None,
+    patches: str | PatchGrid = "off", sram_budget: int | None = None,
 ) -> BuiltModel:
     """The model's firmware for the board, its workload named `name` (default: the model's), its
     image within `flash_budget` bytes (default: the board's flash). `input_staging`: keep a staging
     copy of the input (True), load it in place (False), or the first where the board has room for
-    it (None)."""
-    compiled = compile_graph(source.graph, kernels=kernels)
+    it (None). `patches`: "off", "auto" (chosen for the board and `sram_budget`) or a grid
+    (hil.firmware_build.patching)."""
+    choice = resolve_patches(board, source.graph, kernels, patches, sram_budget)
+    compiled = compile_graph(source.graph, kernels=kernels, patches=choice.grid if choice else None)
     check_fits(board, compiled, flash_budget)
     staged = choose_input_staging(board, compiled, input_staging)
     firmware, compiled, flash = fit_flash(
         board, compiled,
         lambda c: build_firmware(board, model_workload(c, name or source.name, staged=staged), optimize=optimize),
         flash_budget)
-    return BuiltModel(firmware, compiled, flash)
+    return BuiltModel(firmware, compiled, flash, choice)
 
 
 def run_model(
@@ -137,12 +146,15 @@ def run_model(
     kernels: str = "optimized",
     flash_budget: int | None = None,
     input_staging: bool | None = None,
+    patches: str | PatchGrid = "off",
+    sram_budget: int | None = None,
 ) -> ModelRun:
     """Build, run one timed inference after `warmup` ones, and compare with TFLM the output the
     firmware reports: that of an inference on `value` (without a staging copy of the input, the
     first; the others run on generated input). `flash_budget` and `input_staging` as
-    build_model_firmware's."""
-    built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging)
+    build_model_firmware's, and `patches` and `sram_budget`."""
+    built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging,
+                                 patches=patches, sram_budget=sram_budget)
     firmware, compiled = built.firmware, built.compiled
     runner = runner or runner_for(board)
     transcript = runner.fresh_transcript()
@@ -166,6 +178,7 @@ def run_model(
         model_static_ram=split.model_bytes,
         input_staged=firmware.input_staged,
         lab_objects={o.name: o.size for o in split.lab},
+        patches=built.patches,
     )
 
 

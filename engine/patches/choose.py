@@ -1,0 +1,163 @@
+"""Choosing a patch plan (`--patches auto|off|PxQ@N`) for a model and a memory budget.
+
+The candidates are every split point (engine.patches.rewrite.split_points) with square grids of
+2, 3, 4, 6 or 8 patches a side. Their extra compute is the halo MACs over the model's MACs; their arena is
+the planner's. With a budget (bytes of arena), the plan with the least extra compute that fits
+is kept: the whole-tensor plan when it fits. Without one, the plan with the smallest arena among
+those with at most AUTO_MAX_EXTRA extra compute (the fewest patches among those within
+NEAR_SMALLEST of it) is taken if it lowers the arena by AUTO_MIN_SAVING or more, or if the whole-tensor plan does not fit the room the board has (then,
+failing that, the least extra compute that fits the room)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from engine.codegen.kernel_sets import kernel_scratch
+from engine.errors import UnsupportedOpError
+from engine.ir import Graph
+from engine.patches.regions import macs
+from engine.patches.rewrite import PatchedGraph, PatchGrid, patch_graph, split_points
+from engine.planner import plan_memory
+
+AUTO_MAX_EXTRA = 0.15
+AUTO_MIN_SAVING = 0.10
+GRID_SIDES = (2, 3, 4, 6, 8)
+NEAR_SMALLEST = 0.05
+SCREEN_ITERATIONS = 100  # placement orders tried per candidate while choosing (the chosen one gets the full search)
+PATCH_MODES = ("auto", "off")
+
+
+def parse_patches(text: str) -> str | PatchGrid:
+    """`auto`, `off` or a grid `PxQ@N`; ValueError naming the forms otherwise."""
+    if text in PATCH_MODES:
+        return text
+    try:
+        return PatchGrid.parse(text)
+    except ValueError as error:
+        raise ValueError(f"{error}; or auto, or off") from None
+
+
+@dataclass(frozen=True)
+class PatchChoice:
+    grid: PatchGrid | None  # None: whole tensors
+    arena_bytes: int  # the chosen plan's arena, as screened
+    whole_arena_bytes: int
+    halo_macs: int
+    model_macs: int
+    candidates: int  # plans compared
+    reason: str
+
+    @property
+    def extra_compute(self) -> float:
+        return self.halo_macs / self.model_macs if self.model_macs else 0.0
+
+    def to_json(self) -> dict:
+        return {"grid": str(self.grid) if self.grid else "off", "arena_bytes": self.arena_bytes,
+                "whole_arena_bytes": self.whole_arena_bytes, "halo_macs": self.halo_macs, "model_macs": self.model_macs,
+                "extra_compute": round(self.extra_compute, 4), "candidates": self.candidates, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    patched: PatchedGraph
+    floor: int  # bytes no placement can go below: the input and the stage output, or a later step's
+
+    @property
+    def halo(self) -> int:
+        return self.patched.halo_macs
+
+
+def screened_arena(graph: Graph, kernels: str, iterations: int = SCREEN_ITERATIONS) -> int:
+    """The arena of a shorter placement search than the build's (which finds the same or less)."""
+    return plan_memory(graph, kernel_scratch(graph, kernels), overlap=True, search_iterations=iterations).arena_bytes
+
+
+def _bounds(graph: Graph, kernels: str) -> tuple[int, int]:
+    """(lower bound, arena) of one quick placement (largest first): no plan is below the first,
+    the full search is at or below the second."""
+    plan = plan_memory(graph, kernel_scratch(graph, kernels), overlap=True, search="greedy-by-size")
+    return plan.lower_bound, plan.arena_bytes
+
+
+def candidates(graph: Graph) -> list[_Candidate]:
+    """Every split point and square grid whose patches all read part of the input (PAD folded graph)."""
+    found = []
+    whole_steps = plan_memory(graph, kernel_scratch(graph, "portable"), overlap=True, search="greedy-by-size").steps
+    for split in split_points(graph):
+        for side in GRID_SIDES:
+            try:
+                patched = patch_graph(graph, PatchGrid(side, side, split))
+            except UnsupportedOpError:
+                break  # a finer grid of this stage fails too
+            later = max((s.live_bytes for s in whole_steps[patched.stage_ops:]), default=0)
+            ends = graph.tensors[graph.inputs[0]].nbytes + graph.tensors[patched.stage_output].nbytes
+            found.append(_Candidate(patched, max(later, ends)))
+    return found
+
+
+def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
+                   progress: Callable[[str], None] | None = None) -> PatchChoice:
+    """The plan for `graph` (PAD folded) under `budget` bytes of arena (None: none given), on a
+    board with `room` bytes for the arena."""
+    say = progress or (lambda line: None)
+    whole = screened_arena(graph, kernels)
+    total = sum(macs(graph, op) for op in graph.ops)
+    if budget is not None and whole <= budget:
+        return PatchChoice(None, whole, whole, 0, total, 0, f"the whole-tensor plan fits: arena {whole:,} B of {budget:,} B")
+    pool = candidates(graph)
+    say(f"patches: {len(pool)} candidate plans (split points x grids) against the whole-tensor arena of {whole:,} B")
+
+    def choice(c: _Candidate, arena: int, compared: int, why: str) -> PatchChoice:
+        return PatchChoice(c.patched.grid, arena, whole, c.halo, total, compared, why)
+
+    def least_extra_fitting(limit: int, what: str) -> PatchChoice | None:
+        compared = 0
+        for c in sorted(pool, key=lambda c: (c.halo, c.floor)):
+            if c.floor > limit:
+                continue
+            compared += 1
+            bound, quick = _bounds(c.patched.graph, kernels)
+            if bound > limit:
+                continue
+            arena = quick if quick <= limit else screened_arena(c.patched.graph, kernels)
+            if arena <= limit:
+                share = c.halo / total if total else 0.0
+                return choice(c, arena, compared, f"the least extra compute ({share:.1%} more MACs) whose arena "
+                              f"{arena:,} B fits {what} of {limit:,} B (whole tensors: {whole:,} B)")
+        return None
+
+    if budget is not None:
+        found = least_extra_fitting(budget, "the budget")
+        if found is None:
+            raise UnsupportedOpError(f"model {graph.name}: no patch plan fits an arena of {budget:,} B (whole tensors: "
+                                     f"{whole:,} B; {len(pool)} plans tried)")
+        return found
+    scored: list[tuple[int, _Candidate]] = []
+    smallest, compared = whole, 0
+    for c in sorted(pool, key=lambda c: c.floor):
+        if total and c.halo / total > AUTO_MAX_EXTRA:
+            continue
+        if c.floor > smallest * (1 + NEAR_SMALLEST):
+            break
+        compared += 1
+        arena = screened_arena(c.patched.graph, kernels)
+        scored.append((arena, c))
+        smallest = min(smallest, arena)
+    # Each patch costs code and a pass over its crops and pastes that MACs do not count: of the
+    # plans within NEAR_SMALLEST of the smallest arena, the one with the fewest patches.
+    near = [(a, c) for a, c in scored if a <= smallest * (1 + NEAR_SMALLEST)]
+    best_arena, best = min(near, key=lambda ac: (ac[1].patched.grid.rows * ac[1].patched.grid.cols, ac[1].halo, ac[0]),
+                           default=(whole, None))
+    saving = 1 - best_arena / whole if whole else 0.0
+    if best is not None and (saving >= AUTO_MIN_SAVING or whole > room):
+        return choice(best, best_arena, compared, f"arena {best_arena:,} B against {whole:,} B with whole tensors "
+                      f"({saving:.0%} less) for {best.halo / total:.1%} more MACs")
+    if whole > room:
+        found = least_extra_fitting(room, "the board's room")
+        if found is not None:
+            return found
+        raise UnsupportedOpError(f"model {graph.name}: its whole-tensor arena of {whole:,} B does not fit the board's "
+                                 f"{room:,} B, and no patch plan does")
+    why = (f"no plan with at most {AUTO_MAX_EXTRA:.0%} more MACs lowers the arena of {whole:,} B by "
+           f"{AUTO_MIN_SAVING:.0%} (best {best_arena:,} B)")
+    return PatchChoice(None, whole, whole, 0, total, compared, why)
