@@ -41,9 +41,6 @@ class Region:
             return self
         return Region(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1))
 
-    def inside(self, other: "Region") -> bool:
-        return other.y0 <= self.y0 and self.y1 <= other.y1 and other.x0 <= self.x0 and self.x1 <= other.x1
-
     def __str__(self) -> str:
         return f"rows {self.y0}-{self.y1 - 1}, columns {self.x0}-{self.x1 - 1}"
 

@@ -54,10 +54,6 @@ class PatchedGraph:
     stage_macs: int  # the stage's multiply-accumulates without patches
     halo_macs: int  # what the patches compute beyond that: their overlapping halos
 
-    @property
-    def halo_share(self) -> float:
-        return self.halo_macs / self.stage_macs if self.stage_macs else 0.0
-
 
 def stage_length(graph: Graph, split: int) -> int:
     """Ops of `graph` (PAD folded, so fewer than the source's) among the source's first `split`."""
