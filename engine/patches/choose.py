@@ -15,7 +15,7 @@ from typing import Callable
 from engine.codegen.kernel_sets import kernel_scratch
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph
-from engine.patches.regions import macs
+from engine.patches.regions import graph_macs
 from engine.patches.rewrite import PatchedGraph, PatchGrid, patch_graph, split_points
 from engine.planner import plan_memory
 
@@ -101,7 +101,7 @@ def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
     board with `room` bytes for the arena."""
     say = progress or (lambda line: None)
     whole = screened_arena(graph, kernels)
-    total = sum(macs(graph, op) for op in graph.ops)
+    total = graph_macs(graph)
     if budget is not None and whole <= budget:
         return PatchChoice(None, whole, whole, 0, total, 0, f"the whole-tensor plan fits: arena {whole:,} B of {budget:,} B")
     pool = candidates(graph)

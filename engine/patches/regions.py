@@ -124,6 +124,11 @@ def check_patchable(graph: Graph, op: Op, where: str) -> None:
             raise UnsupportedOpError(f"{where}: a PAD of the batch or channels runs on whole tensors only")
 
 
+def graph_macs(graph: Graph, ops: "list[Op] | None" = None) -> int:
+    """Multiply-accumulates of `ops` of the graph (default: all of them)."""
+    return sum(macs(graph, op) for op in (graph.ops if ops is None else ops))
+
+
 def macs(graph: Graph, op: Op) -> int:
     """Multiply-accumulates of a convolution (0 for the other ops)."""
     if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):

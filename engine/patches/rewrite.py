@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.errors import UnsupportedOpError
 from engine.ir import Graph, Op, Tensor
-from engine.patches.regions import READS_ANY_REGION, Region, check_patchable, input_regions, macs, region_attrs, whole
+from engine.patches.regions import READS_ANY_REGION, Region, check_patchable, graph_macs, input_regions, region_attrs, whole
 
 _GRID_RE = re.compile(r"^(\d+)x(\d+)@(\d+)$")
 
@@ -51,8 +51,7 @@ class PatchedGraph:
     grid: PatchGrid
     stage_ops: int  # ops of the (PAD-folded) graph in the stage
     stage_output: int  # tensor index of the stage's output, whole
-    stage_macs: int  # the stage's multiply-accumulates without patches
-    halo_macs: int  # what the patches compute beyond that: their overlapping halos
+    halo_macs: int  # what the patches compute beyond the stage's own MACs: their overlapping halos
 
 
 def stage_length(graph: Graph, split: int) -> int:
@@ -100,27 +99,32 @@ def prologue_length(graph: Graph) -> int:
     return count
 
 
-def split_points(graph: Graph) -> list[int]:
-    """Every source-op count N for which `PxQ@N` is a stage that can run by patches (PAD folded)."""
-    points = []
+def _stages(graph: Graph) -> list[tuple[int, int]]:
+    """(N, stage output tensor) for every source-op count N that is a stage able to run by patches."""
+    found = []
     for length in range(1, len(graph.ops) + 1):
         try:
-            stage_output(graph, length)
+            output = stage_output(graph, length)
         except UnsupportedOpError:
             continue
         following = graph.ops[length].index if length < len(graph.ops) else graph.ops[-1].index + 1
-        points.append(following)
-    return points
+        found.append((following, output))
+    return found
+
+
+def split_points(graph: Graph) -> list[int]:
+    """Every source-op count N for which `PxQ@N` is a stage that can run by patches (PAD folded)."""
+    return [point for point, _ in _stages(graph)]
 
 
 def first_stage(graph: Graph) -> int | None:
     """The split of the network's first stage: the deepest split point whose output has the
     height and width of the first one's (None: no stage can run by patches)."""
-    points = split_points(graph)
-    if not points:
+    stages = _stages(graph)
+    if not stages:
         return None
-    size = graph.tensors[stage_output(graph, stage_length(graph, points[0]))].shape[1:3]
-    return max(p for p in points if graph.tensors[stage_output(graph, stage_length(graph, p))].shape[1:3] == size)
+    size = graph.tensors[stages[0][1]].shape[1:3]
+    return max(point for point, output in stages if graph.tensors[output].shape[1:3] == size)
 
 
 def cells(height: int, width: int, grid: PatchGrid) -> list[Region]:
@@ -146,10 +150,8 @@ def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
     regions = cells(height, width, grid)
     for number, region in enumerate(regions):
         partial = builder.patch(stage, output, region, number, partial, last=number == len(regions) - 1)
-    stage_macs = sum(macs(graph, op) for op in stage)
     patched = dataclasses.replace(graph, tensors=builder.tensors, ops=builder.ops + list(graph.ops[length:]))
-    patched_macs = sum(macs(patched, op) for op in builder.ops)
-    return PatchedGraph(patched, grid, length, output, stage_macs, patched_macs - stage_macs)
+    return PatchedGraph(patched, grid, length, output, graph_macs(patched, builder.ops) - graph_macs(graph, stage))
 
 
 class _Builder:

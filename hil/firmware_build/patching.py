@@ -7,7 +7,7 @@ import argparse
 from engine.fold import fold_pad
 from engine.ir import Graph
 from engine.patches.choose import PatchChoice, choose_patches, parse_patches, screened_arena
-from engine.patches.regions import macs
+from engine.patches.regions import graph_macs
 from engine.patches.rewrite import PatchGrid, patch_graph
 from hil.sizes import byte_count
 from hil.targets.boardspec import BoardSpec
@@ -43,8 +43,7 @@ def resolve_patches(board: BoardSpec, graph: Graph, kernels: str, patches: str |
     folded = fold_pad(graph)
     if isinstance(patches, PatchGrid):
         patched = patch_graph(folded, patches)
-        total = sum(macs(folded, op) for op in folded.ops)
         return PatchChoice(patches, screened_arena(patched.graph, kernels), screened_arena(folded, kernels),
-                           patched.halo_macs, total, 1, "asked for")
+                           patched.halo_macs, graph_macs(folded), 1, "asked for")
     budget = None if sram_budget is None else sram_budget - STATICS_AND_STACK_ALLOWANCE
     return choose_patches(folded, kernels, budget=budget, room=board.sram_bytes - board.min_stack_bytes)
