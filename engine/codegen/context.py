@@ -38,16 +38,24 @@ class EmitContext:
     def optimized(self) -> bool:
         return self.kernels == "optimized"
 
-    def function(self, position: int, body: list[str]) -> str:
-        """Define `static void {prefix}_op{position}(void)` with `body` (unless a function with the
-        same body exists); the call to it."""
-        key = "\n".join(body)
+    def function(self, position: int, body: list[str], args: Sequence[tuple[str, str]] = ()) -> str:
+        """Define `static void {prefix}_op{position}(...)` with `body` (unless a function with the
+        same parameters and body exists); the call to it. `args`: (parameter declaration, value),
+        the tensors' and scratch's pointers, so that the patches of a stage, which differ only in
+        where their tensors lie, share one function."""
+        parameters = ", ".join(declaration for declaration, _ in args) or "void"
+        key = parameters + "\n" + "\n".join(body)
         if key not in self._function_of_body:
             name = f"{self.prefix}_op{position}"
-            text = "\n".join([f"static __attribute__((noinline)) void {name}(void)", "{"] + [("    " + line) if line else "" for line in body] + ["}"])
+            text = "\n".join([f"static __attribute__((noinline)) void {name}({parameters})", "{"]
+                             + [("    " + line) if line else "" for line in body] + ["}"])
             self.functions.append(text)
             self._function_of_body[key] = name
-        return f"{self._function_of_body[key]}();"
+        return f"{self._function_of_body[key]}({', '.join(value for _, value in args)});"
+
+    def tensor_args(self, op: Op) -> list[tuple[str, str]]:
+        """`in` and `out` as function arguments: the op's first input and its output."""
+        return [("const int8_t *in", self.ptr(op.inputs[0], const=True)), ("int8_t *out", self.ptr(op.outputs[0]))]
 
     def room(self, position: int, op: Op, needed: int) -> str:
         """A `uint8_t *` expression for `needed` bytes of scratch at this op, 8-byte aligned: the

@@ -106,7 +106,7 @@ def generate_c(graph: Graph, plan: MemoryPlan, prefix: str = "model", kernels: s
     check_kernel_set(kernels)
     _check_interface(graph, plan)
     widened = widened_layers(graph, wide_budget) if kernels == "optimized" else []
-    g = EmitContext(graph, plan, prefix, kernels, frozenset(c.position for c in widened))
+    g = EmitContext(graph, plan, prefix, kernels, frozenset(p for c in widened for p in c.positions))
     layers, variants = [], []
     for position, op in enumerate(graph.ops):
         spec = OPS.get(op.kind)

@@ -1,7 +1,9 @@
 """Which layers of the optimised kernels store their weights as int16 ("wide"): twice the flash of
 int8 weights, fewer instructions than widening them in the loop. The op families whose optimised
 kernels can take int16 weights say what that costs and saves (CForm.wide_weights,
-engine.ops.spec); the layers are taken best gain per byte first, within a flash budget."""
+engine.ops.spec); the layers are taken best gain per byte first, within a flash budget. The
+patches of one layer (engine.patches) share their weights, so they go int16 together, for the
+flash of one copy."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,10 +15,10 @@ from engine.ops import OPS
 
 @dataclass(frozen=True)
 class WideningCandidate:
-    """A layer whose weights the optimised kernels can store as int16: what it costs in flash and
-    what it is estimated to save."""
+    """A layer whose weights the optimised kernels can store as int16 (at `positions`: more than
+    one for the patches of a layer): what it costs in flash and what it is estimated to save."""
 
-    position: int
+    positions: tuple[int, ...]
     extra_bytes: int  # flash beyond the int8 words
     saved_instructions: float
 
@@ -27,7 +29,7 @@ class WideningCandidate:
 
 def widening_candidates(graph: Graph) -> list[WideningCandidate]:
     """The layers of the optimised kernels that can take int16 weights, best gain per byte first."""
-    candidates = []
+    layers: dict[tuple, WideningCandidate] = {}
     for position, op in enumerate(graph.ops):
         spec = OPS.get(op.kind)
         if spec is None or spec.c.wide_weights is None:
@@ -36,15 +38,21 @@ def widening_candidates(graph: Graph) -> list[WideningCandidate]:
             cost = spec.c.wide_weights(graph, op)
         except (KeyError, ValueError, IndexError, UnsupportedOpError):
             continue
-        if cost is not None:
-            candidates.append(WideningCandidate(position, *cost))
-    return sorted(candidates, key=lambda c: (-c.gain_per_byte, c.position))
+        if cost is None:
+            continue
+        key = (op.index, op.kind) if "shared" in op.attrs else (position,)
+        if key in layers:  # another patch of the layer: the same weights, more instructions saved
+            seen = layers[key]
+            layers[key] = WideningCandidate((*seen.positions, position), seen.extra_bytes, seen.saved_instructions + cost[1])
+        else:
+            layers[key] = WideningCandidate((position,), *cost)
+    return sorted(layers.values(), key=lambda c: (-c.gain_per_byte, c.positions))
 
 
 def choose_wide(graph: Graph, budget: int | None = None) -> set[int]:
     """Positions of the layers whose weights go int16: best gain per byte first, while their extra
     flash stays within `budget` bytes (None: every candidate)."""
-    return {c.position for c in widened_layers(graph, budget)}
+    return {p for c in widened_layers(graph, budget) for p in c.positions}
 
 
 def widened_layers(graph: Graph, budget: int | None) -> list[WideningCandidate]:

@@ -190,7 +190,7 @@ def emit(g: EmitContext, position: int, op: Op) -> Layer:
                        "per-channel-requant" if len(set(zip(mults, shifts))) > 1 else "one-requant",
                        batches > 1 and "batches", units % GEMV_ROWS and "tail-rows", depth % 4 and "ragged-depth",
                        clamped(lo, hi) and "clamped", not (len(op.inputs) > 2 and op.inputs[2] >= 0) and "no-bias")
-        return Layer(f"{activation}; {how}", [g.function(position, body)], variant)
+        return Layer(f"{activation}; {how}", [g.function(position, body, g.tensor_args(op))], variant)
     bias = bias_pointer(g, op)
     matrix = MatrixDims(batches, depth, units)
     if g.tensor(op.inputs[1]).per_channel:
@@ -229,7 +229,7 @@ def _gemv_body(g: EmitContext, position: int, op: Op, batches: int, depth: int, 
         quant = f"{c_int(mults[0])}, {c_int(h)}, {sh}, NULL, NULL"
     off2 = pair_literal(-zero_point_of(x))
     tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
-    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};"]
+    body = []
     call = f"tl_gemv(in{{b}}, {depth}, {off2}, {wname}, {int(wide)}, {units}, {bias}, {quant}, out{{o}}, {tail});"
     if batches == 1:
         body.append(call.format(b="", o=""))

@@ -20,6 +20,8 @@ from engine.ir import Graph, Op, Tensor
 from engine.patches.regions import READS_ANY_REGION, Region, check_patchable, graph_macs, input_regions, region_attrs, whole
 
 _GRID_RE = re.compile(r"^(\d+)x(\d+)@(\d+)$")
+# The layers whose patches share one function, their sizes read at run time (engine.codegen.geometry).
+SHARED_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
     regions = cells(height, width, grid)
     for number, region in enumerate(regions):
         partial = builder.patch(stage, output, region, number, partial, last=number == len(regions) - 1)
+    builder.mark_shared()
     patched = dataclasses.replace(graph, tensors=builder.tensors, ops=builder.ops + list(graph.ops[length:]))
     return PatchedGraph(patched, grid, length, output, graph_macs(patched, builder.ops) - graph_macs(graph, stage))
 
@@ -210,6 +213,19 @@ class _Builder:
         self.ops.append(Op("PATCH_PASTE", (source,) if partial is None else (source, partial), (into,),
                            {"y0": region.y0, "x0": region.x0}, index=stage[-1].index))
         return into
+
+    def mark_shared(self) -> None:
+        """Mark the convolutions of the patches `shared` with the largest output (height, width)
+        among the patches of the same layer: code generation gives them one function, which reads
+        each patch's sizes and paddings at run time (engine.codegen.geometry)."""
+        largest: dict[tuple[int, str], tuple[int, int]] = {}
+        for op in self.ops:
+            if op.kind in SHARED_KINDS:
+                _, oh, ow, _ = self.tensors[op.outputs[0]].shape
+                h, w = largest.get((op.index, op.kind), (0, 0))
+                largest[(op.index, op.kind)] = (max(h, oh), max(w, ow))
+        self.ops = [dataclasses.replace(op, attrs={**op.attrs, "shared": largest[(op.index, op.kind)]})
+                    if op.kind in SHARED_KINDS else op for op in self.ops]
 
     def _paddings_constant(self, like: int, paddings) -> int:
         tensor = self.graph.tensors[like]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.codegen.context import EmitContext
+from engine.codegen.geometry import Geometry
 from engine.codegen.layer import Layer
 from engine.codegen.literals import c_int
 from engine.codegen.packing import pack_gemm, pair_literal
@@ -42,11 +43,12 @@ FUSED_STEPS = 32  # TL_FUSED_STEPS of tl_opt.h: longer products loop in the fuse
 WIDE_SAVING_PER_MAC = 0.236
 
 CONV_CHOICES = ("window", "pointwise-ascending", "pointwise-descending", "int8-weights", "int16-weights",
-                "odd-pixels", "explicit-padding", "window-inside-input", "output-over-input", "clamped", "long-product",
+                "odd-pixels", "explicit-padding", "window-inside-input", "patch-shared", "output-over-input", "clamped",
+                "long-product",
                 "ragged-depth",
                 *RQ_CHOICES, RQ_SIGNED_CHOICE)
 DEPTHWISE_CHOICES = ("two-rows", "one-row", "odd-columns", "odd-rows", "multiplier", "pair-taps", "single-taps",
-                     "explicit-padding", "window-inside-input", "output-over-input", "clamped", *RQ_CHOICES,
+                     "explicit-padding", "window-inside-input", "patch-shared", "output-over-input", "clamped", *RQ_CHOICES,
                      RQ_SIGNED_CHOICE)
 
 
@@ -63,7 +65,7 @@ def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, para
                    rule: OverlapRule | None) -> Layer:
     """The layer as a static function of tl_gemm_2px steps, and its variant."""
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
-    body = _conv_body(g, position, op, shape, mults, shifts, lo, hi)
+    body, geometry = _conv_body(g, position, op, shape, mults, shifts, lo, hi)
     wide = position in g.wide
     how = "two pixels x two channels a step, " + ("int16 weights" if wide else "int8 weights")
     if rule is not None:
@@ -71,17 +73,18 @@ def optimized_conv(g: EmitContext, position: int, op: Op, shape: ConvShape, para
     order = ("pointwise-descending" if shape.co > shape.ci else "pointwise-ascending") if shape.pointwise else "window"
     variant = tags("conv", order, "int16-weights" if wide else "int8-weights", *rq_tags(requant_mode(mults, shifts)),
                    (shape.oh * shape.ow) % 2 and "odd-pixels", op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
-                   min(shape.pt, shape.pl) < 0 and "window-inside-input", rule is not None and "output-over-input",
-                   clamped(lo, hi) and "clamped", shape.k4 > FUSED_STEPS and "long-product",
+                   min(shape.pt, shape.pl) < 0 and "window-inside-input", shape.shared is not None and "patch-shared",
+                   rule is not None and "output-over-input", clamped(lo, hi) and "clamped", shape.k4 > FUSED_STEPS and "long-product",
                    (shape.kh * shape.kw * shape.ci) % 4 and "ragged-depth")
-    return Layer(f"{detail}; {how}", [g.function(position, body)], variant)
+    args = [*g.tensor_args(op), ("uint8_t *room", g.room(position, op, shape.scratch)), *geometry]
+    return Layer(f"{detail}; {how}", [g.function(position, body, args)], variant)
 
 
 def optimized_depthwise(g: EmitContext, position: int, op: Op, shape: DepthwiseShape, params: ConvParams,
                         detail: str, rule: OverlapRule | None) -> Layer:
     """The layer as a static function over padded channel planes, and its variant."""
     mults, shifts, lo, hi = list(params.multipliers), list(params.shifts), params.output_min, params.output_max
-    body = _depthwise_body(g, position, op, shape, mults, shifts, lo, hi)
+    body, geometry = _depthwise_body(g, position, op, shape, mults, shifts, lo, hi)
     how = "channel planes, two outputs a step"
     if rule is not None:
         how += f", output over its input ({rule.kind})"
@@ -90,9 +93,15 @@ def optimized_depthwise(g: EmitContext, position: int, op: Op, shape: DepthwiseS
                    shape.two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
                    "pair" in kinds and "pair-taps", "single" in kinds and "single-taps",
                    *rq_tags(requant_mode(mults, shifts)), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
-                   min(shape.pt, shape.pl) < 0 and "window-inside-input", rule is not None and "output-over-input",
-                   clamped(lo, hi) and "clamped")
-    return Layer(f"{detail}; {how}", [g.function(position, body)], variant)
+                   min(shape.pt, shape.pl) < 0 and "window-inside-input", shape.shared is not None and "patch-shared",
+                   rule is not None and "output-over-input", clamped(lo, hi) and "clamped")
+    args = [*g.tensor_args(op), ("uint8_t *room", g.room(position, op, shape.scratch)), *geometry]
+    return Layer(f"{detail}; {how}", [g.function(position, body, args)], variant)
+
+
+def _conv_geometry(shape: ConvShape) -> Geometry:
+    return Geometry(dict(in_h=shape.h, in_w=shape.w, out_w=shape.ow, pad_t=shape.pt, pad_l=shape.pl,
+                         pixels=shape.oh * shape.ow), shape.shared is not None)
 
 
 def _conv_body(g: EmitContext, position: int, op: Op, shape: ConvShape, mults: list[int], shifts: list[int],
@@ -105,44 +114,44 @@ def _conv_body(g: EmitContext, position: int, op: Op, shape: ConvShape, mults: l
     rq, mode = rq_rows(bias_data(g.graph, op, shape.co), mults, shifts, zero_point_of(y))
     rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel bias, multiplier, rounding, shift")
     co, ci, k4, n = shape.co, shape.ci, shape.k4, shape.oh * shape.ow
-    room = g.room(position, op, shape.scratch)
+    geo = _conv_geometry(shape)
+    pixels = geo["pixels"]
     off2 = pair_literal(-zero_point_of(x))
     tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
 
     def gemm(a: str, b: str, store_b: str) -> str:
         return f"tl_gemm_2px(xq, {wname}, {int(wide)}, {rqname}, {k4}, {co}, {a}, {store_b}, {tail});"
 
-    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};",
-            f"int32_t *xq = (int32_t *)({room});", "int p;"]
+    body = ["int32_t *xq = (int32_t *)room;", "int p;"]
     if shape.pointwise:
         # Two pixels read, then written; descending when the output is wider (in-place safe).
         step = ["    tl_expand(in + p * {ci}, {ci}, xq, 4, {off2});".format(ci=ci, off2=off2),
                 "    tl_expand(in + (p + 1) * {ci}, {ci}, xq + 2, 4, {off2});".format(ci=ci, off2=off2),
                 "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", "1")]
         single = [f"tl_expand(in + {{p}} * {ci}, {ci}, xq, 4, {off2});", gemm(f"out + {{p}} * {co}", "out", "0")]
+        last = f"{n - 1}" if not geo.shared else "(pixels - 1)"
         if co > ci:
-            body += [f"for (p = {n - 2}; p >= 0; p -= 2) {{", *step, "}"]
-            if n % 2:
-                body += [line.replace("{p}", "0") for line in single]
+            first = f"{n - 2}" if not geo.shared else "pixels - 2"
+            body += [f"for (p = {first}; p >= 0; p -= 2) {{", *step, "}"]
+            body += geo.when(bool(n % 2), "pixels & 1", [line.replace("{p}", "0") for line in single])
         else:
-            body += [f"for (p = 0; p + 1 < {n}; p += 2) {{", *step, "}"]
-            if n % 2:
-                body += [line.replace("{p}", str(n - 1)) for line in single]
-        return body
+            body += [f"for (p = 0; p + 1 < {pixels}; p += 2) {{", *step, "}"]
+            body += geo.when(bool(n % 2), "pixels & 1", [line.replace("{p}", last) for line in single])
+        return geo.bind(g, position, op, body)
     k = shape.kh * shape.kw * ci
-    window = (f"tl_window(in, {shape.h}, {shape.w}, {ci}, {shape.kh}, {shape.kw}, oy * {shape.sh} - {shape.pt}, "
-              f"ox * {shape.sw} - {shape.pl}, {zero_point_of(x)}, win);")
-    advance = f"if (++ox == {shape.ow}) {{ ox = 0; ++oy; }}"
-    body += [f"int8_t *win = (int8_t *)(xq + {4 * k4});", "int oy = 0, ox = 0;", f"for (p = 0; p < {n}; p += 2) {{",
+    window = (f"tl_window(in, {geo['in_h']}, {geo['in_w']}, {ci}, {shape.kh}, {shape.kw}, oy * {shape.sh} - {geo['pad_t']}, "
+              f"ox * {shape.sw} - {geo['pad_l']}, {zero_point_of(x)}, win);")
+    advance = f"if (++ox == {geo['out_w']}) {{ ox = 0; ++oy; }}"
+    body += [f"int8_t *win = (int8_t *)(xq + {4 * k4});", "int oy = 0, ox = 0;", f"for (p = 0; p < {pixels}; p += 2) {{",
              f"    {window}", f"    tl_expand(win, {k}, xq, 4, {off2});", f"    {advance}"]
     second = [window, f"tl_expand(win, {k}, xq + 2, 4, {off2});", advance]
-    if n % 2:
-        body += [f"    if (p + 1 < {n}) {{", *("        " + line for line in second), "    }",
-                 "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", f"p + 1 < {n}")]
+    if n % 2 or geo.shared:
+        body += [f"    if (p + 1 < {pixels}) {{", *("        " + line for line in second), "    }",
+                 "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", f"p + 1 < {pixels}")]
     else:
         body += [*("    " + line for line in second), "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", "1")]
     body.append("}")
-    return body
+    return geo.bind(g, position, op, body)
 
 
 def _depthwise_schedule(kw: int, sw: int) -> list[list[tuple]]:
@@ -176,7 +185,6 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
     rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel bias, multiplier, shift")
     wname = g.const_array(op.inputs[1])
     width, rows = shape.width, shape.rows
-    room = g.room(position, op, shape.scratch)
     schedule = _depthwise_schedule(shape.kw, shape.sw)
     pair_taps = sorted({e[1] for ops in schedule for e in ops if e[0] == "pair"})
     single_taps = sorted({e[1] for ops in schedule for e in ops if e[0] == "single"})
@@ -246,14 +254,16 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
     top, left, skip_rows, skip_cols = max(shape.pt, 0), max(shape.pl, 0), max(-shape.pt, 0), max(-shape.pl, 0)
     copy_rows = max(0, min(shape.h - skip_rows, rows - top))
     copy_cols = max(0, min(shape.w - skip_cols, width - left))
+    geo = Geometry(dict(out_h=shape.oh, out_w=shape.ow, top=min(top, rows), left=min(left, width), copy_rows=copy_rows,
+                        copy_cols=copy_cols, skip=(skip_rows * shape.w + skip_cols) * shape.c, in_row=shape.w * shape.c,
+                        plane_at=top * width + left, row_bytes=shape.ow * co), shape.shared is not None)
     out_tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
-    body = [f"const int8_t *in = {g.ptr(op.inputs[0], const=True)};", f"int8_t *out = {g.ptr(op.outputs[0])};",
-            f"int8_t *plane = (int8_t *)({room});", f"const int32_t off2 = {pair_literal(-zero_point_of(x))};", "int c, oy, ox;",
-            f"tl_plane_border(plane, {rows}, {width}, {min(top, rows)}, {min(left, width)}, {copy_rows}, "
-            f"{copy_cols}, {zero_point_of(x)});",
+    body = ["int8_t *plane = (int8_t *)room;", f"const int32_t off2 = {pair_literal(-zero_point_of(x))};", "int c, oy, ox;",
+            f"tl_plane_border(plane, {rows}, {width}, {geo['top']}, {geo['left']}, {geo['copy_rows']}, "
+            f"{geo['copy_cols']}, {zero_point_of(x)});",
             f"for (c = 0; c < {shape.c}; ++c) {{",
-            f"    tl_plane_in(in + {(skip_rows * shape.w + skip_cols) * shape.c} + c, {copy_rows}, {copy_cols}, "
-            f"{shape.w * shape.c}, {shape.c}, plane + {top * width + left}, {width});"]
+            f"    tl_plane_in(in + {geo['skip']} + c, {geo['copy_rows']}, {geo['copy_cols']}, "
+            f"{geo['in_row']}, {shape.c}, plane + {geo['plane_at']}, {width});"]
     inner = []
     if shape.mult > 1:
         body += ["    int mm;", f"    for (mm = 0; mm < {shape.mult}; ++mm) {{", f"        const int oc = c * {shape.mult} + mm;"]
@@ -265,53 +275,57 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
               "const int32_t bias = q[0], m = q[1], sh = q[2];",
               f"const int32_t h = {'tl_rq_h(sh, ' + c_int(zero_point_of(y)) + ', ' + str(mode) + ')' if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else '0'};",
               *weights,
-              *_rows_loop(shape, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
+              *_rows_loop(shape, geo, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
     body += [indent + line for line in inner]
     if shape.mult > 1:
         body.append("    }")
     body.append("}")
-    return body
+    return geo.bind(g, position, op, body)
 
 
-def _rows_loop(shape: DepthwiseShape, width: int, co: int, out_tail: str, pair_step: list[str], tail_step: list[str],
-               quad_step: list[str], quad_tail: list[str], two_rows: bool) -> list[str]:
+def _rows_loop(shape: DepthwiseShape, geo: Geometry, width: int, co: int, out_tail: str, pair_step: list[str],
+               tail_step: list[str], quad_step: list[str], quad_tail: list[str], two_rows: bool) -> list[str]:
     """The output rows of one channel plane: pairs of rows two columns at a time (stride 1), or
     single rows two columns at a time; then an odd column and an odd row."""
-    def store(acc: str, offset: int) -> str:
+    def store(acc: str, offset: str | int) -> str:
         return f"o[{offset}] = tl_out8({acc}, m, h, sh, {out_tail});"
 
-    row = shape.ow * co
+    row, oh = geo["row_bytes"], geo["out_h"]
+    half = f"{shape.ow // 2}" if not geo.shared else "out_w >> 1"
+    odd_column = bool(shape.ow % 2)
     lines = []
     if two_rows:
-        lines += [f"for (oy = 0; oy + 1 < {shape.oh}; oy += 2) {{",
+        lines += [f"for (oy = 0; oy + 1 < {oh}; oy += 2) {{",
                   f"    const int8_t *p = plane + oy * {width};",
                   f"    int8_t *o = out + oy * {row} + oc;",
-                  f"    for (ox = 0; ox < {shape.ow // 2}; ++ox) {{",
+                  f"    for (ox = 0; ox < {half}; ++ox) {{",
                   "        int32_t a00 = bias, a01 = bias, a10 = bias, a11 = bias;",
                   *("        " + line for line in quad_step),
                   "        " + store("a00", 0), "        " + store("a01", co),
-                  "        " + store("a10", row), "        " + store("a11", row + co),
+                  "        " + store("a10", row), "        " + store("a11", f"{row} + {co}" if geo.shared else int(row) + co),
                   "        p += 2;", f"        o += {2 * co};", "    }"]
-        if shape.ow % 2:
-            lines += ["    {", "        int32_t a00 = bias, a10 = bias;", *("        " + line for line in quad_tail),
-                      "        " + store("a00", 0), "        " + store("a10", row), "    }"]
+        lines += ["    " + line for line in geo.when(odd_column, "out_w & 1", [
+            "{", "    int32_t a00 = bias, a10 = bias;", *("    " + line for line in quad_tail),
+            "    " + store("a00", 0), "    " + store("a10", row), "}"])]
         lines.append("}")
-        first = shape.oh - shape.oh % 2
-        if shape.oh % 2 == 0:
+        if not geo.shared and shape.oh % 2 == 0:
             return lines
-        header = [f"oy = {first};", "{"]
+        last_row = [f"oy = {oh} - 1;" if geo.shared else f"oy = {shape.oh - 1};"]
+        loop, close = ["{"], ["}"]
     else:
-        header = [f"for (oy = 0; oy < {shape.oh}; ++oy) {{"]
-    lines += header + [f"    const int8_t *p = plane + oy * {shape.sh * width};",
-                       f"    int8_t *o = out + oy * {row} + oc;",
-                       "    _Pragma(\"GCC unroll 2\")",
-                       f"    for (ox = 0; ox < {shape.ow // 2}; ++ox) {{",
-                       "        int32_t a00 = bias, a01 = bias;",
-                       *("        " + line for line in pair_step),
-                       "        " + store("a00", 0), "        " + store("a01", co),
-                       f"        p += {2 * shape.sw};", f"        o += {2 * co};", "    }"]
-    if shape.ow % 2:
-        lines += ["    {", "        int32_t a00 = bias;", *("        " + line for line in tail_step),
-                  "        " + store("a00", 0), "    }"]
-    lines.append("}")
-    return lines
+        last_row, loop, close = [], [f"for (oy = 0; oy < {oh}; ++oy) {{"], ["}"]
+    one_row = [*loop,
+               f"    const int8_t *p = plane + oy * {shape.sh * width};",
+               f"    int8_t *o = out + oy * {row} + oc;",
+               "    _Pragma(\"GCC unroll 2\")",
+               f"    for (ox = 0; ox < {half}; ++ox) {{",
+               "        int32_t a00 = bias, a01 = bias;",
+               *("        " + line for line in pair_step),
+               "        " + store("a00", 0), "        " + store("a01", co),
+               f"        p += {2 * shape.sw};", f"        o += {2 * co};", "    }",
+               *("    " + line for line in geo.when(odd_column, "out_w & 1", [
+                   "{", "    int32_t a00 = bias;", *("    " + line for line in tail_step), "    " + store("a00", 0), "}"])),
+               *close]
+    if two_rows:
+        return lines + geo.when(True, "out_h & 1", last_row + one_row) if geo.shared else lines + last_row + one_row
+    return lines + one_row

@@ -3,7 +3,7 @@
 needs (what the planner reserves, engine.codegen.kernel_sets.kernel_scratch)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.codegen.packing import groups
@@ -31,6 +31,14 @@ class WindowedLayer:
     sw: int
     pt: int
     pl: int
+    # The largest output (height, width) among the patches that share this layer's function
+    # (engine.patches marks their ops `shared`); None: a layer of its own, every size baked in.
+    shared: tuple[int, int] | None = field(default=None, kw_only=True)
+
+    @property
+    def plane_out(self) -> tuple[int, int]:
+        """The output size the layer's scratch is sized for: the largest among the sharing patches."""
+        return self.shared or (self.oh, self.ow)
 
 
 def _window_of(op: Op, x: Tensor, y: Tensor, kh: int, kw: int, where: str) -> dict[str, int]:
@@ -38,8 +46,9 @@ def _window_of(op: Op, x: Tensor, y: Tensor, kh: int, kw: int, where: str) -> di
     n, h, wd, _ = x.shape
     _, oh, ow, _ = y.shape
     win = prepare_window(op.attrs, (h, wd), (kh, kw), (oh, ow), where)
+    shared = op.attrs.get("shared")
     return dict(n=n, h=h, w=wd, kh=kh, kw=kw, oh=oh, ow=ow, sh=win.stride_h, sw=win.stride_w, pt=win.pad_top,
-                pl=win.pad_left)
+                pl=win.pad_left, shared=tuple(shared) if shared else None)
 
 
 @dataclass(frozen=True)
@@ -92,21 +101,22 @@ class DepthwiseShape(WindowedLayer):
     @property
     def rows(self) -> int:
         """Rows of the padded channel plane: those the windows reach."""
-        return (self.oh - 1) * self.sh + self.kh
+        return (self.plane_out[0] - 1) * self.sh + self.kh
 
     @property
     def width(self) -> int:
         """Bytes a plane row: output pairs read whole words from x * stride on."""
-        return (self.ow + self.ow % 2 - 2) * self.sw + 4 * groups(self.sw + self.kw)
+        ow = self.plane_out[1]
+        return (ow + ow % 2 - 2) * self.sw + 4 * groups(self.sw + self.kw)
 
     @property
     def scratch(self) -> int:
-        return padded_plane_bytes(self.oh, self.ow, self.kh, self.kw, self.sh, self.sw)
+        return padded_plane_bytes(*self.plane_out, self.kh, self.kw, self.sh, self.sw)
 
     @property
     def two_rows(self) -> bool:
         """Stride 1: output rows go in pairs that share plane rows."""
-        return self.sh == 1 and self.oh >= 2
+        return self.sh == 1 and self.plane_out[0] >= 2
 
     @property
     def optimizable(self) -> bool:
