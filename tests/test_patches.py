@@ -153,6 +153,24 @@ def test_mcunet_tiny_with_forced_patches_matches_tflm(tiny):
     _assert_bit_exact(graph, export_tflite(graph), cases)
 
 
+def test_the_patches_of_a_layer_share_one_function_and_one_int16_copy(tiny):
+    def functions(compiled) -> int:
+        return compiled.generated.files["model.c"].count("static __attribute__((noinline)) void")
+
+    split = first_stage(fold_pad(tiny))
+    whole = compile_graph(tiny)
+    patched = compile_graph(tiny, patches=PatchGrid(3, 3, split))
+    stage = [op for op in patched.graph.ops if "shared" in op.attrs]
+    assert len(stage) > 9
+    for op in stage:  # the largest output among the layer's patches
+        (h, w), (oh, ow) = op.attrs["shared"], patched.graph.tensors[op.outputs[0]].shape[1:3]
+        assert h >= oh and w >= ow
+    assert functions(patched) == functions(whole)
+    assert {"conv:patch-shared", "dw:patch-shared"} <= set().union(*patched.generated.variants)
+    # The nine patches of a layer go int16 together, for the flash of one copy of its weights.
+    assert patched.generated.widened_bytes == whole.generated.widened_bytes
+
+
 @pytest.mark.skipif(not MCUNET_F746.is_file(), reason=f"{MCUNET_F746} is absent")
 def test_patches_bring_mcunet_f746_under_160_kb_of_arena():
     graph = load_tflite(MCUNET_F746)
@@ -180,11 +198,28 @@ def test_bench_compare_puts_whole_tensors_patches_and_tflm_in_one_run(capsys, pr
     from tinylab_cli.main import main
 
     model = str(SHARED / "models" / "micro_speech_quantized.tflite")
-    assert main(["bench", "--compare", "--patches", "auto", model, "--board", "qemu-f412", "--json"]) == 0
+    assert main(["bench", "--compare", "--patches", "3x3@2", model, "--board", "qemu-f412"]) == 0
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("micro_speech_quantized") and "3x3@2" in line)
+    assert row.split()[-1] == "yes"  # bit-exact
+    assert main(["bench", "--compare", "--patches", "3x3@2", model, "--board", "qemu-f412", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)["comparisons"][0]
-    assert s["patches"]["grid"] != "off" and "less" in s["patches"]["reason"]
+    assert s["patches"]["grid"] == "3x3@2" and s["patches"]["reason"] == "asked for" and s["patches"]["patch_ops"] == 18
     assert s["patched_matches_reference"] is True and s["patched_peak_sram_bytes"] < s["peak_sram_bytes"]
     assert s["patched_sram_vs_whole"] == pytest.approx(s["patched_peak_sram_bytes"] / s["peak_sram_bytes"])
+    assert s["tflm_arena_bytes"] > 0 and s["patched_latency_vs_whole"] > 1
+
+
+@needs_arm_gcc
+@needs_qemu
+def test_a_model_whose_whole_tensors_do_not_fit_the_board_runs_there_by_patches(capsys, private_store):
+    from tinylab_cli.main import main
+
+    assert main(["bench", "--compare", "--patches", "auto", "mcunet-tiny-176", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["comparisons"][0]
+    assert s["board"] == "qemu-f746" and "does not fit qemu-f746" in s["whole_refused"] and "latency" not in s
+    assert "do not fit qemu-f746" in s["patches"]["reason"] and s["patches"]["whole_arena_bytes"] > 320 * 1024
+    assert s["patched_matches_reference"] is True and s["patched_peak_sram_bytes"] < 320 * 1024 - 8 * 1024
 
 
 def test_a_bad_patches_argument_is_refused_with_the_forms(capsys):

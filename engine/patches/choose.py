@@ -1,25 +1,34 @@
 """Choosing a patch plan (`--patches auto|off|PxQ@N`) for a model and a memory budget.
 
 The candidates are every split point (engine.patches.rewrite.split_points) with square grids of
-2, 3, 4, 6 or 8 patches a side. Their extra compute is the halo MACs over the model's MACs; their arena is
-the planner's. With a budget (bytes of arena), the plan with the least extra compute that fits
-is kept: the whole-tensor plan when it fits. Without one, the plan with the smallest arena among
-those with at most AUTO_MAX_EXTRA extra compute (the fewest patches among those within
-NEAR_SMALLEST of it) is taken if it lowers the arena by AUTO_MIN_SAVING or more, or if the whole-tensor plan does not fit the room the board has (then,
-failing that, the least extra compute that fits the room)."""
+2, 3, 4, 6 or 8 patches a side. Their extra compute is estimated in multiply-accumulates: the halo
+MACs, plus PATCH_OP_COST for every op a patch runs (what MACs do not count), over the model's
+MACs. Their arena is the planner's. With a budget (bytes of arena), the plan with the least extra
+compute that fits is kept: the whole-tensor plan when it fits. Without one, the plan with the
+smallest arena among those with at most AUTO_MAX_EXTRA extra compute (the fewest patches among
+those within NEAR_SMALLEST of it) is taken if it lowers the arena by AUTO_MIN_SAVING or more, or
+if the whole-tensor plan does not fit the room the board has (then, failing that, the least extra
+compute that fits the room)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 from engine.codegen.kernel_sets import kernel_scratch
-from engine.errors import UnsupportedOpError
+from engine.errors import DoesNotFitError, UnsupportedOpError
 from engine.ir import Graph
 from engine.patches.regions import graph_macs
 from engine.patches.rewrite import PatchedGraph, PatchGrid, patch_graph, split_points
 from engine.planner import plan_memory
 
 AUTO_MAX_EXTRA = 0.15
+# What one op of one patch costs beyond its MACs (its call, the per-patch setup of its weights and
+# padding, the tails of small regions, the crops and pastes), in MACs' worth of the model's own
+# instructions per MAC. Measured under QEMU on qemu-f746, the patches sharing their functions:
+# micro_speech at 3x3@2, 18 patch ops, 87,320 instructions more at 1.74 per MAC: 2,793 (at 6x6@2:
+# 1,629); vww_96_int8 at 6x6@4, 180 patch ops, 1,107,120 more at 1.23 per MAC, 460,640 of them
+# halo MACs: 2,433. Rounded up from the largest.
+PATCH_OP_COST = 3_000
 AUTO_MIN_SAVING = 0.10
 GRID_SIDES = (2, 3, 4, 6, 8)
 NEAR_SMALLEST = 0.05
@@ -46,15 +55,27 @@ class PatchChoice:
     model_macs: int
     candidates: int  # plans compared
     reason: str
+    patch_ops: int = 0  # ops the patches run, all together
 
     @property
     def extra_compute(self) -> float:
+        """The halo's share of the model's MACs."""
         return self.halo_macs / self.model_macs if self.model_macs else 0.0
+
+    @property
+    def estimated_extra(self) -> float:
+        """The halo and the patches' fixed cost (PATCH_OP_COST), over the model's MACs."""
+        return estimated_extra(self.halo_macs, self.patch_ops, self.model_macs)
 
     def to_json(self) -> dict:
         return {"grid": str(self.grid) if self.grid else "off", "arena_bytes": self.arena_bytes,
                 "whole_arena_bytes": self.whole_arena_bytes, "halo_macs": self.halo_macs, "model_macs": self.model_macs,
-                "extra_compute": round(self.extra_compute, 4), "candidates": self.candidates, "reason": self.reason}
+                "extra_compute": round(self.extra_compute, 4), "patch_ops": self.patch_ops,
+                "estimated_extra": round(self.estimated_extra, 4), "candidates": self.candidates, "reason": self.reason}
+
+
+def estimated_extra(halo_macs: int, patch_ops: int, model_macs: int) -> float:
+    return (halo_macs + patch_ops * PATCH_OP_COST) / model_macs if model_macs else 0.0
 
 
 @dataclass(frozen=True)
@@ -63,8 +84,9 @@ class _Candidate:
     floor: int  # bytes no placement can go below: the input and the stage output, or a later step's
 
     @property
-    def halo(self) -> int:
-        return self.patched.halo_macs
+    def extra(self) -> int:
+        """Estimated extra compute in MACs: the halo and the patches' fixed cost."""
+        return self.patched.halo_macs + self.patched.patch_ops * PATCH_OP_COST
 
 
 def screened_arena(graph: Graph, kernels: str, iterations: int = SCREEN_ITERATIONS) -> int:
@@ -95,10 +117,10 @@ def candidates(graph: Graph) -> list[_Candidate]:
     return found
 
 
-def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
+def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int, board: str = "the board",
                    progress: Callable[[str], None] | None = None) -> PatchChoice:
-    """The plan for `graph` (PAD folded) under `budget` bytes of arena (None: none given), on a
-    board with `room` bytes for the arena."""
+    """The plan for `graph` (PAD folded) under `budget` bytes of arena (None: none given), on
+    `board`, with `room` bytes for the arena; DoesNotFitError, with the numbers, when none fits."""
     say = progress or (lambda line: None)
     whole = screened_arena(graph, kernels)
     total = graph_macs(graph)
@@ -108,11 +130,11 @@ def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
     say(f"patches: {len(pool)} candidate plans (split points x grids) against the whole-tensor arena of {whole:,} B")
 
     def choice(c: _Candidate, arena: int, compared: int, why: str) -> PatchChoice:
-        return PatchChoice(c.patched.grid, arena, whole, c.halo, total, compared, why)
+        return PatchChoice(c.patched.grid, arena, whole, c.patched.halo_macs, total, compared, why, c.patched.patch_ops)
 
     def least_extra_fitting(limit: int, what: str) -> PatchChoice | None:
         compared = 0
-        for c in sorted(pool, key=lambda c: (c.halo, c.floor)):
+        for c in sorted(pool, key=lambda c: (c.extra, c.floor)):
             if c.floor > limit:
                 continue
             compared += 1
@@ -121,21 +143,21 @@ def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
                 continue
             arena = quick if quick <= limit else screened_arena(c.patched.graph, kernels)
             if arena <= limit:
-                share = c.halo / total if total else 0.0
-                return choice(c, arena, compared, f"the least extra compute ({share:.1%} more MACs) whose arena "
+                share = c.extra / total if total else 0.0
+                return choice(c, arena, compared, f"the least extra compute (estimated {share:.1%}) whose arena "
                               f"{arena:,} B fits {what} of {limit:,} B (whole tensors: {whole:,} B)")
         return None
 
     if budget is not None:
         found = least_extra_fitting(budget, "the budget")
         if found is None:
-            raise UnsupportedOpError(f"model {graph.name}: no patch plan fits an arena of {budget:,} B (whole tensors: "
-                                     f"{whole:,} B; {len(pool)} plans tried)")
+            raise DoesNotFitError(f"model {graph.name}: no patch plan fits an arena of {budget:,} B (whole tensors: "
+                                  f"{whole:,} B; {len(pool)} plans tried)")
         return found
     scored: list[tuple[int, _Candidate]] = []
     smallest, compared = whole, 0
     for c in sorted(pool, key=lambda c: c.floor):
-        if total and c.halo / total > AUTO_MAX_EXTRA:
+        if total and c.extra / total > AUTO_MAX_EXTRA:
             continue
         if c.floor > smallest * (1 + NEAR_SMALLEST):
             break
@@ -143,21 +165,22 @@ def choose_patches(graph: Graph, kernels: str, *, budget: int | None, room: int,
         arena = screened_arena(c.patched.graph, kernels)
         scored.append((arena, c))
         smallest = min(smallest, arena)
-    # Each patch costs code and a pass over its crops and pastes that MACs do not count: of the
-    # plans within NEAR_SMALLEST of the smallest arena, the one with the fewest patches.
+    # Of the plans within NEAR_SMALLEST of the smallest arena, the one with the fewest patches.
     near = [(a, c) for a, c in scored if a <= smallest * (1 + NEAR_SMALLEST)]
-    best_arena, best = min(near, key=lambda ac: (ac[1].patched.grid.rows * ac[1].patched.grid.cols, ac[1].halo, ac[0]),
+    best_arena, best = min(near, key=lambda ac: (ac[1].patched.grid.rows * ac[1].patched.grid.cols, ac[1].extra, ac[0]),
                            default=(whole, None))
     saving = 1 - best_arena / whole if whole else 0.0
-    if best is not None and (saving >= AUTO_MIN_SAVING or whole > room):
-        return choice(best, best_arena, compared, f"arena {best_arena:,} B against {whole:,} B with whole tensors "
-                      f"({saving:.0%} less) for {best.halo / total:.1%} more MACs")
+    too_big = f"whole tensors do not fit {board} (arena {whole:,} B, room {room:,} B); " if whole > room else ""
+    if best is not None and (saving >= AUTO_MIN_SAVING or whole > room) and best_arena <= room:
+        return choice(best, best_arena, compared, f"{too_big}arena {best_arena:,} B against {whole:,} B with whole "
+                      f"tensors ({saving:.0%} less) for an estimated {best.extra / total:.1%} more compute")
     if whole > room:
-        found = least_extra_fitting(room, "the board's room")
+        found = least_extra_fitting(room, "the board's room (whole tensors do not fit it)")
         if found is not None:
             return found
-        raise UnsupportedOpError(f"model {graph.name}: its whole-tensor arena of {whole:,} B does not fit the board's "
-                                 f"{room:,} B, and no patch plan does")
-    why = (f"no plan with at most {AUTO_MAX_EXTRA:.0%} more MACs lowers the arena of {whole:,} B by "
+        raise DoesNotFitError(f"model {graph.name} does not fit {board}: its arena needs {whole:,} B of SRAM with whole "
+                              f"tensors, over the {room:,} B the board leaves for one, and none of {len(pool)} patch "
+                              "plans fits")
+    why = (f"no plan with at most {AUTO_MAX_EXTRA:.0%} more compute (estimated) lowers the arena of {whole:,} B by "
            f"{AUTO_MIN_SAVING:.0%} (best {best_arena:,} B)")
     return PatchChoice(None, whole, whole, 0, total, compared, why)

@@ -54,6 +54,7 @@ class PatchedGraph:
     stage_ops: int  # ops of the (PAD-folded) graph in the stage
     stage_output: int  # tensor index of the stage's output, whole
     halo_macs: int  # what the patches compute beyond the stage's own MACs: their overlapping halos
+    patch_ops: int = 0  # ops the patches run, all patches together (their crops and pastes included)
 
 
 def stage_length(graph: Graph, split: int) -> int:
@@ -154,7 +155,8 @@ def patch_graph(graph: Graph, grid: PatchGrid) -> PatchedGraph:
         partial = builder.patch(stage, output, region, number, partial, last=number == len(regions) - 1)
     builder.mark_shared()
     patched = dataclasses.replace(graph, tensors=builder.tensors, ops=builder.ops + list(graph.ops[length:]))
-    return PatchedGraph(patched, grid, length, output, graph_macs(patched, builder.ops) - graph_macs(graph, stage))
+    return PatchedGraph(patched, grid, length, output, graph_macs(patched, builder.ops) - graph_macs(graph, stage),
+                        len(builder.ops) - lead)
 
 
 class _Builder:

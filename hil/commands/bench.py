@@ -94,25 +94,47 @@ def run_comparison(args: argparse.Namespace, board) -> int:
     else:
         print_comparison(summaries)
         print_patch_choices(summaries)
+        print_patch_table(summaries)
         print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")
     return 0 if all(s["matches_reference"] for s in summaries + [t for t in tflm if "reason" not in t]) else 1
 
 
 def print_patch_choices(summaries: list[dict]) -> None:
-    """One line per model whose build chose or was given a patch plan: the plan and why, and, from
-    a comparison, its figures against whole tensors from the same run."""
+    """One line per model whose build chose or was given a patch plan: the plan and why."""
     for s in summaries:
         p = s.get("patches", {"grid": "off"})
-        if "reason" not in p:
-            continue
-        line = f"patches {s['model']}: {p['grid']} ({p['reason']}; halo {p['extra_compute']:.1%} more MACs)"
-        if "patched_latency" in s:
-            line += (f"; peak SRAM {s['patched_peak_sram_bytes']:,} B against {s['peak_sram_bytes']:,} B "
-                     f"({s['patched_sram_vs_whole']:.2f}x), {s['patched_latency']:,.0f} {s['latency_unit']} "
-                     f"({s['patched_latency_vs_whole'] - 1:+.1%}), flash {s['patched_flash_bytes']:,} B, "
-                     f"bit-exact {'yes' if s['patched_matches_reference'] else 'NO'}")
-        print(line)
+        if "reason" in p:
+            print(f"patches {s['model']}: {p['grid']} ({p['reason']}; halo {p['extra_compute']:.1%} more MACs, "
+                  f"estimated {p['estimated_extra']:.1%} more compute with the patches' fixed cost)")
+
+
+def print_patch_table(summaries: list[dict]) -> None:
+    """Whole tensors, the patch plan and TFLM side by side, for the models a comparison ran by
+    patches: peak SRAM, latency, flash, all from the same run."""
+    rows = [s for s in summaries if "patched_latency" in s]
+    if not rows:
+        return
+    unit = rows[0]["latency_unit"]
+
+    def whole(s: dict, key: str, text: str = "{:,.0f}") -> str:
+        return text.format(s[key]) if key in s else "no fit"
+
+    print(f"{'patches':<30} {'plan':>8}  {'peak SRAM':>9} {'patched':>9} {'ratio':>6} {'TFLM':>9}  {'latency':>13} "
+          f"{'patched':>13} {'extra':>7} {'halo':>6}  {'flash':>9} {'patched':>9}  bit-exact")
+    print(f"{'':<30} {'':>8}  {'whole, B':>9} {'B':>9} {'':>6} {'arena, B':>9}  {'whole, ' + unit[:5]:>13} "
+          f"{unit:>13} {'':>7} {'MACs':>6}  {'whole, B':>9} {'B':>9}")
+    for s in rows:
+        p = s["patches"]
+        extra = f"{s['patched_latency_vs_whole'] - 1:+.1%}" if "patched_latency_vs_whole" in s else "-"
+        print(f"{s['model']:<30} {p['grid']:>8}  {whole(s, 'peak_sram_bytes'):>9} {s['patched_peak_sram_bytes']:>9,} "
+              f"{whole(s, 'patched_sram_vs_whole', '{:.2f}'):>6} {s['tflm_arena_bytes']:>9,}  {whole(s, 'latency'):>13} "
+              f"{s['patched_latency']:>13,.0f} {extra:>7} "
+              f"{p['extra_compute']:>+6.1%}  {whole(s, 'flash_bytes'):>9} {s['patched_flash_bytes']:>9,}  "
+              f"{'yes' if s['patched_matches_reference'] else 'NO'}")
+    for s in rows:
+        if s.get("whole_refused"):
+            print(f"  {s['model']}, whole tensors: {s['whole_refused']}")
 
 
 def print_comparison(summaries: list[dict]) -> None:
@@ -122,6 +144,9 @@ def print_comparison(summaries: list[dict]) -> None:
     print(f"{'':<30} {unit:>13} {unit:>13} {'':>6}  {'bytes':>8} {'bytes':>10} {'':>6} {'bytes':>9} {'':>6}  "
           f"{'':>8} {'':>8}  {'bytes':>9} {'bytes':>9}")
     for s in summaries:
+        if "latency" not in s:
+            print(f"{s['model']:<30} whole tensors do not fit {s['board']}; patches only (below)")
+            continue
         print(f"{s['model']:<30} {s['latency']:>13,.0f} {s['latency_portable']:>13,.0f} {s['latency_ratio']:>6.2f}  "
               f"{s['engine_sram_bytes']:>8,} {s['tflm_arena_bytes']:>10,} {s['sram_vs_tflm_arena']:>6.2f} "
               f"{s['tflm_activation_bytes']:>9,} {s['sram_vs_tflm_activations']:>6.2f}  "

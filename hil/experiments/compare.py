@@ -1,13 +1,16 @@
 """The engine against its baselines, measured in one run: our optimised kernels against our own
 portable kernels (instructions or cycles on the same board), and our SRAM against TFLite Micro's
 arena for the same model (from the tflite-micro package on this host); with a patch plan
-(`--patches`), the same model with its first ops by patches, on the same board in the same run."""
+(`--patches`), the same model with its first ops by patches, on the same board in the same run. A
+model that fits the board only by patches is compared with TFLM alone, and says why whole tensors
+do not fit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import DoesNotFitError
 from engine.patches.rewrite import PatchGrid
 from engine.oracle import TflmArena, tflm_arena
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
@@ -19,20 +22,24 @@ from hil.targets.boardspec import BoardSpec
 
 @dataclass
 class Comparison:
-    ours: ModelRun
-    portable: ModelRun
+    ours: ModelRun | None  # None: whole tensors do not fit the board (whole_refused says why)
+    portable: ModelRun | None
     tflm: TflmArena
     patched: ModelRun | None = None  # the optimised kernels with the patch plan, where one was chosen
+    whole_refused: str = ""
 
     def patch_summary(self) -> dict[str, object]:
         """The patch plan against the whole-tensor one: peak SRAM, latency, flash and halo."""
         p = self.patched
         if p is None:
             return {"patches": self.ours.patches.to_json() if self.ours.patches else {"grid": "off"}}
-        return {"patches": p.patches.to_json(), "patched_latency": p.latency,
-                "patched_latency_vs_whole": p.latency / self.ours.latency, "patched_peak_sram_bytes": p.peak_sram,
-                "patched_sram_vs_whole": p.peak_sram / self.ours.peak_sram, "patched_flash_bytes": p.flash,
-                "patched_arena_bytes": p.arena_planned, "patched_matches_reference": p.matches_reference}
+        summary = {"patches": p.patches.to_json(), "patched_latency": p.latency, "patched_peak_sram_bytes": p.peak_sram,
+                   "patched_sram_vs_tflm_arena": p.peak_sram / self.tflm.total, "patched_flash_bytes": p.flash,
+                   "patched_arena_bytes": p.arena_planned, "patched_matches_reference": p.matches_reference}
+        if self.ours is not None:
+            summary.update(patched_latency_vs_whole=p.latency / self.ours.latency,
+                           patched_sram_vs_whole=p.peak_sram / self.ours.peak_sram)
+        return summary
 
     @property
     def engine_sram(self) -> int:
@@ -57,6 +64,11 @@ class Comparison:
         return self.ours.arena_planned / max(1, self.ours.arena_lower_bound)
 
     def summary(self) -> dict[str, object]:
+        if self.ours is None:
+            return {"model": self.patched.model, "board": self.patched.board, "latency_unit": self.patched.unit,
+                    "whole_refused": self.whole_refused, "tflm_arena_bytes": self.tflm.total,
+                    "tflm_activation_bytes": self.tflm.head, "matches_reference": self.patched.matches_reference,
+                    **self.patch_summary()}
         return {
             "model": self.ours.model,
             "board": self.ours.board,
@@ -83,26 +95,29 @@ class Comparison:
         }
 
     def measurements(self, board: BoardSpec) -> list[Measurement]:
-        backend = self.ours.backend
-        ours = engine_provenance(board, backend)
-        portable = Provenance(**{**ours.__dict__, "engine": ours.engine + "-portable"})
+        first = self.ours or self.patched
+        ours = engine_provenance(board, first.backend)
         host = Provenance(**{**ours.__dict__, "engine": "tflite-micro", "engine_version": "host package",
                              "backend": "host", "toolchain": "tflite-micro (x86-64 host build)"})
-        model, sha = self.ours.model, self.ours.model_sha256
-        ratios = {"latency_vs_portable": self.latency_ratio, "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
-                  "sram_vs_tflm_activations": self.sram_vs_tflm_activations}
+        model, sha = first.model, first.model_sha256
         patched = []
         if self.patched is not None:
             patches = Provenance(**{**ours.__dict__, "engine": ours.engine + "-patches"})
             patched = self.patched.measurements(patches)
+        tflm = [host.measurement(model, sha, "tflm_arena", self.tflm.total, "bytes"),
+                host.measurement(model, sha, "tflm_arena_activations", self.tflm.head, "bytes")]
+        if self.ours is None:
+            return [*patched, *tflm]
+        portable = Provenance(**{**ours.__dict__, "engine": ours.engine + "-portable"})
+        ratios = {"latency_vs_portable": self.latency_ratio, "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
+                  "sram_vs_tflm_activations": self.sram_vs_tflm_activations}
         return [
             *patched,
             *self.ours.measurements(ours),
             ours.measurement(model, sha, "engine_sram", self.engine_sram, "bytes", ratios),
             ours.measurement(model, sha, "arena_lower_bound", self.ours.arena_lower_bound, "bytes"),
             *self.portable.measurements(portable),
-            host.measurement(model, sha, "tflm_arena", self.tflm.total, "bytes"),
-            host.measurement(model, sha, "tflm_arena_activations", self.tflm.head, "bytes"),
+            *tflm,
         ]
 
 
@@ -115,7 +130,13 @@ def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budg
     if first is not None and first.patches is not None and first.patches.grid is None:
         ours, patched = first, None  # auto chose whole tensors: that run is the whole-tensor one, with the reason
     else:
-        ours, patched = run_model(board, source, value, kernels="optimized", flash_budget=flash_budget), first
+        patched = first
+        try:
+            ours = run_model(board, source, value, kernels="optimized", flash_budget=flash_budget)
+        except DoesNotFitError as error:
+            if patched is None:
+                raise
+            return Comparison(None, None, tflm_arena(source.tflite), patched, whole_refused=str(error))
     return Comparison(
         ours=ours,
         portable=run_model(board, source, value, kernels="portable", flash_budget=flash_budget),

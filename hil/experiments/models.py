@@ -17,6 +17,7 @@ from hil.errors import LabError
 # since they need torch).
 BUILTIN_MODELS = {
     "mcunet-tiny": "engine.zoo:default_model",
+    "mcunet-tiny-176": "engine.zoo:large_model",  # fits qemu-f746 only with --patches
 }
 DEFAULT_MODEL = "mcunet-tiny"
 

@@ -27,6 +27,7 @@ def check_fits(board: BoardSpec, compiled: CompiledModel, flash_budget: int | No
         raise DoesNotFitError(
             f"model {name} does not fit {board.name}: {needs} of SRAM; the board has "
             f"{board.sram_bytes:,} B, of which {board.min_stack_bytes:,} B are kept for the stack"
+            + ("" if compiled.patched else "; --patches auto runs its first ops patch by patch if that fits")
         )
     if weights > budget:
         room = f"the board has {board.flash_bytes:,} B" if flash_budget is None else f"the flash budget is {budget:,} B"

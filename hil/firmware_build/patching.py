@@ -26,10 +26,11 @@ def patches_argument(text: str) -> str | PatchGrid:
 
 
 def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--patches", type=patches_argument, default="off", metavar="auto|off|PxQ@N",
+    parser.add_argument("--patches", type=patches_argument, default="auto", metavar="auto|off|PxQ@N",
                         help="run the first N ops patch by patch on a P x Q grid (MCUNetV2); auto: choose the plan "
-                        "(patches when they lower the arena by 10%% or more for at most 15%% more MACs, or when the "
-                        "model does not fit the board, or the --sram budget, otherwise); default: off")
+                        "(patches when they lower the arena by 10%% or more for at most 15%% more compute, estimated from "
+                        "the halo MACs and the number of patches, or when the "
+                        "model does not fit the board, or the --sram budget, otherwise); default: auto")
     parser.add_argument("--sram", type=byte_count, metavar="BYTES",
                         help="peak SRAM budget of the model (arena, its statics and stack; 160K, 1M): with --patches "
                         "auto, the plan with the least extra compute that fits it")
@@ -44,6 +45,6 @@ def resolve_patches(board: BoardSpec, graph: Graph, kernels: str, patches: str |
     if isinstance(patches, PatchGrid):
         patched = patch_graph(folded, patches)
         return PatchChoice(patches, screened_arena(patched.graph, kernels), screened_arena(folded, kernels),
-                           patched.halo_macs, graph_macs(folded), 1, "asked for")
+                           patched.halo_macs, graph_macs(folded), 1, "asked for", patched.patch_ops)
     budget = None if sram_budget is None else sram_budget - STATICS_AND_STACK_ALLOWANCE
-    return choose_patches(folded, kernels, budget=budget, room=board.sram_bytes - board.min_stack_bytes)
+    return choose_patches(folded, kernels, budget=budget, room=board.sram_bytes - board.min_stack_bytes, board=board.name)
