@@ -16,6 +16,7 @@ from engine.planner import plan_memory
 from engine.validate import validate_graph
 
 ENGINE_NAME = "tinylab"
+PATCHES_ENGINE_NAME = ENGINE_NAME + "-patches"  # the same engine, its first ops run by patches
 ENGINE_VERSION = "0.2"
 
 

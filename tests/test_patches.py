@@ -208,6 +208,11 @@ def test_bench_compare_puts_whole_tensors_patches_and_tflm_in_one_run(capsys, pr
     assert s["patched_matches_reference"] is True and s["patched_peak_sram_bytes"] < s["peak_sram_bytes"]
     assert s["patched_sram_vs_whole"] == pytest.approx(s["patched_peak_sram_bytes"] / s["peak_sram_bytes"])
     assert s["tflm_arena_bytes"] > 0 and s["patched_latency_vs_whole"] > 1
+    # The report draws the memory plan with patches beside the whole-tensor one.
+    assert main(["report", "-o", str(private_store.parent / "report")]) == 0
+    html = (private_store.parent / "report" / "index.html").read_text()
+    assert "Memory plan with patches" in html and "3x3@2: asked for" in html
+    assert list((private_store.parent / "report" / "figures").glob("micro_speech_quantized-*-patch-plan.png"))
 
 
 @needs_arm_gcc

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.compiler import PATCHES_ENGINE_NAME
 from engine.errors import DoesNotFitError
 from engine.patches.rewrite import PatchGrid
 from engine.oracle import TflmArena, tflm_arena
@@ -100,25 +101,19 @@ class Comparison:
         host = Provenance(**{**ours.__dict__, "engine": "tflite-micro", "engine_version": "host package",
                              "backend": "host", "toolchain": "tflite-micro (x86-64 host build)"})
         model, sha = first.model, first.model_sha256
-        patched = []
+        rows = []
         if self.patched is not None:
-            patches = Provenance(**{**ours.__dict__, "engine": ours.engine + "-patches"})
-            patched = self.patched.measurements(patches)
-        tflm = [host.measurement(model, sha, "tflm_arena", self.tflm.total, "bytes"),
-                host.measurement(model, sha, "tflm_arena_activations", self.tflm.head, "bytes")]
-        if self.ours is None:
-            return [*patched, *tflm]
-        portable = Provenance(**{**ours.__dict__, "engine": ours.engine + "-portable"})
-        ratios = {"latency_vs_portable": self.latency_ratio, "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
-                  "sram_vs_tflm_activations": self.sram_vs_tflm_activations}
-        return [
-            *patched,
-            *self.ours.measurements(ours),
-            ours.measurement(model, sha, "engine_sram", self.engine_sram, "bytes", ratios),
-            ours.measurement(model, sha, "arena_lower_bound", self.ours.arena_lower_bound, "bytes"),
-            *self.portable.measurements(portable),
-            *tflm,
-        ]
+            rows += self.patched.measurements(Provenance(**{**ours.__dict__, "engine": PATCHES_ENGINE_NAME}))
+        if self.ours is not None:
+            portable = Provenance(**{**ours.__dict__, "engine": ours.engine + "-portable"})
+            ratios = {"latency_vs_portable": self.latency_ratio, "sram_vs_tflm_arena": self.sram_vs_tflm_arena,
+                      "sram_vs_tflm_activations": self.sram_vs_tflm_activations}
+            rows += [*self.ours.measurements(ours),
+                     ours.measurement(model, sha, "engine_sram", self.engine_sram, "bytes", ratios),
+                     ours.measurement(model, sha, "arena_lower_bound", self.ours.arena_lower_bound, "bytes"),
+                     *self.portable.measurements(portable)]
+        return rows + [host.measurement(model, sha, "tflm_arena", self.tflm.total, "bytes"),
+                       host.measurement(model, sha, "tflm_arena_activations", self.tflm.head, "bytes")]
 
 
 def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budget: int | None = None,

@@ -88,6 +88,13 @@ class ModelRun(TargetRun):
             "patches": self.patches.to_json() if self.patches else {"grid": "off"},
         }
 
+    def _plan_extra(self) -> dict | None:
+        """Stored with arena_planned: the memory plan and, where the build used one, the patch plan."""
+        extra = {"plan": self.memory_plan} if self.memory_plan else {}
+        if self.patches is not None:
+            extra["patches"] = self.patches.to_json()
+        return extra or None
+
     def measurements(self, provenance: Provenance) -> list[Measurement]:
         row = self.row_maker(provenance)
         return [
@@ -97,7 +104,7 @@ class ModelRun(TargetRun):
                 {"input_staged": self.input_staged, "objects": self.lab_objects}),
             row("static_ram", self.static_ram, "bytes"),
             row("stack_high_water", self.stack_high_water, "bytes"),
-            row("arena_planned", self.arena_planned, "bytes", {"plan": self.memory_plan} if self.memory_plan else None),
+            row("arena_planned", self.arena_planned, "bytes", self._plan_extra()),
             row("arena_touched", self.arena_touched, "bytes"),
             row("flash", self.flash, "bytes", {"parts": self.flash_parts.to_json()} if self.flash_parts else None),
             row("matches_reference", float(self.matches_reference), "bool"),

@@ -13,7 +13,7 @@ from engine.oracle import tflm_arena
 from hil.errors import LabError
 from hil.experiments.compare import Comparison
 from hil.experiments.modelrun import run_model
-from hil.experiments.models import BUILTIN_MODELS, ModelSource, default_input, resolve_model
+from hil.experiments.models import NIGHTLY_BUILTINS, ModelSource, default_input, resolve_model
 from hil.experiments.regressions import Regression, find_regressions
 from hil.experiments.tflm_baseline import tflm_column_entry
 from hil.store.provenance import REPO_ROOT
@@ -28,7 +28,7 @@ def suite_models(folders: list[Path], *, standard: bool = True, chosen: list[str
                  shared: Path = SHARED_MODELS) -> list[str]:
     """The models to run: `chosen`, then (when `standard`) the project's own models and the
     .tflite files of `shared` if it exists, then those of every folder given (sorted by name)."""
-    found = list(chosen) + (list(BUILTIN_MODELS) if standard else [])
+    found = list(chosen) + (list(NIGHTLY_BUILTINS) if standard else [])
     for folder in ([shared] if standard and shared.is_dir() else []) + list(folders):
         if not folder.is_dir():
             raise LabError(f"model folder {folder} does not exist")

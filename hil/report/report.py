@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hil.firmware_build.planlayout import PlanLayout
 from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
-from hil.report.report_data import (OURS, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
+from hil.report.report_data import (OURS, PATCHED, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
                                     Trend, TrendPoint, TrendSeries)
 from hil.report.search_data import (CANDIDATE_METRIC, ROLES, Budget, Candidate, DeployedNetwork, SearchRun,
                                     pareto_front)
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 TEMPLATES_DIR = report_templates_dir()
 TEMPLATE = "report.html.j2"
 FIGURE_FORMATS = ("png", "svg")
-FIGURE_KINDS = ("-comparison", "-plan", "-trend", "-search")  # file names: <section>-<kind>.<format>
+FIGURE_KINDS = ("-comparison", "-plan", "-patch-plan", "-trend", "-search")  # file names: <section>-<kind>.<format>
 
 HOST_BACKEND = "host"
 # Baseline columns, in this order, always shown (empty with a reason when not measured); any other
@@ -91,7 +91,7 @@ def _minute(timestamp: Any) -> str:
 
 
 def source_of(rows: pandas.DataFrame, board: str, backend: str) -> Source:
-    ordered = rows.sort_values("timestamp")
+    ordered = rows.sort_values("timestamp", kind="stable")
     engines = tuple(dict.fromkeys(f"{e} {v}".strip() for e, v in zip(ordered["engine"], ordered["engine_version"])))
     commits = tuple(dict.fromkeys(commit_text(c) for c in reversed(list(ordered["git_commit"]))))
     backends = sorted(set(ordered["backend"]))
@@ -205,17 +205,20 @@ def _rows_of(frame: pandas.DataFrame, cited: list[StoreRow]) -> pandas.DataFrame
 # --- the memory plan ----------------------------------------------------------------------------
 
 
-def plan_pictures(frame: pandas.DataFrame) -> list[PlanPicture]:
+def plan_pictures(frame: pandas.DataFrame, engine: str = OURS) -> list[PlanPicture]:
+    """The memory plan of `engine`'s newest run of each model and board: ours, or ours with
+    patches (PATCHED)."""
     latest = latest_rows(frame)
-    planned = latest[(latest["engine"] == OURS) & (latest["metric"] == "arena_planned")
+    planned = latest[(latest["engine"] == engine) & (latest["metric"] == "arena_planned")
                      & (latest["backend"] != HOST_BACKEND)]
     pictures = []
     for row in planned.sort_values(["model", "board", "backend"]).itertuples(index=False):
         layout, missing = None, ""
         try:
-            stored = json.loads(row.extra or "{}").get("plan")
+            extra = json.loads(row.extra or "{}")
         except ValueError:
-            stored = None
+            extra = {}
+        stored = extra.get("plan")
         if stored is None:
             missing = "no plan stored with this run (measured before runs stored their memory plan)"
         else:
@@ -224,7 +227,7 @@ def plan_pictures(frame: pandas.DataFrame) -> list[PlanPicture]:
             except ValueError as error:
                 missing = f"the stored plan cannot be read: {error}"
         run = frame[frame["run_id"] == row.run_id]
-        run = run[(run["engine"] == OURS) & (run["model"] == row.model) & (run["board"] == row.board)]
+        run = run[(run["engine"] == engine) & (run["model"] == row.model) & (run["board"] == row.board)]
 
         def measured(metric: str) -> int | None:
             values = run[run["metric"] == metric]["value"]
@@ -233,7 +236,8 @@ def plan_pictures(frame: pandas.DataFrame) -> list[PlanPicture]:
         pictures.append(PlanPicture(
             model=row.model, board=row.board, backend=row.backend, layout=layout,
             static_ram=measured("static_ram"), stack_high_water=measured("stack_high_water"),
-            source=source_of(run, row.board, row.backend), row=store_row(row), missing=missing))
+            source=source_of(run, row.board, row.backend), row=store_row(row), missing=missing,
+            patches=extra.get("patches")))
     return pictures
 
 
@@ -376,6 +380,7 @@ class Section:
     table: ComparisonTable | None
     plan: PlanPicture | None
     trend: Trend | None
+    patch_plan: PlanPicture | None = None  # the plan of the same model run by patches (`--patches`)
     anchor: str = ""  # unique in the page; names the section's figure files too
     figures: dict[str, str] = field(default_factory=dict)  # kind -> relative path of the image
 
@@ -440,6 +445,7 @@ def collect_report(frame: pandas.DataFrame, *, store: str = "", filters: dict[st
     latest = find_regressions(frame)
     tables = {t.key: t for t in comparison_tables(frame)}
     plans = {p.key: p for p in plan_pictures(frame)}
+    patch_plans = {p.key: p for p in plan_pictures(frame, PATCHED)}
     trend_list = {t.key: t for t in trends(frame, history)}
     keys = sorted(set(tables) | set(plans) | set(trend_list))
     sections, anchors = [], set()
@@ -449,7 +455,7 @@ def collect_report(frame: pandas.DataFrame, *, store: str = "", filters: dict[st
             anchor = f"{base}-{len(anchors)}"
         anchors.add(anchor)
         sections.append(Section(*key, table=tables.get(key), plan=plans.get(key), trend=trend_list.get(key),
-                                anchor=anchor))
+                                anchor=anchor, patch_plan=patch_plans.get(key)))
     for search in searches:
         anchor = base = slug(f"search-{search.run_id}")
         while anchor in anchors:
@@ -493,6 +499,8 @@ def write_report(data: ReportData, out_dir: Path, *, image_format: str = "png") 
     for section in data.sections:
         drawings = (("comparison", section.table, report_figures.comparison_figure),
                     ("plan", section.plan if section.plan and section.plan.layout else None,
+                     report_figures.plan_figure),
+                    ("patch-plan", section.patch_plan if section.patch_plan and section.patch_plan.layout else None,
                      report_figures.plan_figure),
                     ("trend", section.trend, report_figures.trend_figure))
         for kind, item, draw in drawings:

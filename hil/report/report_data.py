@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.compiler import ENGINE_NAME
+from engine.compiler import ENGINE_NAME, PATCHES_ENGINE_NAME
 from hil.firmware_build.planlayout import PlanLayout
 from hil.experiments.regressions import Regression
 
 OURS = ENGINE_NAME
+PATCHED = PATCHES_ENGINE_NAME
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class PlanPicture:
     source: Source
     row: StoreRow
     missing: str = ""  # why there is no layout
+    patches: dict | None = None  # the patch plan the run used (PatchChoice.to_json), where it used one
 
     @property
     def key(self) -> tuple[str, str, str]:
