@@ -120,18 +120,21 @@ def print_patch_table(summaries: list[dict]) -> None:
     def whole(s: dict, key: str, text: str = "{:,.0f}") -> str:
         return text.format(s[key]) if key in s else "no fit"
 
-    print(f"{'patches':<30} {'plan':>8}  {'peak SRAM':>9} {'patched':>9} {'ratio':>6} {'TFLM':>9}  {'latency':>13} "
+    print(f"{'patches':<30} {'plan':>8}  {'peak SRAM':>9} {'patched':>9} {'ratio':>6} {'stage':>6} {'TFLM':>9}  {'latency':>13} "
           f"{'patched':>13} {'extra':>7} {'halo':>6}  {'flash':>9} {'patched':>9}  bit-exact")
-    print(f"{'':<30} {'':>8}  {'whole, B':>9} {'B':>9} {'':>6} {'arena, B':>9}  {'whole, ' + unit[:5]:>13} "
+    print(f"{'':<30} {'':>8}  {'whole, B':>9} {'B':>9} {'':>6} {'act.':>6} {'arena, B':>9}  {'whole, ' + unit[:5]:>13} "
           f"{unit:>13} {'':>7} {'MACs':>6}  {'whole, B':>9} {'B':>9}")
     for s in rows:
         p = s["patches"]
         extra = f"{s['patched_latency_vs_whole'] - 1:+.1%}" if "patched_latency_vs_whole" in s else "-"
+        stage = f"{s['stage_activation_shrink']:.1f}x" if s.get("stage_activation_shrink") else "-"
         print(f"{s['model']:<30} {p['grid']:>8}  {whole(s, 'peak_sram_bytes'):>9} {s['patched_peak_sram_bytes']:>9,} "
-              f"{whole(s, 'patched_sram_vs_whole', '{:.2f}'):>6} {s['tflm_arena_bytes']:>9,}  {whole(s, 'latency'):>13} "
+              f"{whole(s, 'patched_sram_vs_whole', '{:.2f}'):>6} {stage:>6} {s['tflm_arena_bytes']:>9,}  {whole(s, 'latency'):>13} "
               f"{s['patched_latency']:>13,.0f} {extra:>7} "
               f"{p['extra_compute']:>+6.1%}  {whole(s, 'flash_bytes'):>9} {s['patched_flash_bytes']:>9,}  "
               f"{'yes' if s['patched_matches_reference'] else 'NO'}")
+    print("stage act. = how many times fewer bytes of the patched stage's activations are live at once with patches "
+          "(the most at one step, the input left out)")
     for s in rows:
         if s.get("whole_refused"):
             print(f"  {s['model']}, whole tensors: {s['whole_refused']}")

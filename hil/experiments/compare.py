@@ -12,8 +12,11 @@ import numpy as np
 
 from engine.compiler import PATCHES_ENGINE_NAME
 from engine.errors import DoesNotFitError
-from engine.patches.rewrite import PatchGrid
+from engine.fold import fold_pad
+from engine.ir import Graph
+from engine.patches.rewrite import PatchGrid, prologue_length
 from engine.oracle import TflmArena, tflm_arena
+from hil.firmware_build.planlayout import PlanLayout
 from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource
 from hil.store.measurement import Measurement
@@ -28,6 +31,15 @@ class Comparison:
     tflm: TflmArena
     patched: ModelRun | None = None  # the optimised kernels with the patch plan, where one was chosen
     whole_refused: str = ""
+    source_input: frozenset[int] = frozenset()  # the model's input and its reshapes: not the stage's activations
+
+    def stage_activations(self, run: ModelRun) -> int | None:
+        """The most bytes of the patched stage's activations live at once in `run`'s plan (the
+        input left out): MCUNetV2's measure of what patches save."""
+        if run is None or not run.memory_plan or self.patched is None:
+            return None
+        layout = PlanLayout.from_json(run.memory_plan)
+        return layout.stage_bytes(self.patched.patches.grid.split, set(self.source_input))
 
     def patch_summary(self) -> dict[str, object]:
         """The patch plan against the whole-tensor one: peak SRAM, latency, flash and halo."""
@@ -35,11 +47,16 @@ class Comparison:
         if p is None:
             return {"patches": self.ours.patches.to_json() if self.ours.patches else {"grid": "off"}}
         summary = {"patches": p.patches.to_json(), "patched_latency": p.latency, "patched_peak_sram_bytes": p.peak_sram,
+                   "patched_stage_activation_bytes": self.stage_activations(p),
                    "patched_sram_vs_tflm_arena": p.peak_sram / self.tflm.total, "patched_flash_bytes": p.flash,
                    "patched_arena_bytes": p.arena_planned, "patched_matches_reference": p.matches_reference}
         if self.ours is not None:
+            whole_stage = self.stage_activations(self.ours)
             summary.update(patched_latency_vs_whole=p.latency / self.ours.latency,
-                           patched_sram_vs_whole=p.peak_sram / self.ours.peak_sram)
+                           patched_sram_vs_whole=p.peak_sram / self.ours.peak_sram,
+                           stage_activation_bytes=whole_stage,
+                           stage_activation_shrink=whole_stage / max(1, summary["patched_stage_activation_bytes"] or 0)
+                           if whole_stage else None)
         return summary
 
     @property
@@ -131,10 +148,18 @@ def compare(board: BoardSpec, source: ModelSource, value: np.ndarray, flash_budg
         except DoesNotFitError as error:
             if patched is None:
                 raise
-            return Comparison(None, None, tflm_arena(source.tflite), patched, whole_refused=str(error))
+            return Comparison(None, None, tflm_arena(source.tflite), patched, whole_refused=str(error),
+                              source_input=input_tensors(source.graph))
     return Comparison(
         ours=ours,
         portable=run_model(board, source, value, kernels="portable", flash_budget=flash_budget),
         tflm=tflm_arena(source.tflite),
         patched=patched,
+        source_input=input_tensors(source.graph),
     )
+
+
+def input_tensors(graph: Graph) -> frozenset[int]:
+    """The model's input and the tensors its leading RESHAPEs make of it (the same bytes)."""
+    folded = fold_pad(graph)
+    return frozenset([folded.inputs[0], *(op.outputs[0] for op in folded.ops[:prologue_length(folded)])])

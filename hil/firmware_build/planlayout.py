@@ -70,6 +70,17 @@ class PlanLayout:
     def live_bytes(self, step: PlannedStep) -> int:
         return sum(s.bytes for s in self.segments(step)) + step.scratch_bytes
 
+    def stage_bytes(self, split: int, excluded: set[int]) -> int:
+        """The most bytes of activations live at one step of the first `split` source ops, the
+        tensors `excluded` (the model's input) and kernel scratch left out."""
+        most = 0
+        for step in self.steps:
+            if step.op_index < split:
+                spans = [(t.offset, t.offset + t.bytes) for t in (self.tensors[i] for i in step.live if i in self.tensors)
+                         if t.id not in excluded]
+                most = max(most, sum(stop - start for start, stop in _union(spans)))
+        return most
+
     def _first_step(self, tensor: int) -> int:
         return next((i for i, s in enumerate(self.steps) if tensor in s.live), len(self.steps))
 
