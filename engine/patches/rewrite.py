@@ -73,7 +73,7 @@ def stage_output(graph: Graph, length: int) -> int:
     known = {graph.inputs[0]}
     lead = prologue_length(graph)
     if lead >= length:
-        raise UnsupportedOpError(f"{name}: the first {length} ops only reshape the input; a patch stage needs more")
+        raise UnsupportedOpError(f"{name}: the first {length} ops only reshape or quantise the input; a patch stage needs more")
     known.update(op.outputs[0] for op in graph.ops[:lead])
     for op in graph.ops[lead:length]:
         where = f"{name}: op {op.index} ({op.kind})"
@@ -91,12 +91,17 @@ def stage_output(graph: Graph, length: int) -> int:
     return crossing[0]
 
 
+# Ops that may lead the model and run once, whole, before the patches: they only reshape the input
+# (micro_speech's flat features to an image) or quantise it (a float input); the patches read
+# their output.
+PROLOGUE_KINDS = ("RESHAPE", "QUANTIZE")
+
+
 def prologue_length(graph: Graph) -> int:
-    """How many ops at the start only RESHAPE the input (micro_speech's flat features to an
-    image): they run once, whole, before the patches, which read their output."""
+    """How many ops at the start only reshape or quantise the input (PROLOGUE_KINDS)."""
     source, count = graph.inputs[0] if graph.inputs else -1, 0
     for op in graph.ops:
-        if op.kind != "RESHAPE" or op.inputs[0] != source:
+        if op.kind not in PROLOGUE_KINDS or op.inputs[0] != source:
             break
         source, count = op.outputs[0], count + 1
     return count
