@@ -1,7 +1,7 @@
 """Choosing a patch plan (`--patches auto|off|PxQ@N`) for a model and a memory budget.
 
 The candidates are every split point (engine.patches.rewrite.split_points) with square grids of
-2, 3, 4, 6 or 8 patches a side. Their extra compute is estimated in multiply-accumulates: the halo
+2 to 8 patches a side. Their extra compute is estimated in multiply-accumulates: the halo
 MACs, plus PATCH_OP_COST for every op a patch runs (what MACs do not count), over the model's
 MACs. Their arena is the planner's. With a budget (bytes of arena), the plan with the least extra
 compute that fits is kept: the whole-tensor plan when it fits. Without one, the plan with the
@@ -30,7 +30,7 @@ AUTO_MAX_EXTRA = 0.15
 # halo MACs: 2,433. Rounded up from the largest.
 PATCH_OP_COST = 3_000
 AUTO_MIN_SAVING = 0.10
-GRID_SIDES = (2, 3, 4, 6, 8)
+GRID_SIDES = (2, 3, 4, 5, 6, 7, 8)
 NEAR_SMALLEST = 0.05
 SCREEN_ITERATIONS = 100  # placement orders tried per candidate while choosing (the chosen one gets the full search)
 PATCH_MODES = ("auto", "off")
@@ -65,7 +65,7 @@ class PatchChoice:
     @property
     def estimated_extra(self) -> float:
         """The halo and the patches' fixed cost (PATCH_OP_COST), over the model's MACs."""
-        return estimated_extra(self.halo_macs, self.patch_ops, self.model_macs)
+        return extra_macs(self.halo_macs, self.patch_ops) / self.model_macs if self.model_macs else 0.0
 
     def to_json(self) -> dict:
         return {"grid": str(self.grid) if self.grid else "off", "arena_bytes": self.arena_bytes,
@@ -74,8 +74,9 @@ class PatchChoice:
                 "estimated_extra": round(self.estimated_extra, 4), "candidates": self.candidates, "reason": self.reason}
 
 
-def estimated_extra(halo_macs: int, patch_ops: int, model_macs: int) -> float:
-    return (halo_macs + patch_ops * PATCH_OP_COST) / model_macs if model_macs else 0.0
+def extra_macs(halo_macs: int, patch_ops: int) -> int:
+    """A patch plan's estimated extra compute, in MACs: its halo and its patches' fixed cost."""
+    return halo_macs + patch_ops * PATCH_OP_COST
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,7 @@ class _Candidate:
 
     @property
     def extra(self) -> int:
-        """Estimated extra compute in MACs: the halo and the patches' fixed cost."""
-        return self.patched.halo_macs + self.patched.patch_ops * PATCH_OP_COST
+        return extra_macs(self.patched.halo_macs, self.patched.patch_ops)
 
 
 def screened_arena(graph: Graph, kernels: str, iterations: int = SCREEN_ITERATIONS) -> int:

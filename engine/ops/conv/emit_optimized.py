@@ -44,9 +44,7 @@ WIDE_SAVING_PER_MAC = 0.236
 
 CONV_CHOICES = ("window", "pointwise-ascending", "pointwise-descending", "int8-weights", "int16-weights",
                 "odd-pixels", "explicit-padding", "window-inside-input", "patch-shared", "output-over-input", "clamped",
-                "long-product",
-                "ragged-depth",
-                *RQ_CHOICES, RQ_SIGNED_CHOICE)
+                "long-product", "ragged-depth", *RQ_CHOICES, RQ_SIGNED_CHOICE)
 DEPTHWISE_CHOICES = ("two-rows", "one-row", "odd-columns", "odd-rows", "multiplier", "pair-taps", "single-taps",
                      "explicit-padding", "window-inside-input", "patch-shared", "output-over-input", "clamped", *RQ_CHOICES,
                      RQ_SIGNED_CHOICE)
@@ -129,9 +127,9 @@ def _conv_body(g: EmitContext, position: int, op: Op, shape: ConvShape, mults: l
                 "    tl_expand(in + (p + 1) * {ci}, {ci}, xq + 2, 4, {off2});".format(ci=ci, off2=off2),
                 "    " + gemm(f"out + p * {co}", f"out + (p + 1) * {co}", "1")]
         single = [f"tl_expand(in + {{p}} * {ci}, {ci}, xq, 4, {off2});", gemm(f"out + {{p}} * {co}", "out", "0")]
-        last = f"{n - 1}" if not geo.shared else "(pixels - 1)"
+        last = "(pixels - 1)" if geo.shared else f"{n - 1}"
         if co > ci:
-            first = f"{n - 2}" if not geo.shared else "pixels - 2"
+            first = "pixels - 2" if geo.shared else f"{n - 2}"
             body += [f"for (p = {first}; p >= 0; p -= 2) {{", *step, "}"]
             body += geo.when(bool(n % 2), "pixels & 1", [line.replace("{p}", "0") for line in single])
         else:
