@@ -105,8 +105,9 @@ def print_patch_choices(summaries: list[dict]) -> None:
     for s in summaries:
         p = s.get("patches", {"grid": "off"})
         if "reason" in p:
-            print(f"patches {s['model']}: {p['grid']} ({p['reason']}; halo {p['extra_compute']:.1%} more MACs, "
-                  f"estimated {p['estimated_extra']:.1%} more compute with the patches' fixed cost)")
+            cost = "" if p["grid"] == "off" else (f"; halo {p['extra_compute']:.1%} more MACs, estimated "
+                                                  f"{p['estimated_extra']:.1%} more compute with the patches' fixed cost")
+            print(f"patches {s['model']}: {p['grid']} ({p['reason']}{cost})")
 
 
 def print_patch_table(summaries: list[dict]) -> None:
