@@ -235,6 +235,10 @@ def test_bench_compare_puts_whole_tensors_patches_and_tflm_in_one_run(capsys, pr
     assert s["patched_matches_reference"] is True and s["patched_peak_sram_bytes"] < s["peak_sram_bytes"]
     assert s["patched_sram_vs_whole"] == pytest.approx(s["patched_peak_sram_bytes"] / s["peak_sram_bytes"])
     assert s["tflm_arena_bytes"] > 0 and s["patched_latency_vs_whole"] > 1
+    # The stage is one depthwise layer: whole, its activations are its 25x20x8 output; with patches,
+    # that output (assembled) and one patch's.
+    assert s["stage_activation_bytes"] == 25 * 20 * 8
+    assert 25 * 20 * 8 < s["patched_stage_activation_bytes"] <= 25 * 20 * 8 + 9 * 7 * 8
     # The report draws the memory plan with patches beside the whole-tensor one.
     assert main(["report", "-o", str(private_store.parent / "report")]) == 0
     html = (private_store.parent / "report" / "index.html").read_text()
