@@ -5,7 +5,7 @@ import argparse
 import json
 
 from hil.firmware_build.flash import add_flash_budget_argument
-from hil.firmware_build.patching import add_patch_arguments
+from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
@@ -105,9 +105,7 @@ def print_patch_choices(summaries: list[dict]) -> None:
     for s in summaries:
         p = s.get("patches", {"grid": "off"})
         if "reason" in p:
-            cost = "" if p["grid"] == "off" else (f"; halo {p['extra_compute']:.1%} more MACs, estimated "
-                                                  f"{p['estimated_extra']:.1%} more compute with the patches' fixed cost")
-            print(f"patches {s['model']}: {p['grid']} ({p['reason']}{cost})")
+            print(f"patches {s['model']}: {describe_choice(p)}")
 
 
 def print_patch_table(summaries: list[dict]) -> None:

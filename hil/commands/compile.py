@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.compiler import KERNELS_DIR, kernel_sources
 from hil.firmware_build.flash import add_flash_budget_argument
-from hil.firmware_build.patching import add_patch_arguments
+from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
 from hil.report.planreport import plan_rows, plan_summary
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(arena_top))
     print(f"on {summary['board']}: {built.flash.describe()}")
     if built.patches:
-        print(f"patches {summary['patches']['grid']}: {built.patches.reason}")
+        print(f"patches {describe_choice(summary['patches'])}")
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.firmware_build.flash import add_flash_budget_argument
-from hil.firmware_build.patching import add_patch_arguments
+from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.commands.single_run import store_and_show
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
@@ -50,8 +50,7 @@ def print_run(summary: dict[str, object]) -> None:
     print(f"  matches TFLM     {'yes' if summary['matches_reference'] else 'NO'}")
     patches = summary.get("patches", {"grid": "off"})
     if "reason" in patches:
-        print(f"  patches          {patches['grid']}: {patches['reason']} (halo {patches['halo_macs']:,} MACs, "
-              f"{patches['extra_compute']:.1%} more)")
+        print(f"  patches          {describe_choice(patches)}")
 
 
 def run(args: argparse.Namespace) -> int:

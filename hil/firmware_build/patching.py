@@ -36,6 +36,13 @@ def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
                         "auto, the plan with the least extra compute that fits it")
 
 
+def describe_choice(choice: dict) -> str:
+    """A patch plan as the commands print it, from PatchChoice.to_json: the plan, why, and its cost."""
+    cost = "" if choice["grid"] == "off" else (f"; halo {choice['extra_compute']:.1%} more MACs, estimated "
+                                               f"{choice['estimated_extra']:.1%} more compute with the patches' fixed cost")
+    return f"{choice['grid']} ({choice['reason']}{cost})"
+
+
 def resolve_patches(board: BoardSpec, graph: Graph, kernels: str, patches: str | PatchGrid,
                     sram_budget: int | None = None) -> PatchChoice | None:
     """The plan a build uses: None for whole tensors asked for ("off"), else the choice and why."""
