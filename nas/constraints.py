@@ -17,6 +17,7 @@ from nas.arch import Arch, sample_arch
 from nas.footprint import footprint
 from nas.lut import LatencyTable
 from nas.overhead import BoardOverhead
+from nas.patching import patch_latency, plan_patches
 from nas.space import SearchSpace
 
 REASONS = ("sram", "flash", "latency")
@@ -31,6 +32,7 @@ class Figures:
     macs: int
     latency: float | None  # None: no latency table (no latency budget)
     latency_unit: str | None
+    patches: str | None = None  # the patch plan (PxQ@N) the network needs to fit; None: whole tensors
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -48,6 +50,7 @@ class Constraints:
     flash_bytes: int
     latency: float | None = None  # in the table's unit; None: no latency limit
     table: LatencyTable | None = None  # needed when `latency` is given
+    patches: bool = False  # a network that does not fit whole may run its first ops by patches (nas.patching)
     _cache: dict[Arch, Figures] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -61,11 +64,16 @@ class Constraints:
         return self.table.unit if self.table is not None else None
 
     def figures(self, arch: Arch) -> Figures:
-        """Peak SRAM, flash, MACs and (with a table) latency of `arch` at this (W, R); cached."""
+        """Peak SRAM, flash, MACs and (with a table) latency of `arch` at this (W, R), with the
+        patch plan it needs when it fits only with one (`patches`); cached."""
         found = self._cache.get(arch)
         if found is None:
             config = self.space.network(arch, self.width, self.resolution)
             fp = footprint(config)
+            arena, plan = fp.arena_bytes, None
+            if self.patches and arena + self.overhead.sram_bytes > self.sram_bytes:
+                plan = plan_patches(config, self.sram_bytes - self.overhead.sram_bytes)
+                arena = arena if plan is None else plan.arena_bytes
             if self.table is None:
                 latency, flash = None, self.overhead.flash_bytes(fp.constant_bytes, fp.ops)
             else:
@@ -74,9 +82,14 @@ class Constraints:
 
                 latency = predict_checked(self.table, config)
                 flash = predict_flash(self.table, config, fp.constant_bytes)
+                if plan is not None:
+                    latency += patch_latency(self.table, self.space.at(self.width, self.resolution).name, config,
+                                             plan)
+            if plan is not None:
+                flash += self.overhead.patch_code_bytes(plan.patch_ops)
             found = self._cache[arch] = Figures(
-                peak_sram_bytes=fp.arena_bytes + self.overhead.sram_bytes, flash_bytes=flash, macs=fp.macs,
-                latency=latency, latency_unit=self.unit)
+                peak_sram_bytes=arena + self.overhead.sram_bytes, flash_bytes=flash, macs=fp.macs,
+                latency=latency, latency_unit=self.unit, patches=None if plan is None else str(plan.grid))
         return found
 
     def violation(self, arch: Arch) -> str | None:
@@ -91,7 +104,7 @@ class Constraints:
         return None
 
     def describe(self) -> str:
-        text = f"SRAM {self.sram_bytes:,} B, flash {self.flash_bytes:,} B"
+        text = f"SRAM {self.sram_bytes:,} B{' (patches allowed)' if self.patches else ''}, flash {self.flash_bytes:,} B"
         return text + (f", latency {self.latency:,.0f} {self.unit}" if self.latency is not None else "")
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from engine.export import export_tflite
+from engine.patches.rewrite import PatchGrid
 from engine.ir import DTYPES
 from engine.quantize import quantize_input, quantize_model
 from engine.hostbuild import build_host_program, generate_for_host, run_host_program
@@ -29,7 +30,6 @@ from hil.targets.boardspec import BoardSpec
 from nas.arch import Arch
 from nas.constraints import Constraints, Figures
 from nas.data import Dataset, Split
-from nas.footprint import footprint
 from nas.lutkey import LUT_KERNELS
 from nas.supernet import Supernet, recalibrate_bn
 from nas.train import EVAL_BATCH, TrainConfig, recalibration_batches
@@ -66,9 +66,10 @@ class Deployment:
             "architecture": self.architecture, "model": self.model, "budget": budget,
             "predicted": {"latency": self.predicted.latency, "latency_unit": self.predicted.latency_unit,
                           "peak_sram_bytes": self.predicted.peak_sram_bytes, "flash_bytes": self.predicted.flash_bytes,
-                          "arena_bytes": self.predicted_arena},
+                          "arena_bytes": self.predicted_arena, "patches": self.predicted.patches or "off"},
             "measured": {"latency": r.latency, "latency_unit": r.unit, "peak_sram_bytes": r.peak_sram,
                          "flash_bytes": r.flash, "arena_planned_bytes": r.arena_planned,
+                         "patches": r.patches.to_json()["grid"] if r.patches else "off",
                          "model_static_bytes": r.model_static_ram, "stack_high_water_bytes": r.stack_high_water,
                          "widened_weights_bytes": r.flash_parts.widened if r.flash_parts else 0},
             "latency_ratio": self.latency_ratio,
@@ -122,9 +123,11 @@ def host_outputs(graph, inputs: np.ndarray, chunk: int = 2_000) -> np.ndarray:
     return np.stack(rows)
 
 
-def target_outputs(board: BoardSpec, source: ModelSource, inputs: np.ndarray, flash_budget: int | None = None) -> np.ndarray:
+def target_outputs(board: BoardSpec, source: ModelSource, inputs: np.ndarray, flash_budget: int | None = None,
+                   patches: PatchGrid | None = None) -> np.ndarray:
     """The outputs the firmware reports for each input row (one boot each, the firmware built once)."""
-    built = build_model_firmware(board, source, kernels=LUT_KERNELS, flash_budget=flash_budget)
+    built = build_model_firmware(board, source, kernels=LUT_KERNELS, flash_budget=flash_budget,
+                                 patches=patches or "off")
     runner = runner_for(board)
     graph = built.compiled.graph
     dtype = graph.tensors[graph.outputs[0]].dtype
@@ -174,16 +177,19 @@ def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board:
     # while the image stays within it. With the board's table the prediction holds them all, so a
     # network predicted within the budget keeps every copy, as the table's layers were measured.
     flash_budget = min(constraints.flash_bytes, board.flash_bytes)
+    predicted = constraints.figures(arch)
+    patches = PatchGrid.parse(predicted.patches) if predicted.patches else None  # the plan the search chose
+    if patches is not None:
+        say(f"built with the search's patch plan {patches}")
     run = run_model(board, source, inputs[0].reshape(graph.tensors[graph.inputs[0]].shape), kernels=LUT_KERNELS,
-                    flash_budget=flash_budget)
+                    flash_budget=flash_budget, patches=patches or "off")
     seconds["build_and_measure"] = time.monotonic() - started
     started = time.monotonic()
     sample = min(target_images, len(test))
-    on_target = target_outputs(board, source, inputs[:sample], flash_budget) if sample else outputs[:0]
+    on_target = target_outputs(board, source, inputs[:sample], flash_budget, patches) if sample else outputs[:0]
     seconds["target_images"] = time.monotonic() - started
     target_matches = bool(np.array_equal(on_target, outputs[:sample]))
-    return Deployment(architecture=str(arch), model=name, predicted=constraints.figures(arch), run=run,
+    return Deployment(architecture=str(arch), model=name, predicted=predicted, run=run,
                       float_accuracy=accuracy, int8_accuracy=int8, test_images=len(test), target_images=sample,
                       target_matches=target_matches, seconds=seconds,
-                      predicted_arena=footprint(constraints.space.network(arch, constraints.width,
-                                                                          constraints.resolution)).arena_bytes)
+                      predicted_arena=predicted.peak_sram_bytes - constraints.overhead.sram_bytes)

@@ -39,6 +39,10 @@ class LatencyTable:
     layers: dict[str, float] = field(default_factory=dict)  # key -> latency of the layer alone
     overhead_code: int | None = None  # bytes of code and harness of the overhead network (no int8 weights)
     code: dict[str, int] = field(default_factory=dict)  # key -> bytes of code (and int16 weight copies) the layer adds
+    # Space name -> what patches (engine.patches) cost beyond the MACs they compute again, as
+    # (base, per patch op), measured on networks of that space (nas.measure.measure_patch_cost):
+    # it grows with the layers' channels, so it is used for the space it was measured on only.
+    patch_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def board(self) -> str:
@@ -47,7 +51,8 @@ class LatencyTable:
     def to_json(self) -> dict:
         return {"format": FORMAT, "key": self.key.to_json(), "unit": self.unit, "overhead": self.overhead,
                 "layers": dict(sorted(self.layers.items())), "overhead_code": self.overhead_code,
-                "code": dict(sorted(self.code.items()))}
+                "code": dict(sorted(self.code.items())),
+                "patch_cost": {k: list(v) for k, v in sorted(self.patch_cost.items())}}
 
 
 def default_table_path(key: LatencyKey) -> Path:
@@ -89,7 +94,8 @@ def load_table(path: Path, key: LatencyKey) -> LatencyTable:
                        f"(the default table for today's key is {default_table_path(key)})")
     return LatencyTable(key=stored, unit=data["unit"], overhead=data["overhead"],
                         layers={k: float(v) for k, v in data["layers"].items()},
-                        overhead_code=data.get("overhead_code"), code={k: int(v) for k, v in data.get("code", {}).items()})
+                        overhead_code=data.get("overhead_code"), code={k: int(v) for k, v in data.get("code", {}).items()},
+                        patch_cost={k: (float(v[0]), float(v[1])) for k, v in data.get("patch_cost", {}).items()})
 
 
 def open_table(path: Path | None, key: LatencyKey) -> tuple[LatencyTable, Path]:

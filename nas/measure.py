@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Callable, Iterator
 
@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from engine.export import export_tflite
+from engine.fold import fold_pad
+from engine.patches.rewrite import PatchGrid, first_stage
 from engine.quantize import quantize_model
 from engine.torch_models import TinyMobileNetConfig
 from engine.zoo import seeded_model, synthetic_images
@@ -23,10 +25,12 @@ from hil.experiments.modelrun import ModelRun, engine_provenance, run_model
 from hil.experiments.models import ModelSource, default_input
 from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
-from nas.layers import Layer, network_macs
+from nas.layers import Layer, network_layers, network_macs
 from nas.footprint import footprint
 from nas.lut import LatencyTable, LutError, predict_flash, save_table
 from nas.lutkey import LUT_KERNELS
+from nas.patching import SearchPatchPlan, grid_plan, halo_latency, patch_latency
+from nas.shapegraph import network_graph
 from nas.space import SearchSpace
 
 SEED = 7
@@ -67,8 +71,10 @@ def network_source(config: TinyMobileNetConfig, name: str, seed: int = SEED) -> 
     return ModelSource(name=name, tflite=export_tflite(graph), _graph=graph)
 
 
-def measure(board: BoardSpec, source: ModelSource, flash_budget: int | None = None) -> ModelRun:
-    run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS, flash_budget=flash_budget)
+def measure(board: BoardSpec, source: ModelSource, flash_budget: int | None = None,
+            patches: PatchGrid | None = None) -> ModelRun:
+    run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS, flash_budget=flash_budget,
+                    patches=patches or "off")
     if not run.matches_reference:
         raise LutError(f"{source.name} on {board.name}: output differs from TFLite Micro's; not measuring it")
     return run
@@ -80,10 +86,10 @@ def measure_layer(board: BoardSpec, layer: Layer, name: str) -> ModelRun:
 
 
 def measure_network(board: BoardSpec, config: TinyMobileNetConfig, name: str, seed: int,
-                    flash_budget: int | None = None) -> ModelRun:
-    """A whole network of the space (a worker process runs this), built within `flash_budget`
-    (default: the board's flash)."""
-    return measure(board, network_source(config, name, seed), flash_budget)
+                    flash_budget: int | None = None, patches: PatchGrid | None = None) -> ModelRun:
+    """A network of the space (a worker process runs this), built within `flash_budget` (default:
+    the board's flash), whole or with its first ops on `patches`."""
+    return measure(board, network_source(config, name, seed), flash_budget, patches)
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,83 @@ def _record(table: LatencyTable, path, store, provenance: Provenance | None, boa
     return provenance
 
 
+# --- patches ----------------------------------------------------------------------------------
+
+# The networks and grids one patch op's cost is measured on: seeded networks of the space at its
+# largest width and resolution, their first stage (engine.patches.rewrite.first_stage) on square grids.
+PATCH_COST_NETWORKS = 2
+PATCH_COST_GRIDS = (2, 4)
+
+
+@dataclass(frozen=True)
+class PatchCost:
+    network: str
+    grid: str
+    patch_ops: int
+    whole: float  # measured latency of the network with whole tensors
+    patched: float  # measured latency with the patches
+    halo: float  # the table's latency of the MACs the patches compute again
+    own: float  # patched - whole - halo: what the patches cost beyond their MACs
+
+
+def measure_patch_cost(board: BoardSpec, space: SearchSpace, table: LatencyTable, path, store=None,
+                       progress: Progress | None = None, jobs: int = 1) -> list[PatchCost]:
+    """Measure what patches cost beyond the MACs they compute again on networks of `space`
+    (`LatencyTable.patch_cost[space.name]`) and save it in the table: for each of
+    PATCH_COST_NETWORKS networks, the network whole and on each of PATCH_COST_GRIDS, one run each;
+    a least-squares line through the pairs in the number of patch ops gives a base and a cost per
+    op. The table needs the networks' layers (build it for `space` first)."""
+    progress = progress or (lambda line: None)
+    rng = random.Random(f"{SEED}:patch-cost")
+    work: list[Job] = []
+    plans: dict[str, tuple[TinyMobileNetConfig, str, SearchPatchPlan]] = {}
+    for index in range(PATCH_COST_NETWORKS):
+        config = space.sample(rng, width=max(space.widths), resolution=max(space.resolutions))
+        name = f"lut:patch-cost:{space.name}:{index}"
+        predicted = predict_checked(table, config)  # a missing layer fails before anything runs
+        work.append(Job(name, measure_network, (board, config, name, SEED + index)))
+        for grid in first_stage_grids(config, PATCH_COST_GRIDS, name):
+            label = f"{name}@{grid}"
+            plans[label] = (config, name, grid_plan(config, grid))
+            work.append(Job(label, measure_network, (board, config, label, SEED + index, None, grid)))
+        progress(f"{name}: predicted {predicted:,.0f} {table.unit} whole")
+    runs: dict[str, ModelRun] = {}
+    provenance = None
+    for job, run in run_jobs(work, jobs):
+        if run.unit != table.unit:
+            raise LutError(f"{job.label}: measured in {run.unit}, but the table holds {table.unit}")
+        runs[job.label] = run
+        if store is not None:
+            provenance = provenance or engine_provenance(board, run.backend)
+            store.add(run.measurements(provenance))
+        progress(f"{job.label}: {run.latency:,.0f} {run.unit}")
+    costs = []
+    for label, (config, name, plan) in plans.items():
+        whole, patched = runs[name], runs[label]
+        halo = halo_latency(table, config, plan)
+        costs.append(PatchCost(name, str(plan.grid), plan.patch_ops, whole.latency, patched.latency, halo,
+                               patched.latency - whole.latency - halo))
+    per_op, base = np.linalg.lstsq(np.column_stack([[c.patch_ops for c in costs], np.ones(len(costs))]).astype(float),
+                                   np.array([c.own for c in costs]), rcond=None)[0]
+    table.patch_cost[space.name] = (float(base), float(per_op))
+    save_table(table, path)
+    if store is not None and provenance is not None:
+        extra = {"space": space.name, "pairs": [asdict(c) for c in costs]}
+        store.add([provenance.measurement(f"lut:patch-cost:{space.name}", "", "patch_op_latency", float(per_op),
+                                          table.unit, extra),
+                   provenance.measurement(f"lut:patch-cost:{space.name}", "", "patch_base_latency", float(base),
+                                          table.unit, extra)])
+    return costs
+
+
+def first_stage_grids(config: TinyMobileNetConfig, sides: tuple[int, ...], name: str) -> list[PatchGrid]:
+    """Square grids of `sides` on the network's first stage (engine.patches.rewrite.first_stage)."""
+    split = first_stage(fold_pad(network_graph(config)))
+    if split is None:
+        raise LutError(f"{name}: no stage of the network can run by patches")
+    return [PatchGrid(side, side, split) for side in sides]
+
+
 # --- validation -------------------------------------------------------------------------------
 
 
@@ -252,9 +335,12 @@ class Validation:
 
 
 def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, samples: int, seed: int = 0,
-                   store=None, progress: Progress | None = None, jobs: int = 1) -> Validation:
-    """Measure `samples` random networks of the space whole, on `jobs` QEMU instances at once;
-    compare with the table's prediction and with a MACs-linear fit scored on held-out networks."""
+                   store=None, progress: Progress | None = None, jobs: int = 1,
+                   patches: tuple[int, Callable[[int], int]] | None = None) -> Validation:
+    """Measure `samples` random networks of the space, on `jobs` QEMU instances at once, whole or,
+    with `patches` (a grid side and the board's patch code per patch ops), with their first stage on
+    that grid; compare with the table's prediction and with a MACs-linear fit scored on held-out
+    networks."""
     progress = progress or (lambda line: None)
     rng = random.Random(seed)
     work: list[Job] = []
@@ -267,7 +353,14 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
         predicted[name] = predict_checked(table, config)  # a missing key fails before anything runs
         flash_predicted[name] = predict_flash(table, config, footprint(config).constant_bytes)
         macs[name] = network_macs(config)
-        work.append(Job(name, measure_network, (board, config, name, SEED + index)))
+        grid = None
+        if patches is not None:
+            side, patch_code = patches
+            grid = first_stage_grids(config, (side,), name)[0]
+            plan = grid_plan(config, grid)
+            predicted[name] += patch_latency(table, space.name, config, plan)
+            flash_predicted[name] += patch_code(plan.patch_ops)
+        work.append(Job(name, measure_network, (board, config, name, SEED + index, None, grid)))
     measured: dict[str, float] = {}
     flash_measured: dict[str, int] = {}
     provenance = None

@@ -11,12 +11,13 @@ and per space (whose networks they are), so it is measured again only when one o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import cycle
 from pathlib import Path
 
 from engine.cache import cache_root
 from engine.torch_models import Stage, TinyMobileNetConfig
+from hil.errors import LabError
 from hil.experiments.modelrun import ModelRun
 from hil.targets.boardspec import BoardSpec
 from nas.footprint import constant_bytes
@@ -36,10 +37,21 @@ class BoardOverhead:
     code_base_bytes: int  # flash of code and harness for a network of no layers (the line's intercept)
     code_per_op_bytes: float  # flash of code per layer of the firmware's graph (the line's slope)
     measured: tuple[dict, ...] = ()  # each reference network's figures, as measured
+    # The code patches add (engine.patches), a line in the ops they run: the shared functions'
+    # run-time geometry, then each op's call and geometry. None until measured (`measure_patch_code`).
+    patch_code_base_bytes: int | None = None
+    patch_code_per_op_bytes: float | None = None
 
     def flash_bytes(self, constants: int, ops: int) -> int:
         """A network's flash: its int8 constants plus the code and harness for `ops` layers."""
         return constants + int(round(self.code_base_bytes + self.code_per_op_bytes * ops))
+
+    def patch_code_bytes(self, patch_ops: int) -> int:
+        """The code a patch plan of `patch_ops` ops adds to a network's image."""
+        if self.patch_code_base_bytes is None or self.patch_code_per_op_bytes is None:
+            raise LabError(f"{self.board}'s overhead has no patch code measured (nas.overhead.board_overhead with "
+                           "patches=True measures it)")
+        return int(round(self.patch_code_base_bytes + self.patch_code_per_op_bytes * patch_ops))
 
     def to_json(self) -> dict:
         return {**asdict(self), "measured": list(self.measured)}
@@ -104,12 +116,52 @@ def measure_overhead(board: BoardSpec, space: SearchSpace, progress=None) -> Boa
         code_per_op_bytes=round(slope, 2), measured=tuple(rows))
 
 
-def board_overhead(board: BoardSpec, space: SearchSpace, progress=None, refresh: bool = False) -> tuple[BoardOverhead, bool]:
-    """The board's overhead from the cache, else measured and cached; and whether it was measured now."""
+# The grids the patch code is measured on: the deepest reference network's first stage
+# (engine.patches.rewrite.first_stage) on each.
+PATCH_CODE_GRIDS = (2, 4)
+
+
+def measure_patch_code(board: BoardSpec, space: SearchSpace, overhead: BoardOverhead, progress=None) -> BoardOverhead:
+    """`overhead` with the patch code measured: the deepest reference network on each of
+    PATCH_CODE_GRIDS, its code less the whole network's (measured with `overhead`), as a line in
+    the patch ops."""
+    from engine.fold import fold_pad
+    from engine.patches.rewrite import PatchGrid, first_stage, patch_graph
+    from nas.measure import measure_network
+
+    config = reference_networks(space)[1]
+    whole = next(r for r in overhead.measured if r["network"] == "deepest")["code_and_harness_bytes"]
+    graph = fold_pad(network_graph(config))
+    split = first_stage(graph)
+    if split is None:
+        raise LabError(f"the deepest network of {space.name} has no stage that runs by patches: "
+                       "no patch code to measure")
+    points = []
+    for side in PATCH_CODE_GRIDS:
+        grid = PatchGrid(side, side, split)
+        run = measure_network(board, config, f"nas-overhead:{space.name}:deepest@{grid}", seed=7, patches=grid)
+        parts = run.flash_parts
+        code = (parts.code + parts.lab) if parts is not None else run.flash - run.weights_bytes
+        points.append((patch_graph(graph, grid).patch_ops, code - whole))
+        if progress is not None:
+            progress(f"deepest network at {grid} patches ({points[-1][0]} patch ops): code +{code - whole:,} B")
+    (ops_a, code_a), (ops_b, code_b) = points
+    slope = (code_b - code_a) / (ops_b - ops_a)
+    return replace(overhead, patch_code_base_bytes=int(round(code_a - slope * ops_a)),
+                   patch_code_per_op_bytes=round(slope, 2))
+
+
+def board_overhead(board: BoardSpec, space: SearchSpace, progress=None, refresh: bool = False,
+                   patches: bool = False) -> tuple[BoardOverhead, bool]:
+    """The board's overhead from the cache, else measured and cached, with the patch code when
+    `patches` (measured if missing); and whether any of it was measured now."""
     path = overhead_path(current_key(board), space)
-    if path.is_file() and not refresh:
-        return BoardOverhead.from_json(json.loads(path.read_text(encoding="utf-8"))), False
-    overhead = measure_overhead(board, space, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(overhead.to_json(), indent=2) + "\n", encoding="utf-8")
-    return overhead, True
+    measured = refresh or not path.is_file()
+    overhead = (measure_overhead(board, space, progress) if measured
+                else BoardOverhead.from_json(json.loads(path.read_text(encoding="utf-8"))))
+    if patches and overhead.patch_code_per_op_bytes is None:
+        overhead, measured = measure_patch_code(board, space, overhead, progress), True
+    if measured:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(overhead.to_json(), indent=2) + "\n", encoding="utf-8")
+    return overhead, measured

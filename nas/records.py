@@ -37,7 +37,7 @@ def candidate_rows(provenance: Provenance, method: str, scored: dict, figures_of
         extra = {**context, "role": "candidate", "method": method, "architecture": str(arch),
                  "predicted_latency": f.latency, "latency_unit": f.latency_unit,
                  "predicted_peak_sram_bytes": f.peak_sram_bytes, "predicted_flash_bytes": f.flash_bytes,
-                 "macs": f.macs}
+                 "macs": f.macs, "patches": f.patches or "off"}
         rows.append(provenance.measurement(f"nas:{arch}", "", metric, float(accuracy), "ratio", extra))
     return rows
 
@@ -47,7 +47,8 @@ def deployment_rows(provenance: Provenance, deployment, role: str, context: dict
     if role not in ROLES:
         raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
     extra = {**context, "role": role, "architecture": deployment.architecture,
-             "test_images": deployment.test_images, "target_images": deployment.target_images}
+             "test_images": deployment.test_images, "target_images": deployment.target_images,
+             "patches": deployment.predicted.patches or "off"}
     run = deployment.run
     rows = run.measurements(provenance)
     rows = [replace(row, extra=json.dumps({**json.loads(row.extra or "{}"), **extra}, sort_keys=True)) for row in rows]

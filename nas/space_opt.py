@@ -42,6 +42,11 @@ class GridSample:
     constants: np.ndarray
     ops: np.ndarray
     macs: np.ndarray
+    # With patches allowed (`patch_limit`): the arena of the patch plan of each network whose
+    # whole-tensor arena is over the limit (nas.patching.plan_patches), and its patch ops; -1
+    # where no plan is needed or none fits.
+    patched_arena: np.ndarray | None = None
+    patch_ops: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class GridPoint:
     resolution: int
     samples: int
     fitting: int
+    patched: int  # of the fitting networks, those that fit only with patches
     mean_macs: float  # of the fitting networks (0 when none fits)
     peak_sram: dict[int, int]  # percentile -> peak SRAM of all the sampled networks
     flash: dict[int, int]  # percentile -> flash of all the sampled networks
@@ -63,7 +69,8 @@ class GridPoint:
 
     def to_json(self) -> dict:
         return {"width": self.width, "resolution": self.resolution, "samples": self.samples, "fitting": self.fitting,
-                "fit_share": round(self.fit_share, 4), "mean_macs_fitting": round(self.mean_macs, 1),
+                "fitting_with_patches": self.patched, "fit_share": round(self.fit_share, 4),
+                "mean_macs_fitting": round(self.mean_macs, 1),
                 **{f"peak_sram_p{p}_bytes": v for p, v in self.peak_sram.items()},
                 **{f"flash_p{p}_bytes": v for p, v in self.flash.items()}}
 
@@ -73,24 +80,36 @@ def point_seed(seed: int, width: float, resolution: int) -> str:
     return f"{seed}:{width:g}:{resolution}"
 
 
-def sample_point(space: SearchSpace, width: float, resolution: int, samples: int, seed: int) -> GridSample:
-    """`samples` random networks of the space at (width, resolution) and their footprints."""
+def sample_point(space: SearchSpace, width: float, resolution: int, samples: int, seed: int,
+                 patch_limit: int | None = None) -> GridSample:
+    """`samples` random networks of the space at (width, resolution) and their footprints; with
+    `patch_limit` (bytes of arena), the patch plan of each network whose arena is over it."""
+    from nas.patching import plan_patches
+
     rng = random.Random(point_seed(seed, width, resolution))
-    found = [footprint(space.sample(rng, width=width, resolution=resolution)) for _ in range(samples)]
-    return GridSample(width, resolution, np.array([f.arena_bytes for f in found], np.int64),
-                      np.array([f.constant_bytes for f in found], np.int64), np.array([f.ops for f in found], np.int64),
-                      np.array([f.macs for f in found], np.int64))
+    configs = [space.sample(rng, width=width, resolution=resolution) for _ in range(samples)]
+    found = [footprint(config) for config in configs]
+    sample = GridSample(width, resolution, np.array([f.arena_bytes for f in found], np.int64),
+                        np.array([f.constant_bytes for f in found], np.int64), np.array([f.ops for f in found], np.int64),
+                        np.array([f.macs for f in found], np.int64))
+    if patch_limit is not None:
+        plans = [plan_patches(config, patch_limit) if f.arena_bytes > patch_limit else None
+                 for config, f in zip(configs, found)]
+        sample.patched_arena = np.array([-1 if p is None else p.arena_bytes for p in plans], np.int64)
+        sample.patch_ops = np.array([-1 if p is None else p.patch_ops for p in plans], np.int64)
+    return sample
 
 
 def _sample_job(args: tuple) -> GridSample:
     return sample_point(*args)
 
 
-def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1) -> Iterator[GridSample]:
-    """Every grid point's sample, in grid order, on `jobs` processes."""
+def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1,
+                patch_limit: int | None = None) -> Iterator[GridSample]:
+    """Every grid point's sample, in grid order, on `jobs` processes (`patch_limit` as sample_point's)."""
     if samples < 1:
         raise SpaceError(f"samples must be at least 1, not {samples}")
-    work = [(space, w, r, samples, seed) for w, r in space.grid]
+    work = [(space, w, r, samples, seed, patch_limit) for w, r in space.grid]
     if jobs <= 1 or len(work) <= 1:
         yield from map(_sample_job, work)
         return
@@ -99,12 +118,20 @@ def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1) 
 
 
 def summarise(sample: GridSample, overhead: BoardOverhead, budget: Budget) -> GridPoint:
-    """One grid point under the budget, the board's overhead added to each network."""
-    peak = sample.arena + overhead.sram_bytes
+    """One grid point under the budget, the board's overhead added to each network (and, where it
+    needs patches to fit, its patch plan's arena and code)."""
+    arena = sample.arena
     flash = sample.constants + np.rint(overhead.code_base_bytes + overhead.code_per_op_bytes * sample.ops).astype(np.int64)
+    patched = np.zeros(len(arena), bool)
+    if sample.patched_arena is not None:
+        patched = sample.patched_arena >= 0
+        arena = np.where(patched, sample.patched_arena, arena)
+        code = [overhead.patch_code_bytes(int(n)) if n >= 0 else 0 for n in sample.patch_ops]
+        flash = flash + np.where(patched, code, 0)
+    peak = arena + overhead.sram_bytes
     fits = (peak <= budget.sram_bytes) & (flash <= budget.flash_bytes)
     macs = sample.macs[fits]
-    return GridPoint(sample.width, sample.resolution, len(peak), int(fits.sum()),
+    return GridPoint(sample.width, sample.resolution, len(peak), int(fits.sum()), int((fits & patched).sum()),
                      float(macs.mean()) if len(macs) else 0.0,
                      {p: int(np.percentile(peak, p)) for p in PERCENTILES},
                      {p: int(np.percentile(flash, p)) for p in PERCENTILES}, macs)

@@ -179,6 +179,19 @@ def test_build_twice_measures_nothing_the_second_time_then_validate(tmp_path, pr
     assert len(result["samples"]) == 3 and result["lut"]["mape"] < 5.0
     assert all("predicted_macs_linear" in sample for sample in result["samples"])
     assert result["flash"]["mape"] < 3.0  # each layer's code measured, not a count of layers
+
+    # What patches cost, measured on networks of the space; then the prediction of patched networks.
+    assert main(args + ["--patches"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    base, per_op = built["patch_cost"]
+    assert built["measured"] == [] and len(built["patch_cost_pairs"]) == 4
+    for pair in built["patch_cost_pairs"]:  # the line through the pairs holds each within 2,000 instructions
+        assert abs(base + per_op * pair["patch_ops"] - pair["own"]) < 2_000, built["patch_cost_pairs"]
+    assert main(["lut", "validate", "--board", "qemu-f746", "--space", "tiny", "--table", str(table),
+                 "--samples", "3", "--patches", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["patches"] == 3 and len(result["samples"]) == 3
+    assert result["lut"]["mape"] < 5.0 and result["flash"]["mape"] < 3.0
     assert main(["lut", "build", "--board", "qemu-f412", "--space", "tiny", "--table", str(table)]) == 2
     assert "measured on board 'qemu-f746', not 'qemu-f412'" in capsys.readouterr().err
 

@@ -88,15 +88,17 @@ def test_the_median_latency_budget_binds_half_of_the_fitting_networks():
 @needs_arm_gcc
 @needs_qemu
 def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
-    """The issue's command: space, its own latency table, supernet, evolution and random search,
-    the baseline, three networks deployed under QEMU, the store, the report's section."""
+    """The issue's command, patches allowed (issue 14's joint search): space, its own latency table
+    (with the patches' cost), supernet, evolution and random search, the baseline, three networks
+    deployed under QEMU, each with the patch plan the search chose for it, the store, the report's
+    section."""
     from hil.report.report import make_report
     from tinylab_cli.main import main
 
     monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path / "cache"))  # no table yet, as on a clean clone
     store = tmp_path / "lab.sqlite"
     assert main(["nas", "run", "--board", "qemu-f412", "--sram", "64K", "--flash", "512K", "--budget", "quick",
-                 "--json", "--store", str(store)]) == 0
+                 "--patches", "auto", "--json", "--store", str(store)]) == 0
     report = json.loads(capsys.readouterr().out)
     print(json.dumps({k: report[k] for k in ("timing", "budget", "space_choice", "latency_table")}, indent=2))
     assert report["latency_table"]["measured_now"] > 0
@@ -107,6 +109,7 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
         assert winner[part]["peak_sram_bytes"] > 0
     measured, predicted, budget = winner["measured"], winner["predicted"], report["budget"]
     assert budget["sram_bytes"] == 65536 and budget["flash_bytes"] == 524288 and budget["latency"] is None
+    assert budget["patches"] == "auto"
     assert measured["peak_sram_bytes"] <= budget["sram_bytes"] and measured["flash_bytes"] <= budget["flash_bytes"]
     assert abs(measured["latency"] / predicted["latency"] - 1) <= 0.05
     assert abs(measured["flash_bytes"] / predicted["flash_bytes"] - 1) <= 0.03
@@ -114,6 +117,11 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
     assert 0.1 < winner["int8_accuracy"] <= 1 and 0.1 < winner["float_accuracy"] <= 1
     names = [b["name"] for b in report["baselines"]]
     assert names[0] == "random search" and names[1].startswith("uniform")
+    for deployed in [winner] + report["baselines"][:1]:  # the uniform baseline stays whole
+        # Built with the plan the search chose, whose arena is the build's exactly.
+        assert deployed["measured"]["patches"] == deployed["predicted"]["patches"]
+        assert deployed["measured"]["arena_planned_bytes"] == deployed["predicted"]["arena_bytes"]
+        assert abs(deployed["measured"]["latency"] / deployed["predicted"]["latency"] - 1) <= 0.05
     for baseline in report["baselines"]:
         assert baseline["matches_reference"] is True and 0 <= baseline["accuracy"] <= 1
         assert baseline["measured"]["peak_sram_bytes"] <= budget["sram_bytes"]
@@ -127,9 +135,11 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
         table_rows = opened.query(metric="layer_latency")  # the table's build, in the same store, its own run
     roles = sorted(json.loads(r.extra)["role"] for r in deployed)
     assert len(candidates) == search["evolution"]["evaluations"] + search["random"]["evaluations"]
+    plans = [json.loads(r.extra)["patches"] for r in candidates]
+    assert "off" in plans and len(set(plans)) > 1, set(plans)  # some candidates fit only with patches
     assert roles == ["random", "uniform", "winner"]
     assert {r.run_id for r in candidates + deployed} == {report["store"]["run_id"]}
-    assert len(table_rows) == report["latency_table"]["measured_now"] - 1  # the overhead is stored apart
+    assert len(table_rows) == report["latency_table"]["measured_now"] - 2  # the overhead, the patch cost apart
     written = make_report(tmp_path / "report", store=str(store))
     assert len(written.data.searches) == 1 and written.data.sections == []
     html = written.index.read_text()

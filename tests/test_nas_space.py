@@ -113,7 +113,7 @@ def test_the_shape_only_footprint_equals_the_full_compiler_on_quantised_models()
 
 
 def _point(width, resolution, fitting, samples=10, macs=1.0):
-    return GridPoint(width, resolution, samples, fitting, macs, {50: 0}, {50: 0}, np.full(fitting, macs))
+    return GridPoint(width, resolution, samples, fitting, 0, macs, {50: 0}, {50: 0}, np.full(fitting, macs))
 
 
 def test_the_choice_is_the_highest_mean_macs_among_the_spaces_that_fit_often_enough():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from hil.errors import LabError
 from hil.progress import ProgressBar
@@ -16,6 +17,7 @@ from hil.targets.boardspec import BoardSpec
 SUMMARY = "build a per-layer latency lookup table on a board, or validate it against whole networks"
 EXAMPLES = """\
   tinylab lut build --board qemu-f746 --space tiny        # measure the keys missing from the table
+  tinylab lut build --board qemu-f412 --space fashion-mnist --patches   # and the cost of a patch op
   tinylab lut validate --board qemu-f746 --space tiny --samples 50
 """
 
@@ -27,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
+    parser.add_argument("--patches", nargs="?", type=int, const=0, default=None, metavar="SIDE",
+                        help="build: also measure what patches cost beyond the MACs they compute again, a base and "
+                             "per patch op (the search's --patches auto predicts a patched network's latency with "
+                             "it), on networks of the space "
+                             "at its largest width and resolution, whole and with their first stage on patches; "
+                             "validate: measure each network with its first stage on SIDE x SIDE patches (default 3) "
+                             "against the table's prediction with patches")
     parser.add_argument("--jobs", "-j", type=int, default=None,
                         help="QEMU instances measuring at once (default: one per core); 1 on a physical board")
     add_store_argument(parser)
@@ -51,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
                       f"({jobs} at once); table {path}", flush=True)
             report = build_table(board, space, table, path, store=store, jobs=jobs,
                                  progress=None if args.json else ProgressBar(len(missing), "lut build").advance)
+            say = (lambda line: None) if args.json else print
+            costs = measure_patches(board, space, table, path, store, jobs, say) if args.patches is not None else []
             summary = {"table": str(path), "board": board.name, "key": table.key.to_json(),
                        "space": space.name, "keys": report.total_keys, "measured": report.measured,
-                       "unit": table.unit, "store": str(store.path)}
+                       "unit": table.unit, "store": str(store.path), "patch_cost": table.patch_cost.get(space.name),
+                       "patch_cost_pairs": [asdict(c) for c in costs]}
             if args.json:
                 print(json.dumps(summary, indent=2))
             else:
@@ -63,13 +75,29 @@ def run(args: argparse.Namespace) -> int:
         if args.samples < 3:
             raise LabError("--samples must be at least 3 (the MACs-linear baseline is fitted to all networks but "
                            "the one it predicts, and a line needs two)")
+        patches = None
+        if args.patches is not None:
+            from nas.overhead import board_overhead
+
+            side = args.patches or 3
+            if side < 2:
+                raise LabError(f"--patches {side}: a grid of at least 2 x 2 patches")
+            if space.name not in table.patch_cost:
+                raise LabError(f"the table {path} has no patch cost for {space.name}: run 'tinylab lut build "
+                               f"--board {board.name} --space {args.space} --patches' first")
+            overhead, _ = board_overhead(board, space, patches=True)
+            patches = (side, overhead.patch_code_bytes)
         if not args.json:
-            print(f"measuring {args.samples} random networks of {space.name} on {board.name} ({jobs} at once)", flush=True)
+            how = f", each with its first stage on {patches[0]}x{patches[0]} patches" if patches else ""
+            print(f"measuring {args.samples} random networks of {space.name} on {board.name}{how} ({jobs} at once)",
+                  flush=True)
         result = validate_table(board, space, table, args.samples, seed=args.seed, store=store, jobs=jobs,
-                                progress=None if args.json else ProgressBar(args.samples, "lut validate").advance)
+                                progress=None if args.json else ProgressBar(args.samples, "lut validate").advance,
+                                patches=patches)
         stored = str(store.path)
     if args.json:
-        print(json.dumps({"board": board.name, "space": space.name, "unit": result.unit, "lut": result.lut,
+        print(json.dumps({"board": board.name, "space": space.name, "patches": args.patches, "unit": result.unit,
+                          "lut": result.lut,
                           "macs_linear": result.macs_linear, "macs_fit": result.fit, "flash": result.flash,
                           "samples": result.samples, "store": stored}, indent=2))
         return 0
@@ -84,6 +112,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"flash (the table's code sizes + constants, against the image less int16 weight copies): MAPE "
           f"{f['mape']:.2f} %, {f['within_5pct']:.0f} % of the networks within ±5 %")
     return 0
+
+
+def measure_patches(board: BoardSpec, space, table, path, store, jobs: int, say) -> list:
+    """Measure the table's patch cost (nas.measure.measure_patch_cost), saying each pair's figure."""
+    from nas.measure import PATCH_COST_GRIDS, PATCH_COST_NETWORKS, measure_patch_cost
+
+    say(f"measuring what patches cost on {board.name}: {PATCH_COST_NETWORKS} networks of {space.name}, whole and "
+        f"on {', '.join(f'{g}x{g}' for g in PATCH_COST_GRIDS)} patches of their first stage ({jobs} at once)")
+    costs = measure_patch_cost(board, space, table, path, store=store, jobs=jobs)
+    for c in costs:
+        say(f"  {c.network} at {c.grid}: {c.patched:,.0f} against {c.whole:,.0f} whole, halo {c.halo:,.0f} (the "
+            f"table's layers), {c.patch_ops} patch ops: {c.own:,.0f} {table.unit} beyond the halo")
+    base, per_op = table.patch_cost[space.name]
+    say(f"patches on {space.name} cost {base:,.0f} + {per_op:,.0f} {table.unit} per patch op beyond their halo "
+        "(least squares)")
+    return costs
 
 
 def measuring_jobs(requested: int | None, board: BoardSpec) -> int:

@@ -71,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "nas-space-BOARD-SPACE.png)")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="processes sampling at once (default: one per core)")
     parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")
+    parser.add_argument("--patches", choices=("off", "auto"), default="off",
+                        help="auto: a network whose whole-tensor arena is over the SRAM budget may run its first ops "
+                             "patch by patch (MCUNetV2), when a plan fits with at most 15%% more compute (estimated); "
+                             "its peak, latency and flash are those of the plan, and it is deployed with it "
+                             "(default: off)")
     add_train_arguments(parser)
     add_search_arguments(parser)
     add_deploy_arguments(parser)
@@ -130,16 +135,22 @@ def space_grid(args: argparse.Namespace, say) -> GridRun:
     if jobs < 1:
         raise LabError(f"--jobs must be at least 1, not {jobs}")
 
-    overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"), refresh=args.remeasure)
+    patches = args.patches == "auto"
+    overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"), refresh=args.remeasure,
+                                        patches=patches)
     say(f"{board.name} overhead ({'measured now' if measured else 'measured before, from the cache'}, key "
         f"{overhead.key}): SRAM {overhead.sram_bytes:,} B beyond the arena (stack {overhead.stack_bytes:,} B); "
         f"code and harness {overhead.code_base_bytes:,} B + {overhead.code_per_op_bytes:,.0f} B per layer")
     grid = space.grid
+    patch_limit = args.sram - overhead.sram_bytes if patches else None
+    if patches:
+        say(f"patches allowed: a network whose arena is over {patch_limit:,} B may fit with a patch plan (code "
+            f"{overhead.patch_code_base_bytes:,} B + {overhead.patch_code_per_op_bytes:,.1f} B per patch op)")
     say(f"sampling {args.samples} networks at each of {len(grid)} (W, R) of {space.name} ({jobs} processes)")
     bar = None if args.json else ProgressBar(len(grid), "nas space")
     started = time.monotonic()
     points = []
-    for sample in sample_grid(space, args.samples, args.seed, jobs):
+    for sample in sample_grid(space, args.samples, args.seed, jobs, patch_limit):
         point = summarise(sample, overhead, budget)
         points.append(point)
         if bar is not None:
@@ -169,7 +180,7 @@ def run_space(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "board": board.name, "space": space.name, "samples": args.samples, "seed": args.seed,
-            "min_fit": args.min_fit, "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes},
+            "min_fit": args.min_fit, "patches": args.patches, "budget": {"sram_bytes": budget.sram_bytes, "flash_bytes": budget.flash_bytes},
             "overhead": {k: v for k, v in overhead.to_json().items()}, "overhead_measured_now": measured,
             "grid": [p.to_json() for p in points],
             "choice": None if chosen is None else {"width": chosen.width, "resolution": chosen.resolution,
@@ -180,7 +191,7 @@ def run_space(args: argparse.Namespace) -> int:
                        "jobs": jobs},
         }, indent=2))
     else:
-        print_table(points, chosen)
+        print_table(points, chosen, args.patches == "auto")
         print(f"{total:,} networks in {seconds:.1f} s ({total / seconds:,.0f} per second, {jobs} processes); "
               f"figure {figure}")
         if chosen is not None:
@@ -201,13 +212,19 @@ def check_budget(budget, board) -> None:
         raise LabError(f"--flash {budget.flash_bytes:,} B is more than {board.name}'s flash ({board.flash_bytes:,} B)")
 
 
-def print_table(points, chosen) -> None:
+def print_table(points, chosen, patches: bool = False) -> None:
+    """The grid: each (W, R)'s share of fitting networks (with patches: and of those, how many need
+    them), their mean MACs, and the peak SRAM (with patches: the plan's) and flash of all."""
     from nas.space_opt import PERCENTILES
 
     heads = " ".join(f"{'SRAM p' + str(p) if p < 100 else 'SRAM max':>10}" for p in PERCENTILES)
-    print(f"{'W':>4} {'R':>3} {'fit':>6} {'MMACs fit':>9} {heads} {'flash p50':>10}")
+    patched_head = f" {'patched':>7}" if patches else ""
+    print(f"{'W':>4} {'R':>3} {'fit':>6}{patched_head} {'MMACs fit':>9} {heads} {'flash p50':>10}")
     for p in points:
         mark = "  <- chosen" if chosen is not None and (p.width, p.resolution) == (chosen.width, chosen.resolution) else ""
         sram = " ".join(f"{p.peak_sram[q]:>10,}" for q in PERCENTILES)
         macs = f"{p.mean_macs / 1e6:>9.2f}" if p.fitting else f"{'-':>9}"
-        print(f"{p.width:>4g} {p.resolution:>3} {p.fit_share:>6.1%} {macs} {sram} {p.flash[50]:>10,}{mark}")
+        patched = f" {p.patched:>7}" if patches else ""
+        print(f"{p.width:>4g} {p.resolution:>3} {p.fit_share:>6.1%}{patched} {macs} {sram} {p.flash[50]:>10,}{mark}")
+    if patches:
+        print("patched: fitting networks that fit only with a patch plan (SRAM columns: the plan's peak where one is used)")

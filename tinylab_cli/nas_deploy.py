@@ -70,9 +70,10 @@ def run_deploy(args: argparse.Namespace) -> int:
     arch.check(space.stages)  # an ArchError names what does not fit
     width, resolution = train_config.width, train_config.resolution
     say(f"supernet {path}: {space.name} at W={width:g}, R={resolution} on {data.name}; deploying {arch}")
-    overhead, _ = board_overhead(board, space, progress=lambda line: say(f"  {line}"))
+    patches = args.patches == "auto"
+    overhead, _ = board_overhead(board, space, progress=lambda line: say(f"  {line}"), patches=patches)
     table, _, _ = latency_table(board, space.at(width, resolution), args, say)
-    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table)
+    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table, patches=patches)
     result = deploy(net, arch, data, train_config, board, constraints, finetune_epochs=args.finetune_epochs,
                     target_images=args.target_images, test_images=args.test_images or None, progress=say)
     budget = {"sram_bytes": args.sram, "flash_bytes": args.flash}
@@ -91,7 +92,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     ratio = report["latency_ratio"]
     print(f"{arch} on {board.name}:")
     print(f"  peak SRAM {m['peak_sram_bytes']:,} B measured, {p['peak_sram_bytes']:,} B predicted "
-          f"(budget {args.sram:,} B)")
+          f"(budget {args.sram:,} B)" + (f"; patches {m['patches']}" if m["patches"] != "off" else ""))
     print(f"  flash     {m['flash_bytes']:,} B measured, {p['flash_bytes']:,} B predicted (budget {args.flash:,} B)")
     print(f"  latency   {m['latency']:,.0f} {m['latency_unit']} measured, {p['latency']:,.0f} predicted "
           f"({(ratio - 1) * 100:+.2f}%)")

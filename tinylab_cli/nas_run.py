@@ -114,11 +114,12 @@ def run_nas(args: argparse.Namespace) -> int:
         width, resolution = grid.chosen.width, grid.chosen.resolution
         say(f"chose W={width:g}, R={resolution}: {grid.chosen.fit_share:.0%} of its networks fit, mean "
             f"{grid.chosen.mean_macs / 1e6:.2f} MMACs")
-    overhead, _ = board_overhead(board, space)
+    patches = args.patches == "auto"
+    overhead, _ = board_overhead(board, space, patches=patches)
     with steps.step("latency_table", f"2/6 latency table of {board.name} at W={width:g}, R={resolution}"):
         table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
         say(f"{table_path}: {table_measured} entries measured now, in {table.unit}")
-    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table)
+    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table, patches=patches)
     latency = args.latency
     if latency == "median":
         latency = median_latency(constraints, budget.samples, args.seed)
@@ -144,7 +145,7 @@ def run_nas(args: argparse.Namespace) -> int:
         stored["rows"] += len(rows)
 
     budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
-                   "latency_unit": table.unit if latency is not None else None}
+                   "latency_unit": table.unit if latency is not None else None, "patches": args.patches}
     context = {"width": width, "resolution": resolution, "dataset": args.dataset, "space": space.name,
                "budget": budget_json, "work_budget": budget.name, "seed": args.seed}
     with steps.step("search", f"4/6 evolution (population {budget.population}, {budget.generations} generations) "
@@ -329,7 +330,8 @@ def print_summary(report: dict) -> None:
     b = report["budget"]
     unit = report["latency_table"]["unit"]
     print(f"\nbudgets: SRAM {b['sram_bytes']:,} B, flash {b['flash_bytes']:,} B, latency "
-          f"{'none' if b['latency'] is None else format(b['latency'], ',.0f') + ' ' + unit}")
+          f"{'none' if b['latency'] is None else format(b['latency'], ',.0f') + ' ' + unit}"
+          + ("; patches allowed (the uniform baseline stays whole)" if b.get("patches") == "auto" else ""))
     rows = [("evolution (winner)", report["winner"])] + [(x["name"], x) for x in report["baselines"]]
     print(f"{'network':<52} {'int8 acc':>8} {'float':>7} {'peak SRAM':>10} {'flash':>9} {'latency':>13} "
           f"{'pred.':>6} {'TFLM':>5}")
@@ -339,7 +341,8 @@ def print_summary(report: dict) -> None:
         print(f"{name[:52]:<52} {x['int8_accuracy']:8.2%} {x['float_accuracy']:7.2%} {m['peak_sram_bytes']:>10,} "
               f"{m['flash_bytes']:>9,} {m['latency']:>13,.0f} {'' if ratio is None else format((ratio - 1) * 100, '+.1f') + '%':>6} "
               f"{'yes' if x['matches_reference'] else 'NO':>5}")
-        print(f"  {x['architecture']}")
+        patches = m.get("patches", "off")
+        print(f"  {x['architecture']}" + (f"  (patches {patches})" if patches != "off" else ""))
     print(f"latency in {unit}; 'pred.' is measured against the table's prediction; accuracies on "
           f"{report['winner']['test_images']:,} test images")
     t = report["timing"]

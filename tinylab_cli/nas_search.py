@@ -59,14 +59,16 @@ def run_search(args: argparse.Namespace) -> int:
     say(f"supernet {path}: {space.name} at W={width:g}, R={resolution}, {train_config.epochs} epochs on "
         f"{data.name}")
     started = time.monotonic()
-    overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"))
+    patches = args.patches == "auto"
+    overhead, measured = board_overhead(board, space, progress=lambda line: say(f"  {line}"), patches=patches)
     say(f"{board.name} overhead ({'measured now' if measured else 'from the cache'}): SRAM {overhead.sram_bytes:,} B "
         f"beyond the arena; code and harness {overhead.code_base_bytes:,} B + {overhead.code_per_op_bytes:,.0f} B "
         f"per layer")
     table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
     setup_seconds = time.monotonic() - started
     say(f"latency table {table_path} ({table_measured} entries measured now), in {table.unit}")
-    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, args.latency, table)
+    constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, args.latency, table,
+                              patches=patches)
     data = validation_subset(data, args.val_images or None, args.seed)
     fitness = SupernetFitness(net, data, train_config)
     say(f"searching under {constraints.describe()}: population {config.population}, {config.generations} "
@@ -82,7 +84,7 @@ def run_search(args: argparse.Namespace) -> int:
         "dataset": data.name, "validation_images": len(data.validation), "seed": args.seed,
         "population": config.population, "generations": config.generations,
         "budget": {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": args.latency,
-                   "latency_unit": table.unit},
+                   "latency_unit": table.unit}, "patches": args.patches,
         "latency_table": {"path": str(table_path), "measured_now": table_measured},
         "evolution": evolution.to_json(), "random": control.to_json(),
         "timing": {"setup_seconds": round(setup_seconds, 2), "evolution_seconds": round(evolution.seconds, 2),
@@ -100,7 +102,8 @@ def run_search(args: argparse.Namespace) -> int:
               f"({sum(result.rejected.values())} rejected: " + ", ".join(f"{k} {v}" for k, v in result.rejected.items())
               + f"): {result.best}")
         print(f"{'':<9} predicted peak SRAM {f.peak_sram_bytes:,} B, flash {f.flash_bytes:,} B, latency "
-              f"{f.latency:,.0f} {f.latency_unit}, {f.macs / 1e6:.2f} MMACs")
+              f"{f.latency:,.0f} {f.latency_unit}, {f.macs / 1e6:.2f} MMACs"
+              + (f", with patches {f.patches}" if f.patches else ""))
     t = report["timing"]
     print(f"set-up {t['setup_seconds']:.1f} s (overhead, latency table); evolution {t['evolution_seconds']:.1f} s "
           f"({t['seconds_per_generation']:.2f} s per generation), random search {t['random_seconds']:.1f} s; "
@@ -138,21 +141,28 @@ def supernet_of(args: argparse.Namespace, say, action: str):
 
 
 def latency_table(board, space, args: argparse.Namespace, say):
-    """The board's latency table, completed with the keys of `space` that it lacks (on QEMU or the board)."""
+    """The board's latency table, completed with the keys of `space` that it lacks (on QEMU or the
+    board), and with `--patches auto`, with the cost of a patch op measured on networks of `space`."""
     from hil.store.results import open_store
     from nas.lut import open_table
     from nas.lutkey import current_key
     from nas.measure import build_table, missing_keys
-    from tinylab_cli.lut import measuring_jobs
+    from tinylab_cli.lut import measure_patches, measuring_jobs
 
     table, path = open_table(None, current_key(board))
     missing = missing_keys(space, table)
-    if not missing:
+    patch_cost = getattr(args, "patches", "off") == "auto" and space.name not in table.patch_cost
+    if not missing and not patch_cost:
         return table, path, 0
     jobs = measuring_jobs(args.jobs, board)
-    say(f"measuring {len(missing)} latency table entries on {board.name} ({jobs} at once)")
-    bar = None if args.json else ProgressBar(len(missing), "lut build")
+    measured = 0
     with open_store(getattr(args, "store", None)) as store:
-        report = build_table(board, space, table, path, store=store, jobs=jobs,
-                             progress=None if bar is None else bar.advance)
-    return table, path, len(report.measured)
+        if missing:
+            say(f"measuring {len(missing)} latency table entries on {board.name} ({jobs} at once)")
+            bar = None if args.json else ProgressBar(len(missing), "lut build")
+            measured += len(build_table(board, space, table, path, store=store, jobs=jobs,
+                                        progress=None if bar is None else bar.advance).measured)
+        if patch_cost:
+            measure_patches(board, space, table, path, store, jobs, say)
+            measured += 1
+    return table, path, measured

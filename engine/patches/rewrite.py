@@ -107,7 +107,7 @@ def prologue_length(graph: Graph) -> int:
     return count
 
 
-def _stages(graph: Graph) -> list[tuple[int, int]]:
+def stage_ends(graph: Graph) -> list[tuple[int, int]]:
     """(N, stage output tensor) for every source-op count N that is a stage able to run by patches."""
     found = []
     for length in range(1, len(graph.ops) + 1):
@@ -122,13 +122,13 @@ def _stages(graph: Graph) -> list[tuple[int, int]]:
 
 def split_points(graph: Graph) -> list[int]:
     """Every source-op count N for which `PxQ@N` is a stage that can run by patches (PAD folded)."""
-    return [point for point, _ in _stages(graph)]
+    return [point for point, _ in stage_ends(graph)]
 
 
 def first_stage(graph: Graph) -> int | None:
     """The split of the network's first stage: the deepest split point whose output has the
     height and width of the first one's (None: no stage can run by patches)."""
-    stages = _stages(graph)
+    stages = stage_ends(graph)
     if not stages:
         return None
     size = graph.tensors[stages[0][1]].shape[1:3]

@@ -60,7 +60,7 @@ RERUN_HINTS = {
     "tflm": "bench it here with a TFLM library (--tflm-dir or TINYLAB_TFLM_DIR)",
     "tflm-cmsis-nn": "bench it here with a TFLM library with CMSIS-NN (--tflm-dir or TINYLAB_TFLM_DIR)",
 }
-LUT_METRICS = frozenset({"layer_latency", "overhead_latency", "latency_predicted"})
+LUT_METRICS = frozenset({"layer_latency", "overhead_latency", "latency_predicted", "patch_op_latency", "patch_base_latency"})
 TREND_METRICS = ("latency", "mlperf_latency", "peak_sram", "flash", "arena_planned", "stack_high_water")
 
 
