@@ -14,6 +14,7 @@ from engine.codegen.kernel_sets import kernel_scratch
 from engine.fold import fold_pad
 from engine.ir import Graph
 from engine.ops.elementwise import ADD_TABLE_MIN_ELEMENTS
+from engine.memory_plan import MemoryPlan
 from engine.planner import plan_memory
 from engine.torch_models import TinyMobileNetConfig
 from nas.layers import network_macs
@@ -37,8 +38,12 @@ class Footprint:
 
 def planned_arena(graph: Graph, kernels: str = LUT_KERNELS) -> int:
     """The arena `engine.compiler.compile_graph` plans for `graph` (PAD folded, kernels' scratch, overlaps)."""
-    graph = fold_pad(graph)
-    return plan_memory(graph, kernel_scratch(graph, kernels), overlap=True).arena_bytes
+    return memory_plan(fold_pad(graph), kernels).arena_bytes
+
+
+def memory_plan(graph: Graph, kernels: str = LUT_KERNELS) -> MemoryPlan:
+    """The plan `engine.compiler.compile_graph` makes for `graph` once rewritten (PAD folded, patches)."""
+    return plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
 
 
 def constant_bytes(graph: Graph) -> int:

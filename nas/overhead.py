@@ -95,8 +95,7 @@ def measure_overhead(board: BoardSpec, space: SearchSpace, progress=None) -> Boa
     for label, config in zip(("smallest", "deepest"), reference_networks(space)):
         run: ModelRun = measure_network(board, config, f"nas-overhead:{space.name}:{label}", seed=7)
         graph = network_graph(config)
-        parts = run.flash_parts
-        code = (parts.code + parts.lab) if parts is not None else run.flash - run.weights_bytes
+        code = code_and_harness(run)
         rows.append({"network": label, "ops": len(graph.ops), "arena_planned_bytes": run.arena_planned,
                      "peak_sram_bytes": run.peak_sram, "stack_high_water_bytes": run.stack_high_water,
                      "model_static_bytes": run.model_static_ram, "flash_bytes": run.flash,
@@ -125,30 +124,28 @@ def measure_patch_code(board: BoardSpec, space: SearchSpace, overhead: BoardOver
     """`overhead` with the patch code measured: the deepest reference network on each of
     PATCH_CODE_GRIDS, its code less the whole network's (measured with `overhead`), as a line in
     the patch ops."""
-    from engine.fold import fold_pad
-    from engine.patches.rewrite import PatchGrid, first_stage, patch_graph
-    from nas.measure import measure_network
+    from nas.measure import first_stage_grids, measure_network
+    from nas.patching import grid_plan
 
     config = reference_networks(space)[1]
     whole = next(r for r in overhead.measured if r["network"] == "deepest")["code_and_harness_bytes"]
-    graph = fold_pad(network_graph(config))
-    split = first_stage(graph)
-    if split is None:
-        raise LabError(f"the deepest network of {space.name} has no stage that runs by patches: "
-                       "no patch code to measure")
     points = []
-    for side in PATCH_CODE_GRIDS:
-        grid = PatchGrid(side, side, split)
+    for grid in first_stage_grids(config, PATCH_CODE_GRIDS, f"the deepest network of {space.name}"):
         run = measure_network(board, config, f"nas-overhead:{space.name}:deepest@{grid}", seed=7, patches=grid)
-        parts = run.flash_parts
-        code = (parts.code + parts.lab) if parts is not None else run.flash - run.weights_bytes
-        points.append((patch_graph(graph, grid).patch_ops, code - whole))
+        code = code_and_harness(run)
+        points.append((grid_plan(config, grid).patch_ops, code - whole))
         if progress is not None:
             progress(f"deepest network at {grid} patches ({points[-1][0]} patch ops): code +{code - whole:,} B")
     (ops_a, code_a), (ops_b, code_b) = points
     slope = (code_b - code_a) / (ops_b - ops_a)
     return replace(overhead, patch_code_base_bytes=int(round(code_a - slope * ops_a)),
                    patch_code_per_op_bytes=round(slope, 2))
+
+
+def code_and_harness(run: ModelRun) -> int:
+    """A run's flash less its int8 weights: the generated code, the kernel library and the harness."""
+    parts = run.flash_parts
+    return (parts.code + parts.lab) if parts is not None else run.flash - run.weights_bytes
 
 
 def board_overhead(board: BoardSpec, space: SearchSpace, progress=None, refresh: bool = False,

@@ -19,15 +19,14 @@ import heapq
 import re
 from dataclasses import dataclass
 
-from engine.codegen.kernel_sets import kernel_scratch
 from engine.errors import UnsupportedOpError
 from engine.fold import fold_pad
 from engine.ir import Graph
 from engine.patches.choose import AUTO_MAX_EXTRA, GRID_SIDES, extra_macs
 from engine.patches.regions import graph_macs, macs
 from engine.patches.rewrite import PatchedGraph, PatchGrid, patch_graph, stage_ends, stage_length
-from engine.planner import plan_memory
 from engine.torch_models import TinyMobileNetConfig
+from nas.footprint import memory_plan
 from nas.layers import network_layers
 from nas.lut import LatencyTable, LutError
 from nas.lutkey import LUT_KERNELS
@@ -53,18 +52,13 @@ class SearchPatchPlan:
         return extra_macs(self.halo_macs, self.patch_ops) / self.model_macs if self.model_macs else 0.0
 
 
-def arena_of(graph: Graph, kernels: str = LUT_KERNELS):
-    """The memory plan engine.compiler.compile_graph gives `graph` (already rewritten)."""
-    return plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
-
-
 def plan_patches(config: TinyMobileNetConfig, limit: int, max_extra: float = AUTO_MAX_EXTRA,
                  kernels: str = LUT_KERNELS) -> SearchPatchPlan | None:
     """The plan with the least estimated extra compute (at most `max_extra`) whose arena is at
     most `limit` bytes; None when none is."""
     graph = fold_pad(network_graph(config))
     total = graph_macs(graph)
-    whole_steps = arena_of(graph, kernels).steps
+    whole_steps = memory_plan(graph, kernels).steps
     input_bytes = graph.tensors[graph.inputs[0]].nbytes
     # Best first: each split's coarsest grid, then, as a grid does not fit, the next finer one of
     # its split (finer grids of a split recompute more), so the first that fits has the least extra.
@@ -75,7 +69,7 @@ def plan_patches(config: TinyMobileNetConfig, limit: int, max_extra: float = AUT
             _push(frontier, graph, split, 0, total * max_extra)
     while frontier:
         _, _, patched, side_index = heapq.heappop(frontier)
-        plan = arena_of(patched.graph, kernels)
+        plan = memory_plan(patched.graph, kernels)
         if plan.arena_bytes <= limit:
             return _plan(graph, patched, plan.arena_bytes, total)
         _push(frontier, graph, patched.grid.split, side_index + 1, total * max_extra)
@@ -86,7 +80,7 @@ def grid_plan(config: TinyMobileNetConfig, grid: PatchGrid, kernels: str = LUT_K
     """A network's figures on a given grid (UnsupportedOpError when its ops cannot run so)."""
     graph = fold_pad(network_graph(config))
     patched = patch_graph(graph, grid)
-    return _plan(graph, patched, arena_of(patched.graph, kernels).arena_bytes, graph_macs(graph))
+    return _plan(graph, patched, memory_plan(patched.graph, kernels).arena_bytes, graph_macs(graph))
 
 
 def _plan(graph: Graph, patched: PatchedGraph, arena: int, total: int) -> SearchPatchPlan:
