@@ -12,9 +12,10 @@ from __future__ import annotations
 import random
 import statistics
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from nas.arch import Arch, sample_arch
-from nas.footprint import footprint
+from nas.footprint import footprint, shape_plan
 from nas.lut import LatencyTable
 from nas.overhead import BoardOverhead
 from nas.patching import patch_latency, plan_patches
@@ -59,6 +60,11 @@ class Constraints:
         if self.latency is not None and self.table is None:
             raise SpaceError("a latency budget needs the board's latency table")
 
+    @cached_property
+    def space_name(self) -> str:
+        """The name of the space at this (W, R), under which the table keeps its patch cost."""
+        return self.space.at(self.width, self.resolution).name
+
     @property
     def unit(self) -> str | None:
         return self.table.unit if self.table is not None else None
@@ -69,10 +75,11 @@ class Constraints:
         found = self._cache.get(arch)
         if found is None:
             config = self.space.network(arch, self.width, self.resolution)
-            fp = footprint(config)
+            shaped = shape_plan(config)
+            fp = footprint(config, shaped)
             arena, plan = fp.arena_bytes, None
             if self.patches and arena + self.overhead.sram_bytes > self.sram_bytes:
-                plan = plan_patches(config, self.sram_bytes - self.overhead.sram_bytes)
+                plan = plan_patches(config, self.sram_bytes - self.overhead.sram_bytes, shaped=shaped)
                 arena = arena if plan is None else plan.arena_bytes
             if self.table is None:
                 latency, flash = None, self.overhead.flash_bytes(fp.constant_bytes, fp.ops)
@@ -83,8 +90,7 @@ class Constraints:
                 latency = predict_checked(self.table, config)
                 flash = predict_flash(self.table, config, fp.constant_bytes)
                 if plan is not None:
-                    latency += patch_latency(self.table, self.space.at(self.width, self.resolution).name, config,
-                                             plan)
+                    latency += patch_latency(self.table, self.space_name, config, plan)
             if plan is not None:
                 flash += self.overhead.patch_code_bytes(plan.patch_ops)
             found = self._cache[arch] = Figures(

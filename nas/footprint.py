@@ -36,11 +36,6 @@ class Footprint:
     macs: int
 
 
-def planned_arena(graph: Graph, kernels: str = LUT_KERNELS) -> int:
-    """The arena `engine.compiler.compile_graph` plans for `graph` (PAD folded, kernels' scratch, overlaps)."""
-    return memory_plan(fold_pad(graph), kernels).arena_bytes
-
-
 def memory_plan(graph: Graph, kernels: str = LUT_KERNELS) -> MemoryPlan:
     """The plan `engine.compiler.compile_graph` makes for `graph` once rewritten (PAD folded, patches)."""
     return plan_memory(graph, kernel_scratch(graph, kernels), overlap=True)
@@ -67,7 +62,14 @@ def constant_bytes(graph: Graph) -> int:
     return total
 
 
-def footprint(config: TinyMobileNetConfig) -> Footprint:
-    graph = network_graph(config)
-    return Footprint(arena_bytes=planned_arena(graph), constant_bytes=constant_bytes(graph), ops=len(graph.ops),
+def shape_plan(config: TinyMobileNetConfig) -> tuple[Graph, MemoryPlan]:
+    """A network's shape graph, PAD folded (it has none: the same ops), and the plan the compiler gives it."""
+    graph = fold_pad(network_graph(config))
+    return graph, memory_plan(graph)
+
+
+def footprint(config: TinyMobileNetConfig, shaped: tuple[Graph, MemoryPlan] | None = None) -> Footprint:
+    """The network's footprint; `shaped`: its `shape_plan`, where the caller has it already."""
+    graph, plan = shaped or shape_plan(config)
+    return Footprint(arena_bytes=plan.arena_bytes, constant_bytes=constant_bytes(graph), ops=len(graph.ops),
                      macs=network_macs(config))

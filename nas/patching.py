@@ -26,10 +26,10 @@ from engine.patches.choose import AUTO_MAX_EXTRA, GRID_SIDES, extra_macs
 from engine.patches.regions import graph_macs, macs
 from engine.patches.rewrite import PatchedGraph, PatchGrid, patch_graph, stage_ends, stage_length
 from engine.torch_models import TinyMobileNetConfig
-from nas.footprint import memory_plan
+from engine.memory_plan import MemoryPlan
+from nas.footprint import memory_plan, shape_plan
 from nas.layers import network_layers
 from nas.lut import LatencyTable, LutError
-from nas.lutkey import LUT_KERNELS
 from nas.shapegraph import network_graph
 
 PATCH_OP_KINDS = ("PATCH_CROP", "PATCH_PASTE")
@@ -53,12 +53,13 @@ class SearchPatchPlan:
 
 
 def plan_patches(config: TinyMobileNetConfig, limit: int, max_extra: float = AUTO_MAX_EXTRA,
-                 kernels: str = LUT_KERNELS) -> SearchPatchPlan | None:
+                 shaped: tuple[Graph, MemoryPlan] | None = None) -> SearchPatchPlan | None:
     """The plan with the least estimated extra compute (at most `max_extra`) whose arena is at
-    most `limit` bytes; None when none is."""
-    graph = fold_pad(network_graph(config))
+    most `limit` bytes; None when none is. `shaped`: the network's nas.footprint.shape_plan, where
+    the caller has it already."""
+    graph, whole = shaped or shape_plan(config)
     total = graph_macs(graph)
-    whole_steps = memory_plan(graph, kernels).steps
+    whole_steps = whole.steps
     input_bytes = graph.tensors[graph.inputs[0]].nbytes
     # Best first: each split's coarsest grid, then, as a grid does not fit, the next finer one of
     # its split (finer grids of a split recompute more), so the first that fits has the least extra.
@@ -69,18 +70,18 @@ def plan_patches(config: TinyMobileNetConfig, limit: int, max_extra: float = AUT
             _push(frontier, graph, split, 0, total * max_extra)
     while frontier:
         _, _, patched, side_index = heapq.heappop(frontier)
-        plan = memory_plan(patched.graph, kernels)
+        plan = memory_plan(patched.graph)
         if plan.arena_bytes <= limit:
             return _plan(graph, patched, plan.arena_bytes, total)
         _push(frontier, graph, patched.grid.split, side_index + 1, total * max_extra)
     return None
 
 
-def grid_plan(config: TinyMobileNetConfig, grid: PatchGrid, kernels: str = LUT_KERNELS) -> SearchPatchPlan:
+def grid_plan(config: TinyMobileNetConfig, grid: PatchGrid) -> SearchPatchPlan:
     """A network's figures on a given grid (UnsupportedOpError when its ops cannot run so)."""
     graph = fold_pad(network_graph(config))
     patched = patch_graph(graph, grid)
-    return _plan(graph, patched, memory_plan(patched.graph, kernels).arena_bytes, graph_macs(graph))
+    return _plan(graph, patched, memory_plan(patched.graph).arena_bytes, graph_macs(graph))
 
 
 def _plan(graph: Graph, patched: PatchedGraph, arena: int, total: int) -> SearchPatchPlan:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nas.footprint import footprint
+from nas.footprint import footprint, shape_plan
 from nas.overhead import BoardOverhead
 from nas.space import SearchSpace, SpaceError
 
@@ -87,14 +87,17 @@ def sample_point(space: SearchSpace, width: float, resolution: int, samples: int
     from nas.patching import plan_patches
 
     rng = random.Random(point_seed(seed, width, resolution))
-    configs = [space.sample(rng, width=width, resolution=resolution) for _ in range(samples)]
-    found = [footprint(config) for config in configs]
+    found, plans = [], []
+    for _ in range(samples):
+        config = space.sample(rng, width=width, resolution=resolution)
+        shaped = shape_plan(config)
+        found.append(footprint(config, shaped))
+        over = patch_limit is not None and found[-1].arena_bytes > patch_limit
+        plans.append(plan_patches(config, patch_limit, shaped=shaped) if over else None)
     sample = GridSample(width, resolution, np.array([f.arena_bytes for f in found], np.int64),
                         np.array([f.constant_bytes for f in found], np.int64), np.array([f.ops for f in found], np.int64),
                         np.array([f.macs for f in found], np.int64))
     if patch_limit is not None:
-        plans = [plan_patches(config, patch_limit) if f.arena_bytes > patch_limit else None
-                 for config, f in zip(configs, found)]
         sample.patched_arena = np.array([-1 if p is None else p.arena_bytes for p in plans], np.int64)
         sample.patch_ops = np.array([-1 if p is None else p.patch_ops for p in plans], np.int64)
     return sample
