@@ -120,9 +120,8 @@ def test_an_mlperf_client_drives_the_served_firmware():
         started = json.loads(server.stdout.readline())
         qemu_pid = started["qemu_pid"]
         assert started["port"] == port
+        assert "m-init-done" in started["banner"]  # serve read the boot banner itself
         client = MlperfClient(port)
-        banner = client.until_ready()  # the firmware boots when the first client connects
-        assert "m-init-done" in banner and "m-timestamp-mode-performance" in banner
         name = client.send("name")
         assert any(re.match(r"^m-name-dut-\[[^]]+\]$", line) for line in name)
         assert "m-load-done" in client.load(value.tobytes())

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "mlperf": "hil.commands.mlperf",
     "build": "hil.commands.build",
     "serve": "hil.commands.serve",
+    "mlperf-runner": "hil.commands.mlperf_runner",
+    "mlperf-dataset": "hil.commands.mlperf_dataset",
     "lut": "tinylab_cli.lut",
     "nas": "tinylab_cli.nas",
     "nightly": "hil.commands.nightly",

@@ -10,6 +10,7 @@ from hil.firmware_build.firmware import Firmware
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.errors import LabError
 from hil.experiments.modelrun import build_model_firmware
+from hil.experiments.mlperf_ids import KNOWN_MODEL_IDS, MLPERF_MODELS, infer_model_id, input_wire_for
 from hil.experiments.models import DEFAULT_MODEL, ModelSource, resolve_model
 from hil.targets.boards import load_board
 from hil.targets.boardspec import BoardSpec
@@ -22,18 +23,30 @@ EXAMPLES = """\
 
 
 def add_model_id_argument(parser: argparse.ArgumentParser) -> None:
+    known = ", ".join(f"{name} is {mid}" for name, mid in KNOWN_MODEL_IDS.items())
     parser.add_argument("--model-id", metavar="NAME",
                         help="the model name the firmware reports (profile%%: m-model-[NAME]); the MLPerf Tiny "
-                        "runner picks its test by it: kws01, ic01, vww01, ad01 (default: the model's name)")
+                        f"runner picks its test by it. {', '.join(MLPERF_MODELS)} also convert the input as MLPerf "
+                        "Tiny's reference does (vww01/ic01: uint8 minus 128; ad01: float32 quantised on the device, "
+                        f"and one anomaly score). Default: the reference models' ids ({known}), else the model's name")
+
+
+def model_id_for(source: ModelSource, model_id: str | None) -> str:
+    """The id the firmware reports: `model_id`, else the reference model's MLPerf Tiny id, else
+    the model's name."""
+    name = model_id or infer_model_id(source.name) or source.name
+    if not name or any(c.isspace() or c in "%[]\"\\" for c in name):
+        raise LabError(f"model id {name!r}: use a name without spaces, quotes, brackets or '%'")
+    return name
 
 
 def build_model(board: BoardSpec, source: ModelSource, model_id: str | None = None,
                 optimize: str | None = None, flash_budget: int | None = None) -> Firmware:
-    """The model's firmware for the board, its workload named `model_id` (default: the model's name)."""
-    name = model_id or source.name
-    if not name or any(c.isspace() or c in "%[]\"\\" for c in name):
-        raise LabError(f"model id {name!r}: use a name without spaces, quotes, brackets or '%'")
-    return build_model_firmware(board, source, optimize, flash_budget=flash_budget, name=name).firmware
+    """The model's firmware for the board, its workload named by model_id_for, its input converted
+    as that id says (hil.experiments.mlperf_ids)."""
+    name = model_id_for(source, model_id)
+    return build_model_firmware(board, source, optimize, flash_budget=flash_budget, name=name,
+                                input_wire=input_wire_for(name, source.graph)).firmware
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         "model": source.name, "model_sha256": source.sha256, "board": board.name, "elf": str(out),
         "optimize": firmware.optimize, "text_bytes": size.text, "data_bytes": size.data, "bss_bytes": size.bss,
         "flash_bytes": size.flash, "static_ram_bytes": size.static_ram, "input_staged": firmware.input_staged,
+        "model_id": model_id_for(source, args.model_id), "input_conversion": firmware.input_wire.kind,
+        "anomaly_score": firmware.input_wire.anomaly_score,
     }
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from hil.commands.single_run import store_and_show
-from hil.experiments.mlperf import DEFAULT_WARMUP, EMULATED_WINDOW_S, HARDWARE_WINDOW_S, WINDOWS, run_mlperf
+from hil.commands.build import add_model_id_argument, model_id_for
+from hil.experiments.mlperf import DEFAULT_WARMUP, WINDOW_S, WINDOWS, run_mlperf
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
 from hil.store.location import add_store_argument
 from hil.targets.boards import load_board
@@ -32,12 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "performance input); without it, performance only, on pseudo-random data")
     parser.add_argument("--windows", type=int, default=WINDOWS, help=f"timed windows (default: {WINDOWS})")
     parser.add_argument("--window-s", type=float,
-                        help=f"shortest window, in seconds of the board's clock (default: {HARDWARE_WINDOW_S:g} "
-                        f"on hardware, as MLPerf Tiny asks; {EMULATED_WINDOW_S:g} of virtual time under QEMU)")
+                        help=f"shortest window, in seconds of the board's clock (default: {WINDOW_S:g}, as MLPerf "
+                        "Tiny asks; under QEMU, seconds of virtual time, 1 us = 1000 instructions, which take "
+                        "several times longer to run)")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                         help=f"warm-up inferences before each window (default: {DEFAULT_WARMUP})")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
+    add_model_id_argument(parser)
     add_store_argument(parser)
 
 
@@ -45,7 +48,8 @@ def print_run(summary: dict[str, object]) -> None:
     print(f"{summary['model']} on {summary['board']} ({summary['backend']}), MLPerf Tiny performance mode")
     print(f"  latency      {summary['latency']:,.0f} {summary['latency_unit']} per inference "
           f"(median of {summary['windows']} windows of {summary['inferences_per_window']} inferences, "
-          f"{summary['warmup']} warm-up)")
+          f"{summary['warmup']} warm-up; windows of at least {summary['window_s']:g} s of "
+          f"{'QEMU virtual time' if summary['window_time'] == 'virtual' else 'the board clock'})")
     print(f"  lap clock    {summary['lap_clock']}")
     if "accuracy" in summary:
         metric = "top-1" if summary["accuracy_metric"] == "top1" else "ROC AUC"
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     source = resolve_model(args.model)
     result = run_mlperf(board, source, args.inputs, windows=args.windows, window_s=args.window_s,
-                        warmup=args.warmup, optimize=args.optimize)
+                        warmup=args.warmup, optimize=args.optimize, model_id=model_id_for(source, args.model_id))
     store_and_show(args, board, result, print_run)
     accuracy = result.accuracy
     return 0 if accuracy is None or accuracy.matches_reference == accuracy.files else 1

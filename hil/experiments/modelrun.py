@@ -12,6 +12,7 @@ from engine.patches.rewrite import PatchGrid
 from hil.firmware_build.firmware import COMPILER, Firmware, build_firmware
 from hil.firmware_build.flash import FlashBreakdown, fit_flash
 from hil.firmware_build.inputplacement import choose_input_staging
+from hil.firmware_build.inputwire import RAW, InputWire
 from hil.firmware_build.patching import resolve_patches
 from hil.firmware_build.model_workload import check_fits, model_static_ram, model_workload
 from hil.firmware_build.planlayout import plan_layout
@@ -124,20 +125,22 @@ class BuiltModel:
 def build_model_firmware(
     board: BoardSpec, source: ModelSource, optimize: str | None = None, kernels: str = "optimized",
     flash_budget: int | None = None, *, input_staging: bool | None = None, name: str | None = None,
-    patches: str | PatchGrid = "off", sram_budget: int | None = None,
+    patches: str | PatchGrid = "off", sram_budget: int | None = None, input_wire: InputWire = RAW,
 ) -> BuiltModel:
     """The model's firmware for the board, its workload named `name` (default: the model's), its
     image within `flash_budget` bytes (default: the board's flash). `input_staging`: keep a staging
     copy of the input (True), load it in place (False), or the first where the board has room for
     it (None). `patches`: "off", "auto" (chosen for the board and `sram_budget`) or a grid
-    (hil.firmware_build.patching)."""
+    (hil.firmware_build.patching). `input_wire`: how `db` bytes become the input (an anomaly
+    score needs the staging copy)."""
     choice = resolve_patches(board, source.graph, kernels, patches, sram_budget)
     compiled = compile_graph(source.graph, kernels=kernels, patches=choice.grid if choice else None)
     check_fits(board, compiled, flash_budget)
-    staged = choose_input_staging(board, compiled, input_staging)
+    staged = choose_input_staging(board, compiled, True if input_wire.anomaly_score else input_staging)
     firmware, compiled, flash = fit_flash(
         board, compiled,
-        lambda c: build_firmware(board, model_workload(c, name or source.name, staged=staged), optimize=optimize),
+        lambda c: build_firmware(board, model_workload(c, name or source.name, staged=staged, input_wire=input_wire),
+                                 optimize=optimize),
         flash_budget)
     return BuiltModel(firmware, compiled, flash, choice)
 

@@ -16,6 +16,7 @@ from typing import Mapping
 import jinja2
 
 from engine.cache import cache_root
+from hil.firmware_build.inputwire import RAW, InputWire
 from hil.firmware_build.toolchain import require_tool, tool_version
 from hil.errors import BuildError, RegionOverflowError
 from hil.resources import firmware_templates_dir
@@ -77,7 +78,7 @@ class WorkloadSources:
     `input_capacity` sizes the staging copy that `db` fills; with an `input_slot` there is none
     and `db` writes into the slot. `defines` are -D flags for every C and C++ source. `cxx_flags`
     are added to the compilation of the C++ sources among `files` (.cc, .cpp), for instance a
-    C++ library's -isystem and -D flags."""
+    C++ library's -isystem and -D flags. `input_wire`: how `db` bytes become the input."""
 
     files: Mapping[str, str]
     input_capacity: int = 64
@@ -87,6 +88,7 @@ class WorkloadSources:
     cxx_flags: tuple[str, ...] = ()
     input_slot: InputSlot | None = None
     defines: tuple[str, ...] = ()
+    input_wire: InputWire = RAW
 
     @property
     def input_staged(self) -> bool:
@@ -104,6 +106,7 @@ class Firmware:
     label: str
     from_cache: bool = field(default=False, compare=False)
     input_staged: bool = True  # whether it keeps a staging copy of the input (WorkloadSources)
+    input_wire: InputWire = RAW  # how its `db` bytes become the input (WorkloadSources)
 
     @property
     def stack_bytes(self) -> int:
@@ -174,9 +177,11 @@ def render_template(name: str, **context: object) -> str:
     return _environment().get_template(name).render(**context)
 
 
-def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot | None = None) -> dict[str, str]:
+def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot | None = None,
+                   input_wire: InputWire = RAW) -> dict[str, str]:
     """The board's harness files: startup, linker script, drivers, timer, command loop; with a
-    staging copy of `input_capacity` bytes, or without one when the input goes to `input_slot`."""
+    staging copy of `input_capacity` bytes, or without one when the input goes to `input_slot`;
+    `db` bytes converted as `input_wire` says."""
     env = _environment()
     if input_slot is None:
         input_target = STAGING_BUFFER_SYMBOL
@@ -188,6 +193,7 @@ def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot 
         "input_capacity": max(1, input_capacity),
         "input_staging": input_slot is None,
         "input_target": input_target,
+        "input_wire": input_wire.c_defines(),
         # whole 4-byte words, so that a 32-bit output element never reads past the kept output
         "output_capacity": max(4, -(-(input_slot.output_bytes if input_slot else 0) // 4) * 4),
     }
@@ -228,7 +234,10 @@ def build_firmware(
     if optimize not in OPTIMIZE_LEVELS:
         raise BuildError(f"optimisation level {optimize!r} is not one of {', '.join(OPTIMIZE_LEVELS)}")
     compiler = require_tool(COMPILER)
-    sources = render_harness(board, workload.input_capacity, workload.input_slot)
+    if workload.input_wire.anomaly_score and not workload.input_staged:
+        raise BuildError(f"workload {workload.label}: the anomaly score reads the input after the inference, "
+                         "which needs a staging copy of the input")
+    sources = render_harness(board, workload.input_capacity, workload.input_slot, workload.input_wire)
     clashes = sorted(set(sources) & set(workload.files))
     if clashes:
         raise BuildError(f"workload file names clash with the harness: {', '.join(clashes)}")
@@ -245,7 +254,7 @@ def build_firmware(
     if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
         size = ImageSize(**json.loads((final_dir / "size.json").read_text()))
         return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, True,
-                                 workload.input_staged))
+                                 workload.input_staged, workload.input_wire))
 
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"build-{digest[:12]}-", dir=cache_root))
@@ -268,7 +277,7 @@ def build_firmware(
     except OSError:  # another process built the same firmware at the same time: keep theirs
         shutil.rmtree(work, ignore_errors=True)
     return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False,
-                             workload.input_staged))
+                             workload.input_staged, workload.input_wire))
 
 
 def _build_step(command: list[str], work: Path, too_slow: str) -> subprocess.CompletedProcess[str]:

@@ -3,12 +3,14 @@ and sources, how the firmware prints the output, and the model's share of the st
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from engine.compiler import KERNELS_DIR, CompiledModel, kernel_sources
 from engine.errors import DoesNotFitError
 from hil.firmware_build.firmware import Firmware, WorkloadSources, render_template
+from hil.firmware_build.inputwire import RAW, InputWire
 from hil.firmware_build.inputplacement import arena_section_define, input_slot
 from hil.firmware_build.staticram import StaticRamSplit, split_static_ram
 from hil.targets.boardspec import BoardSpec
@@ -72,10 +74,12 @@ def tensor_output_format(dtype: str, scale, zero_point) -> dict[str, object]:
     }
 
 
-def model_workload(compiled: CompiledModel, name: str, *, staged: bool = True) -> WorkloadSources:
+def model_workload(compiled: CompiledModel, name: str, *, staged: bool = True,
+                   input_wire: InputWire = RAW) -> WorkloadSources:
     """The model's workload table and sources; `staged`: with a staging copy of the input, else
-    with the input loaded in place (its slot in the arena, the arena in .noinit)."""
-    return models_workload([(compiled, name)], staged=staged)
+    with the input loaded in place (its slot in the arena, the arena in .noinit); `db` bytes
+    converted as `input_wire` says."""
+    return replace(models_workload([(compiled, name)], staged=staged), input_wire=input_wire)
 
 
 def models_workload(models: list[tuple[CompiledModel, str]], *, staged: bool = True) -> WorkloadSources:

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 def open_with_input(runner: Runner, firmware: Firmware, data: bytes) -> Iterator[DeviceLink]:
     """`firmware` booted with `data` loaded as its input: placed in memory before it starts
     where the runner can (`link.load_input(preloaded=True)` then only confirms it), else sent
-    as `db` lines. `link.reload_input()` loads it again the same way."""
+    as `db` lines (in the firmware's wire form, hil.firmware_build.inputwire).
+    `link.reload_input()` loads it again the same way."""
     preload = runner.can_preload
     with runner.open(firmware, preload=data if preload else None) as link:
-        link.load_input(data, preloaded=preload)
+        link.load_input(data if preload else firmware.input_wire.encode(data), preloaded=preload)
         yield link
 
 
@@ -34,5 +35,5 @@ def each_input(runner: Runner, firmware: Firmware, inputs: Iterable[bytes]) -> I
         return
     with runner.open(firmware) as link:
         for data in inputs:
-            link.load_input(data)
+            link.load_input(firmware.input_wire.encode(data))
             yield link
