@@ -11,14 +11,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pytest
-import serial
 
 from engine.oracle import run_tflm
 from hil.experiments.mlperf_ids import input_wire_for
@@ -26,56 +24,14 @@ from hil.experiments.models import default_input, resolve_model
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
+from mlperf_client import RUNNER_CHUNK_BYTES, SerialHost
 
 pytestmark = [needs_arm_gcc, needs_qemu]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-RUNNER_CHUNK_BYTES = 31  # the runner's DUT.load sends at most 31 bytes per `db` line
 AD01 = SHARED / "models" / "ad01_int8.tflite"
 AD01_FEATURES = SHARED / "data" / "ad01_normal_id_01_hist_librosa.bin"
-
-
-class SerialDut:
-    """The runner's side of the protocol over a serial port opened by path, from the protocol alone."""
-
-    def __init__(self, path: Path) -> None:
-        self.port = serial.Serial(str(path), 115200, timeout=0.1)
-        self.port.reset_input_buffer()
-
-    def send(self, command: str, timeout_s: float = 60.0) -> list[str]:
-        self.port.write(f"{command}%".encode("ascii"))
-        lines, pending = [], b""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            pending += self.port.read(1)
-            if pending.endswith(b"\n"):
-                line = pending.decode("ascii").strip()
-                pending = b""
-                if line == "m-ready":
-                    return lines
-                if line:
-                    lines.append(line)
-        raise AssertionError(f"no m-ready after {command}% within {timeout_s} s; got {lines}")
-
-    def load(self, data: bytes) -> list[str]:
-        assert self.send(f"db load {len(data)}") == [f"m-[Expecting {len(data)} bytes]"]
-        reply: list[str] = []
-        for start in range(0, len(data), RUNNER_CHUNK_BYTES):
-            reply = self.send(f"db {data[start:start + RUNNER_CHUNK_BYTES].hex()}")
-        return reply
-
-    @staticmethod
-    def results(lines: list[str]) -> list[str]:
-        match = next(m for m in map(re.compile(r"^m-results-\[([^]]+)\]$").match, lines) if m)
-        return match.group(1).split(",")
-
-    @staticmethod
-    def output(lines: list[str]) -> bytes:
-        return bytes.fromhex(next(line[len("m-lab-output-["):-1] for line in lines if line.startswith("m-lab-output-[")))
-
-    def close(self) -> None:
-        self.port.close()
 
 
 @contextmanager
@@ -107,7 +63,7 @@ def test_the_runner_protocol_over_a_pty_with_uint8_images(tmp_path):
     with served("mcunet-tiny", pty, "--model-id", "ic01") as info:
         assert info["input_conversion"] == "uint8" and info["model_id"] == "ic01"
         assert "m-init-done" in info["banner"]
-        dut = SerialDut(pty)
+        dut = SerialHost(pty)
         try:
             assert dut.send("name") == ["m-name-dut-[tinylab qemu-f746]"]  # no banner before the reply
             assert "m-model-[ic01]" in dut.send("profile")
@@ -126,7 +82,7 @@ def test_the_runner_protocol_over_a_pty_with_uint8_images(tmp_path):
             dut.send(f"db {image[:31].tobytes().hex()}")
             assert dut.send("infer 1 0")[0].startswith(f"e-[infer: the input load is incomplete: 31 of {len(image)} bytes")
             dut.close()
-            dut = SerialDut(pty)  # a client may leave and come back
+            dut = SerialHost(pty)  # a client may leave and come back
             for start in range(31, len(image), RUNNER_CHUNK_BYTES):
                 reply = dut.send(f"db {image[start:start + RUNNER_CHUNK_BYTES].tobytes().hex()}")
             assert reply == ["m-load-done"]
@@ -147,7 +103,7 @@ def test_ad01_takes_float32_features_and_prints_one_anomaly_score(tmp_path):
     pty = tmp_path / "ad01"
     with served(str(AD01), pty) as info:  # known by its name: ad01
         assert (info["model_id"], info["input_conversion"], info["anomaly_score"]) == ("ad01", "float32", True)
-        dut = SerialDut(pty)
+        dut = SerialHost(pty)
         try:
             assert dut.load(features.tobytes()) == ["m-load-done"]  # 2,560 bytes, quantised as they come
             infer = dut.send("infer 3 1")

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,57 +20,11 @@ from hil.run.runners.emulator import free_tcp_port
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
+from mlperf_client import SocketHost
 
 pytestmark = [needs_arm_gcc, needs_qemu]
 
 REPO = Path(__file__).resolve().parents[1]
-MLPERF_CHUNK_BYTES = 31  # the MLPerf Tiny runner sends at most 31 bytes per `db` command
-
-
-class MlperfClient:
-    """The host side of the MLPerf Tiny protocol over a TCP socket, written from the protocol
-    alone: commands end with '%', replies are lines up to 'm-ready'."""
-
-    def __init__(self, port: int, timeout_s: float = 20.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-        self.pending = b""
-
-    def line(self) -> str:
-        while b"\n" not in self.pending:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("the device closed the connection")
-            self.pending += chunk
-        raw, self.pending = self.pending.split(b"\n", 1)
-        return raw.decode("ascii").strip()
-
-    def until_ready(self) -> list[str]:
-        lines = []
-        while (line := self.line()) != "m-ready":
-            if line:
-                lines.append(line)
-        return lines
-
-    def send(self, command: str) -> list[str]:
-        self.sock.sendall(f"{command}%".encode("ascii"))
-        return self.until_ready()
-
-    def load(self, data: bytes) -> list[str]:
-        assert f"m-[Expecting {len(data)} bytes]" in self.send(f"db load {len(data)}")
-        reply: list[str] = []
-        for start in range(0, len(data), MLPERF_CHUNK_BYTES):
-            reply = self.send(f"db {data[start:start + MLPERF_CHUNK_BYTES].hex()}")
-        return reply
-
-    @staticmethod
-    def results(lines: list[str]) -> list[float]:
-        match = next(m for m in map(re.compile(r"^m-results-\[([^]]+)\]$").match, lines) if m)
-        return [float(v) for v in match.group(1).split(",")]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -121,18 +74,18 @@ def test_an_mlperf_client_drives_the_served_firmware():
         qemu_pid = started["qemu_pid"]
         assert started["port"] == port
         assert "m-init-done" in started["banner"]  # serve read the boot banner itself
-        client = MlperfClient(port)
+        client = SocketHost(port)
         name = client.send("name")
         assert any(re.match(r"^m-name-dut-\[[^]]+\]$", line) for line in name)
         assert "m-load-done" in client.load(value.tobytes())
         infer = client.send("infer 3 1")
         laps = [int(m.group(1)) for m in map(re.compile(r"^m-lap-us-([0-9]+)$").match, infer) if m]
         assert len(laps) == 2 and laps[1] > laps[0]
-        assert client.results(infer) == expected
-        assert client.results(client.send("results")) == expected
+        assert [float(v) for v in client.results(infer)] == expected
+        assert [float(v) for v in client.results(client.send("results"))] == expected
         client.close()
-        client = MlperfClient(port)  # a second client can connect after the first one left
-        assert client.results(client.send("results")) == expected
+        client = SocketHost(port)  # a second client can connect after the first one left
+        assert [float(v) for v in client.results(client.send("results"))] == expected
     finally:
         if client is not None:
             client.close()
