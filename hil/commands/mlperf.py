@@ -7,7 +7,7 @@ from pathlib import Path
 from hil.commands.single_run import store_and_show
 from hil.experiments.mlperf import DEFAULT_WARMUP, EMULATED_WINDOW_S, HARDWARE_WINDOW_S, WINDOWS, run_mlperf
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.targets.boards import load_board
 
 SUMMARY = "MLPerf Tiny performance (median of 'infer N W' windows) and accuracy (top-1 or AUC) on a board"
