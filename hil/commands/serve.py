@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import time
-from types import FrameType
 
 from hil.commands.build import add_model_id_argument, build_model
 from hil.errors import LabError, RunnerError
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
+from hil.interrupts import Terminated, sigterm_as_interrupt
 from hil.run.runners.emulator import free_tcp_port
 from hil.run.runners.qemu import QemuRunner
 from hil.targets.boards import load_board
@@ -25,10 +24,6 @@ EXAMPLES = """\
 """
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived."""
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
@@ -37,11 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TCP port on 127.0.0.1 for the UART (0: a free one, printed)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_model_id_argument(parser)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-    raise _Stopped()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
     firmware = build_model(board, source, args.model_id, args.optimize)
     port = args.tcp or free_tcp_port()
     runner = QemuRunner(board)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with runner.serve(firmware, port) as qemu:
+        with sigterm_as_interrupt(), runner.serve(firmware, port) as qemu:
             if args.json:
                 print(json.dumps({"model": source.name, "board": board.name, "host": "127.0.0.1", "port": port,
                                   "url": f"socket://127.0.0.1:{port}", "qemu_pid": qemu.process.pid}), flush=True)
@@ -67,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
             while qemu.process.poll() is None:
                 time.sleep(0.2)
             raise RunnerError(f"board {board.name}: {qemu.exit_problem()}")
-    except _Stopped:
+    except Terminated:  # SIGTERM is how a serving lab is meant to stop: not an error
         if not args.json:
             print("stopped", flush=True)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
