@@ -190,6 +190,9 @@ def _compile(command: list[str], work: Path, what: str) -> None:
         result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise HostBuildError(f"{HOST_CC} took more than {BUILD_TIMEOUT_S} s on {what}; sources in {work}") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an unfinished build is not kept in the cache
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     if result.returncode != 0:
         output = (result.stderr + result.stdout).strip()
         raise HostBuildError(f"{what} did not compile ({' '.join(command)}), sources in {work}:\n{output[-6000:]}")

@@ -33,3 +33,7 @@ class ProtocolError(LabError):
 
 class StoreError(LabError):
     """The results store could not be opened, read or written."""
+
+
+class OutputError(LabError):
+    """An output file or folder cannot be written."""

@@ -109,7 +109,8 @@ def open_table(path: Path | None, key: LatencyKey) -> tuple[LatencyTable, Path]:
 def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:
     """The predicted latency of a network in the table's unit (`table.unit`)."""
     if table.overhead is None:
-        raise LutError(f"latency table for {table.board} has no fixed overhead measured yet")
+        raise LutError(f"latency table for {table.board} has no fixed overhead measured yet: run "
+                       f"'tinylab lut build --board {table.board} --space SPACE' first")
     return table.overhead + _layers_sum(table, network, table.layers, "entry")
 
 
@@ -117,7 +118,8 @@ def predict_flash(table: LatencyTable, network: TinyMobileNetConfig, constant_by
     """The predicted flash of a network whose int8 constants take `constant_bytes`, the int16
     weight copies of the optimised kernels included."""
     if table.overhead_code is None:
-        raise LutError(f"latency table for {table.board} has no overhead code size measured yet")
+        raise LutError(f"latency table for {table.board} has no overhead code size measured yet: run "
+                       f"'tinylab lut build --board {table.board} --space SPACE' first")
     return constant_bytes + table.overhead_code + _layers_sum(table, network, table.code, "code size")
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from dataclasses import asdict
 
+from hil.destinations import add_output_argument
 from hil.errors import LabError
 from hil.progress import ProgressBar
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
 from hil.targets.boardspec import BoardSpec
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("build", "validate"), help="build the table, or validate it")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--space", default="tiny", help="search space: a name or a JSON/YAML space file (default: tiny)")
-    parser.add_argument("--table", help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
+    add_output_argument(parser, "--table", type=str, help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
     parser.add_argument("--patches", nargs="?", type=int, const=0, default=None, metavar="SIDE",
@@ -72,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{len(report.measured)} of {report.total_keys} entries measured (overhead included); "
                       f"table {path} ({table.unit})")
             return 0
+        missing = missing_keys(space, table)
+        if missing:
+            raise LabError(f"the latency table {path} lacks {len(missing)} of the {len(space_layers(space)) + 1} "
+                           f"entries of space {space.name} on {board.name}: run "
+                           f"'{build_command(args)}' first (it measures only what is missing)")
         if args.samples < 3:
             raise LabError("--samples must be at least 3 (the MACs-linear baseline is fitted to all networks but "
                            "the one it predicts, and a line needs two)")
@@ -83,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
             if side < 2:
                 raise LabError(f"--patches {side}: a grid of at least 2 x 2 patches")
             if space.name not in table.patch_cost:
-                raise LabError(f"the table {path} has no patch cost for {space.name}: run 'tinylab lut build "
-                               f"--board {board.name} --space {args.space} --patches' first")
+                raise LabError(f"the table {path} has no patch cost for {space.name}: run '{build_command(args)} "
+                               f"--patches' first")
             overhead, _ = board_overhead(board, space, patches=True)
             patches = (side, overhead.patch_code_bytes)
         if not args.json:
@@ -112,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"flash (the table's code sizes + constants, against the image less int16 weight copies): MAPE "
           f"{f['mape']:.2f} %, {f['within_5pct']:.0f} % of the networks within ±5 %")
     return 0
+
+
+def build_command(args: argparse.Namespace) -> str:
+    """The `tinylab lut build` command that fills the table `args` name, for their board and space."""
+    table = f" --table {shlex.quote(str(args.table))}" if args.table else ""
+    return f"tinylab lut build --board {shlex.quote(args.board)} --space {shlex.quote(args.space)}{table}"
 
 
 def measure_patches(board: BoardSpec, space, table, path, store, jobs: int, say) -> list:

@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Callable
 
 from engine.errors import TinylabError
+from hil.destinations import check_destinations
+from hil.interrupts import sigterm_as_interrupt, stop_status
 
 # The one table of sub-commands: name -> module. Each module defines SUMMARY, EXAMPLES,
 # add_arguments(parser) and run(args) -> exit code.
@@ -97,18 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """An OSError that no command turned into a message of its own: what failed, on which file."""
+    files = [name for name in (error.filename, error.filename2) if name is not None]
+    return (error.strerror or str(error)) + (f": {' -> '.join(map(str, files))}" if files else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse, check every path the command writes (hil.destinations), run it. A TinylabError, or an
+    OSError no command explained, is one message and exit 2; Ctrl-C and SIGTERM stop it cleanly
+    (exit 130 and 143)."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
-    except TinylabError as error:
-        print(f"tinylab {args.command}: error: {error}", file=sys.stderr)
+        with sigterm_as_interrupt():
+            check_destinations(args)
+            return int(args.handler(args) or 0)
+    except (TinylabError, OSError) as error:
+        said = describe_os_error(error) if isinstance(error, OSError) else str(error)
+        print(f"tinylab {args.command}: error: {said}", file=sys.stderr)
         for note in getattr(error, "__notes__", ()):
             print(f"tinylab {args.command}: {note}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"tinylab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        said, status = stop_status(stop)
+        print(f"tinylab {args.command}: {said}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

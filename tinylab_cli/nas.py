@@ -11,8 +11,8 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from hil.destinations import add_output_argument
 from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.resources import results_dir
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the sampled networks, or of the training run (default: 0)")
     parser.add_argument("--min-fit", type=float, default=DEFAULT_MIN_FIT, metavar="SHARE",
                         help=f"least share of fitting networks for a (W, R) to be chosen (default: {DEFAULT_MIN_FIT})")
-    parser.add_argument("--figure", type=Path, help="where to write the CDF figure (default: the results folder's "
+    add_output_argument(parser, "--figure", help="where to write the CDF figure (default: the results folder's "
                         "nas-space-BOARD-SPACE.png)")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="processes sampling at once (default: one per core)")
     parser.add_argument("--remeasure", action="store_true", help="measure the board's overhead again, not from the cache")

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from hil.errors import LabError
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 
 DEFAULT_TARGET_IMAGES = 50
 

@@ -10,7 +10,7 @@ from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
 from hil.experiments.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
 

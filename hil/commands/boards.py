@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
+from hil.destinations import add_output_argument
 from hil.errors import LabError, RunnerError
 from hil.targets.boards import list_boards, load_board
 from hil.targets.boardspec import BoardSpec
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these boards (names from boards/, or paths of .yaml files)")
     parser.add_argument("--no-probes", action="store_true",
                         help="do not look for debug probes (no USB scan)")
-    parser.add_argument("--write-map", type=Path, metavar="FILE",
+    add_output_argument(parser, "--write-map", metavar="FILE",
                         help="write a hardware map (YAML) of the attached probes, matched to board "
                         "files by board id, for `pytest --hardware-map FILE`")
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from hil.destinations import add_output_argument, write_output
 from hil.firmware_build.firmware import Firmware
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.errors import LabError
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the ELF")
+    add_output_argument(parser, "-o", "--output", required=True, help="where to write the ELF")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
     add_model_id_argument(parser)
@@ -64,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_model(args.model)
     firmware = build_model(board, source, args.model_id, args.optimize, args.flash_budget)
     out: Path = args.output
-    if out.parent != Path(""):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(firmware.elf, out)
+    write_output(out, lambda path: shutil.copyfile(firmware.elf, path), "the ELF")
     size = firmware.size
     summary = {
         "model": source.name, "model_sha256": source.sha256, "board": board.name, "elf": str(out),

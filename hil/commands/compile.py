@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from engine.compiler import KERNELS_DIR, kernel_sources
+from hil.destinations import add_output_argument
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.experiments.modelrun import build_model_firmware
@@ -25,7 +26,7 @@ EXAMPLES = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="directory for the C sources")
+    add_output_argument(parser, "-o", "--output", folder=True, required=True, help="directory for the C sources")
     parser.add_argument("--board", default="qemu-f746",
                         help="the board whose SRAM and flash the model must fit (default: qemu-f746); its firmware is "
                         "built to measure flash by component")

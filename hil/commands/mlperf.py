@@ -8,7 +8,7 @@ from hil.commands.single_run import store_and_show
 from hil.commands.build import add_model_id_argument, model_id_for
 from hil.experiments.mlperf import DEFAULT_WARMUP, WINDOW_S, WINDOWS, run_mlperf
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.targets.boards import load_board
 
 SUMMARY = "MLPerf Tiny performance (median of 'infer N W' windows) and accuracy (top-1 or AUC) on a board"

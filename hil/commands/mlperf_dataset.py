@@ -11,15 +11,18 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.ir import Graph
 from hil.commands.build import add_model_id_argument, model_id_for
+from hil.destinations import add_output_argument
 from hil.errors import LabError
 from hil.experiments.mlperf import ANOMALY_LABELS, label_from_name
 from hil.experiments.mlperf_ids import input_wire_for
 from hil.experiments.models import resolve_model
+from hil.experiments.npyfile import read_npy, user_file
 from hil.firmware_build.inputwire import InputWire
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg")
 PERFORMANCE_FILES = 5  # the runner's performance mode: loop 5 of (download the next file, infer)
-AD_STRIDE_VALUES = 128  # ad01: windows of 640 features (5 frames of 128) move one frame at a time
+AD_STRIDE_VALUES = 128
+MAX_FILE_VALUES = 1 << 24  # a feature file of a whole recording is far smaller  # ad01: windows of 640 features (5 frames of 128) move one frame at a time
 
 SUMMARY = "make MLPerf Tiny's runner dataset folder (ID/*.bin + y_labels.csv) for a model"
 EXAMPLES = """\
@@ -39,7 +42,7 @@ EXAMPLES = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="the model (a .tflite file or a built-in model)")
     parser.add_argument("inputs", nargs="*", type=Path, help="images (.bmp, .png, .jpg), .npy or .bin inputs")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the runner's dataset folder (its -s)")
+    add_output_argument(parser, "-o", "--output", folder=True, required=True, help="the runner's dataset folder (its -s)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N seeded random inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (default: 0)")
     parser.add_argument("--label", help="the class of every input (default: from the file name, else 0)")
@@ -53,6 +56,8 @@ def wire_form(path: Path, graph: Graph, wire: InputWire) -> bytes:
     tensor = graph.tensors[graph.inputs[0]]
     wire_bytes = tensor.elements * wire.bytes_per_value
     if path.suffix == ".bin":
+        if user_file(path, "input").stat().st_size > MAX_FILE_VALUES * 4:
+            raise LabError(f"input {path}: over {MAX_FILE_VALUES * 4:,} bytes")
         data = path.read_bytes()
         fits = len(data) >= wire_bytes and len(data) % wire.bytes_per_value == 0 if wire.kind == "float32" \
             else len(data) == wire_bytes
@@ -69,10 +74,7 @@ def wire_form(path: Path, graph: Graph, wire: InputWire) -> bytes:
         except (OSError, UnidentifiedImageError) as error:
             raise LabError(f"cannot read image {path}: {error}") from None
     elif path.suffix == ".npy":
-        try:
-            value = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise LabError(f"cannot read input {path}: {error}") from None
+        value = read_npy(path, MAX_FILE_VALUES, f"at most {MAX_FILE_VALUES:,} values", at_most=True)
     else:
         raise LabError(f"input {path}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npy or .bin file")
     if wire.kind == "float32":

@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from hil.destinations import add_output_argument
 from hil.experiments.nightly import KERNEL_SETS, SHARED_MODELS, run_suite, suite_models
 from hil.experiments.tflm_baseline import TFLM_DIR_ENV
 from hil.progress import ProgressBar
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
 
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which kernels build our engine (default: optimized; portable is the slow baseline)")
     parser.add_argument("--tflm-dir", metavar="DIR",
                         help=f"a TFLM library for the boards' core: also measure TFLM on the target (default: ${TFLM_DIR_ENV})")
-    parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
+    add_output_argument(parser, "-o", "--output", folder=True, default=None, metavar="DIR",
                         help="where the report goes (default: results/reports in a checkout, "
                         "$XDG_DATA_HOME/tinylab/reports when installed)")
     add_store_argument(parser)

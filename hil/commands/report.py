@@ -5,10 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
+from hil.destinations import add_output_argument
 from hil.errors import StoreError
 from hil.report.report import FIGURE_FORMATS, make_report
 from hil.resources import results_dir
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.store.measurement import normalize_timestamp
 
 SUMMARY = "write a static HTML report (figures, tables, trends, regressions) from the results store"
@@ -29,7 +30,7 @@ def _date(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=DEFAULT_DIR,
+    add_output_argument(parser, "-o", "--output", folder=True, metavar="DIR", default=DEFAULT_DIR,
                         help="folder to write index.html and figures/ into (default: results/reports in a checkout, "
                         "$XDG_DATA_HOME/tinylab/reports when installed)")
     parser.add_argument("--since", metavar="DATE", type=_date,
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure format (default: png)")
     parser.add_argument("--check", action="store_true",
                         help="open the page in headless Chromium and fail unless every figure loaded")
-    add_store_argument(parser)
+    add_store_argument(parser, written=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,10 @@ import json
 import sys
 from dataclasses import asdict
 
+from hil.destinations import add_output_argument
 from hil.errors import StoreError
-from hil.store.location import add_store_argument, resolve_store_path
+from hil.store.location import resolve_store_path
+from hil.store.option import add_store_argument
 from hil.store.measurement import BACKENDS, normalize_timestamp
 from hil.store.results import open_store
 from hil.store.results_format import format_table, write_csv
@@ -41,7 +43,7 @@ def _limit(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_store_argument(parser)
+    add_store_argument(parser, written=False)
     parser.add_argument("--model", help="only this model (%% matches anything)")
     parser.add_argument("--board", help="only this board (%% matches anything)")
     parser.add_argument("--metric", help="only this metric: latency, peak_sram, flash, ...")
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", metavar="N", type=_limit, default=None,
                         help=f"at most N rows, newest first (default {DEFAULT_LIMIT}; --csv "
                         "exports every selected row unless --limit is given)")
-    parser.add_argument("--csv", metavar="FILE",
+    add_output_argument(parser, "--csv", type=str, metavar="FILE",
                         help="export the selected rows as CSV to FILE ('-' for standard output)")
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.destinations import add_output_argument, write_output
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.commands.single_run import store_and_show
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, load_input, resolve_model
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.targets.boards import load_board
 
 SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, flash, and bit-exactness with TFLM"
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--input", type=Path, help=".npy input (default: deterministic pseudo-random data)")
-    parser.add_argument("--output", type=Path, help="write the board's output here as .npy")
+    add_output_argument(parser, "--output", help="write the board's output here as .npy (after the figures are stored)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
     add_patch_arguments(parser)
@@ -53,13 +54,22 @@ def print_run(summary: dict[str, object]) -> None:
         print(f"  patches          {describe_choice(patches)}")
 
 
+def save_npy(path: Path, value: np.ndarray) -> None:
+    """`value` as .npy at exactly `path` (numpy.save would add .npy to another name)."""
+    with open(path, "wb") as stream:
+        np.save(stream, value)
+
+
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     source = resolve_model(args.model)
     value = load_input(args.input, source.graph) if args.input else default_input(source.graph)
     result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget,
                        patches=args.patches, sram_budget=args.sram)
-    if args.output:
-        np.save(args.output, result.output)
-    store_and_show(args, board, result, print_run)
+
+    def write_files() -> None:
+        if args.output:
+            write_output(args.output, lambda path: save_npy(path, result.output), "the board's output")
+
+    store_and_show(args, board, result, print_run, write_files)
     return 0 if result.matches_reference else 1

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from hil.experiments.calibration import CalibrationPlan, calibrate, measurements, provenance_for
-from hil.store.location import add_store_argument
+from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import socket
 from pathlib import Path
-from types import FrameType
 
 from hil.commands.build import add_model_id_argument, build_model, model_id_for
 from hil.errors import LabError
 from hil.experiments.models import DEFAULT_MODEL, resolve_model
+from hil.interrupts import Terminated, sigterm_as_interrupt
 from hil.run.runners.emulator import free_tcp_port
 from hil.run.runners.qemu import QemuRunner
 from hil.run.uart_bridge import Front, PtyFront, TcpFront, UartBridge, read_banner
@@ -32,10 +31,6 @@ EXAMPLES = """\
 """
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived."""
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
@@ -47,11 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="TCP port on 127.0.0.1 for the UART (0: a free one, printed)")
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_model_id_argument(parser)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-    raise _Stopped()
 
 
 def _front(args: argparse.Namespace) -> Front:
@@ -69,10 +59,9 @@ def run(args: argparse.Namespace) -> int:
     model_id = model_id_for(source, args.model_id)
     firmware = build_model(board, source, args.model_id, args.optimize)
     runner = QemuRunner(board)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     front: Front | None = None
     try:
-        with runner.serve(firmware, free_tcp_port()) as qemu:
+        with sigterm_as_interrupt(), runner.serve(firmware, free_tcp_port()) as qemu:
             uart = socket.create_connection(("127.0.0.1", qemu.port), timeout=10)
             banner = read_banner(uart, qemu.exit_problem)
             front = _front(args)
@@ -98,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 bridge.close()
                 front = None
-    except _Stopped:
+    except Terminated:  # SIGTERM is how a serving lab is meant to stop: not an error
         if not args.json:
             print("stopped", flush=True)
         return 0
     finally:
         if front is not None:
             front.close()
-        signal.signal(signal.SIGTERM, previous)

@@ -43,6 +43,7 @@ from hil.errors import LabError
 from hil.experiments.mlperf_ids import input_wire_for
 from hil.experiments.modelrun import build_model_firmware
 from hil.experiments.models import ModelSource, default_input
+from hil.experiments.npyfile import read_npy, user_file
 from hil.run.protocol import DeviceLink, InferenceReport
 from hil.run.runners import Runner, runner_for
 from hil.run.target import each_input, open_with_input
@@ -87,28 +88,38 @@ def read_input_file(path: Path, graph: Graph) -> np.ndarray:
     tensor = graph.tensors[graph.inputs[0]]
     dtype = np.dtype(DTYPES[tensor.dtype])
     if path.suffix == ".npy":
-        try:
-            value = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise LabError(f"cannot read input {path}: {error}") from None
+        value = read_npy(path, tensor.elements, f"model {graph.name} takes {tensor.shape} ({tensor.elements:,} values)")
         if value.dtype.kind == "f" and dtype.kind in "iu":
             value = quantize(value, graph)
         elif value.dtype != dtype:
             raise LabError(f"input {path} is {value.dtype}; model {graph.name} takes {dtype} (or float values to quantise)")
     else:
-        raw = path.read_bytes()
-        if len(raw) == tensor.elements * dtype.itemsize:
-            value = np.frombuffer(raw, dtype=dtype)
-        elif dtype.kind in "iu" and len(raw) == tensor.elements * 4:
-            value = quantize(np.frombuffer(raw, dtype="<f4"), graph)
-        else:
-            raise LabError(
-                f"input {path} has {len(raw)} bytes; model {graph.name} takes {tensor.elements * dtype.itemsize} "
-                f"({tensor.elements} x {dtype})" + (f" or {tensor.elements * 4} (float32)" if dtype.kind in "iu" else "")
-            )
+        value = read_bin(path, graph)
     if value.size != tensor.elements:
         raise LabError(f"input {path} has {value.size} values; model {graph.name} takes {tensor.shape} ({tensor.elements})")
     return np.ascontiguousarray(value.reshape(tensor.shape))
+
+
+def read_bin(path: Path, graph: Graph) -> np.ndarray:
+    """A `.bin` input: the input tensor's bytes, or float32 values to quantise; its size is
+    checked before it is read."""
+    tensor = graph.tensors[graph.inputs[0]]
+    dtype = np.dtype(DTYPES[tensor.dtype])
+    exact, floats = tensor.elements * dtype.itemsize, tensor.elements * 4
+    user_file(path, "input")
+    try:
+        size = path.stat().st_size
+        raw = path.read_bytes() if size in (exact, floats) else b""
+    except OSError as error:
+        raise LabError(f"cannot read input {path}: {error.strerror or error}") from None
+    if size == exact:
+        return np.frombuffer(raw, dtype=dtype)
+    if dtype.kind in "iu" and size == floats:
+        return quantize(np.frombuffer(raw, dtype="<f4"), graph)
+    raise LabError(
+        f"input {path} has {size} bytes; model {graph.name} takes {exact} "
+        f"({tensor.elements} x {dtype})" + (f" or {floats} (float32)" if dtype.kind in "iu" else "")
+    )
 
 
 def read_label_file(directory: Path) -> dict[str, str]:

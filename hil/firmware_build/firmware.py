@@ -288,6 +288,9 @@ def _build_step(command: list[str], work: Path, too_slow: str) -> subprocess.Com
         return subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{too_slow}; sources in {work}") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an unfinished build is not kept in the cache
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _compile_cxx(board: BoardSpec, work: Path, names: list[str], flags: list[str]) -> list[str]:

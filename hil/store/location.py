@@ -1,9 +1,8 @@
 """Where the results store is: a file path or a sqlite: URL, else $TINYLAB_STORE, else the default
-(results/lab.sqlite in a checkout, the user's data folder when installed); and the shared
-`--store` option."""
+(results/lab.sqlite in a checkout, the user's data folder when installed). The shared `--store`
+option is in hil.store.option."""
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -53,11 +52,3 @@ def resolve_store_path(location: str | os.PathLike[str] | None = None) -> Path:
         raise StoreError(f"unsupported results store scheme {match.group(1)!r}; "
                          f"supported: {SUPPORTED_LOCATIONS}")
     return Path(text).expanduser().absolute()
-
-
-def add_store_argument(parser: argparse.ArgumentParser) -> None:
-    """Add the shared `--store URL` option (resolved later by `open_store(args.store)`)."""
-    parser.add_argument(
-        "--store", metavar="URL", default=None,
-        help=f"results store: {SUPPORTED_LOCATIONS} (default: ${STORE_ENV}, "
-        "else results/lab.sqlite in a checkout, $XDG_DATA_HOME/tinylab/lab.sqlite when installed)")

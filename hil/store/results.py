@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from hil.destinations import creatable
 from hil.errors import StoreError
 from hil.store.location import resolve_store_path
 from hil.store.measurement import COLUMNS, Measurement, normalize_timestamp, validate
@@ -97,7 +98,7 @@ class ResultsStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot create the folder of the results store {self.path}: "
-                             f"{error.strerror or error}") from None
+                             f"{creatable(self.path) or error.strerror or error}") from None
         if self.path.is_dir():
             raise StoreError(f"the results store {self.path} is a folder, not a SQLite file")
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hil.targets.board_parser import BoardProblems
 from hil.targets.boardspec import BoardSpec, PllSpec
 from hil.targets.chips import (CORE_FPUS, EMULATED_SOCS, HSE_BYPASS_HZ, PLL_LIMITS, QEMU_MACHINES, SOC_CORES,
-                               SOC_UART_KINDS, STM32_APB_DIVIDERS, STM32_REAL_SOCS, STM32_USARTS)
+                               SOC_UART_KINDS, STM32_APB_DIVIDERS, STM32_REAL_SOCS, STM32_USARTS, UART_MIN_DIVIDER)
 
 
 def check_board(board: BoardSpec, data: dict, p: BoardProblems) -> None:
@@ -37,6 +37,10 @@ def check_board(board: BoardSpec, data: dict, p: BoardProblems) -> None:
                   f"expected {expected_kind}")
         else:
             p.add("uart.kind", f"soc {board.soc} has {expected_kind}, not {uart.kind}")
+    uart_clock_hz = uart.clock_hz or board.clock_hz
+    if board.soc not in STM32_REAL_SOCS and uart_clock_hz < UART_MIN_DIVIDER * uart.baud:  # real STM32s: below
+        p.add("uart.baud", f"{uart.baud} is too fast for the UART's {uart_clock_hz} Hz clock (its divider "
+              f"{uart_clock_hz} // {uart.baud} must be at least {UART_MIN_DIVIDER})")
     stm32_pin_fields = [key for key in ("tx_pin", "rx_pin", "af") if key in data["uart"]]
     if board.soc in STM32_REAL_SOCS:
         _check_real_stm32(board, p)
@@ -101,7 +105,7 @@ def _check_real_stm32(board: BoardSpec, p: BoardProblems) -> None:
         if uart.clock_hz != expected:
             p.add("uart.clock_hz", f"{uart.clock_hz} is not the clock of USART{usart.number}: "
                   f"soc {board.soc} runs {usart.bus.upper()} at clock_hz / {divider} = {expected}")
-        elif uart.clock_hz < 16 * uart.baud:
+        elif uart.clock_hz < UART_MIN_DIVIDER * uart.baud:
             p.add("uart.baud", f"{uart.baud} is too fast for a {uart.clock_hz} Hz UART clock")
     if board.pll is None:
         p.add("pll", f"required on a real STM32 board (soc {board.soc}): the PLL settings that "

@@ -15,6 +15,8 @@ from hil.targets.chips import (CORES, FPUS, OPTIMIZE_LEVELS, PIN, PLL_SOURCES, Q
 from hil.targets.yamlfile import describe
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# What a 32-bit register or address holds: clocks, baud rates, sizes and addresses all go into one.
+UINT32_MAX = 2**32 - 1
 _BOARD_ID = re.compile(r"^[0-9A-Fa-f]{4}$")
 
 
@@ -73,13 +75,20 @@ class BoardParser:
             return None
         return value
 
-    def integer(self, value: Any, field: str, minimum: int | None = 1) -> int | None:
+    def integer(self, value: Any, field: str, minimum: int | None = 1,
+                maximum: int = UINT32_MAX) -> int | None:
+        """An integer from `minimum` to `maximum` (default: what 32 bits hold, as the firmware
+        keeps every clock, rate, size and address of a board in 32 bits)."""
         if isinstance(value, bool) or not isinstance(value, int):
             self.problems.add(field, f"expected an integer, not {describe(value)}")
             return None
         if minimum is not None and value < minimum:
             reason = "must be positive" if minimum == 1 else f"must be at least {minimum}"
             self.problems.add(field, f"{reason}, not {value}")
+            return None
+        if value > maximum:
+            limit = f"fit 32 bits (at most {maximum})" if maximum == UINT32_MAX else f"be at most {maximum}"
+            self.problems.add(field, f"must {limit}, not {value}")
             return None
         return value
 
@@ -153,7 +162,7 @@ class BoardParser:
             if not self.mapping(region, field, ("origin", "length")):
                 continue
             origin = self.integer(region["origin"], f"{field}.origin", minimum=0)
-            length = self.integer(region["length"], f"{field}.length")
+            length = self.integer(region["length"], f"{field}.length", maximum=1 << 32)
             if origin is not None and length is not None:
                 if origin + length > 1 << 32:
                     self.problems.add(field, f"0x{origin:08X} + 0x{length:X} runs past the 4 GiB "

@@ -56,6 +56,10 @@ class Stm32Usart:
     enable_bit: int
 
 
+# The least baud divider of the UARTs: the CMSDK UART's BAUDDIV, and an STM32 U(S)ART's BRR at
+# 16x oversampling, are at least 16.
+UART_MIN_DIVIDER = 16
+
 # The same addresses and enable bits on the F4, F7 and H7 (RCC_APB1ENR/APB1LENR, RCC_APB2ENR).
 STM32_USARTS = {
     0x40011000: Stm32Usart(1, "apb2", 4),

@@ -22,6 +22,7 @@ from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_ad
 from hil.errors import LabError, RunnerError
 from hil.run.protocol import DeviceLink
 from hil.run.runners.base import Runner
+from hil.run.runners.port_holders import is_device_path, port_holders
 from hil.run.transcript import Transcript
 from hil.targets.boards import list_boards
 from hil.targets.boardspec import BoardSpec
@@ -182,9 +183,23 @@ def find_serial_port(board: str, probe_id: str) -> str:
                       f"{PORT_ENV}=PORT, or in the hardware map")
 
 
+def refuse_busy_port(url: str, board: str) -> None:
+    """RunnerError naming the processes that hold the device `url` open, if any: they would read
+    the board's replies (a lock keeps out only the programs that take it too)."""
+    if not is_device_path(url):
+        return
+    holders = port_holders(url)
+    if holders:
+        raise RunnerError(f"board {board}: serial port {url} is held open by "
+                          f"{', '.join(map(str, holders))}; close it there (a terminal, another test run?) "
+                          f"and run again")
+
+
 def open_serial_port(url: str, board: str, baud: int = 115200) -> serial.SerialBase:
     """Open a serial port (a device, `socket://HOST:PORT`, `loop://`) for the protocol, locked
-    against other users. A missing or busy port is a RunnerError with the OS error."""
+    against other users. A missing or busy port (locked, or held open by another process) is a
+    RunnerError with the OS error or the holder."""
+    refuse_busy_port(url, board)
     try:
         return serial.serial_for_url(url, baudrate=baud, timeout=0.05, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as error:
@@ -299,6 +314,8 @@ class BoardRunner(Runner):
 
     @contextmanager
     def open(self, firmware: Firmware, preload: bytes | None = None) -> Iterator[DeviceLink]:
+        if self.port:
+            refuse_busy_port(self.port, self.board.name)  # before the probe is asked for anything
         probe = self.attached_probe()
         with_deadline(self.board.name, "looking up the target type", self.timeout_s,
                       lambda: check_target_support(self.board))
