@@ -29,6 +29,7 @@ class ProgressBar:
     label: str = ""
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     interactive: bool | None = None  # None: redraw in place only when the stream is a terminal
+    quiet_steps: int = 0  # off a terminal, print only this many lines over the whole run (0: every item)
     done: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -57,6 +58,12 @@ class ProgressBar:
         line = self.render(message)
         if self.interactive:
             self.stream.write("\r\033[K" + line + ("\n" if self.done >= self.total else ""))
-        else:
+        elif self._worth_a_line():
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def _worth_a_line(self) -> bool:
+        """Off a terminal, whether this item crosses one of `quiet_steps` even steps (always the last)."""
+        if not self.quiet_steps or self.done >= self.total:
+            return True
+        return self.done * self.quiet_steps // self.total != (self.done - 1) * self.quiet_steps // self.total
