@@ -65,9 +65,9 @@ def test_a_soft_float_board_gets_tflms_soft_float_arch_and_no_fpu():
 def test_a_core_tflms_makefile_cannot_build_is_refused_by_name():
     soft_m33 = replace(load_board("qemu-f746"), name="soft-m33", core="cortex-m33", fpu="none")
     with pytest.raises(TflmBuildError, match="no soft-float cortex-m33 build; it builds for .*cortex-m33 \\(hard float\\)"):
-        TflmBuildSpec(Path("."), soft_m33).target_arch
+        TflmBuildSpec(Path("."), soft_m33)
     with pytest.raises(TflmBuildError, match="kernels 'cmsis_nn': choose one of reference, cmsis-nn"):
-        TflmBuildSpec(Path("."), soft_m33, "cmsis_nn")
+        TflmBuildSpec(Path("."), load_board("qemu-f746"), "cmsis_nn")
 
 
 @needs_arm_gcc

@@ -18,7 +18,7 @@ EXAMPLES = """\
   tinylab tflm build --src ~/tflite-micro --board qemu-f746 qemu-f412 --kernels cmsis-nn
   tinylab tflm build --src ~/tflite-micro --downloads ~/tflm-downloads --board qemu-f412   # offline
   tinylab tflm list
-Each library is printed with the --tflm-dir to pass to bench, nightly or run; give --tflm-dir once
+Each library is printed with the --tflm-dir to pass to bench or nightly; give --tflm-dir once
 per library (a reference and a CMSIS-NN build, one per core): each board takes those built for it.
 """
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"libraries": [library_json(b, boards) for b, boards in built],
                           "tflm_dir_arguments": " ".join(arguments)}, indent=2))
     else:
-        print("pass to bench, nightly or run:\n  " + " ".join(arguments))
+        print("pass to bench or nightly:\n  " + " ".join(arguments))
     return 0
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -75,6 +75,7 @@ class TflmBuildSpec:
             raise TflmBuildError(f"build type {self.build_type!r}: choose one of {', '.join(BUILD_TYPES)}")
         if self.cmsis_nn is not None and self.kernels != "cmsis-nn":
             raise TflmBuildError("--cmsis-nn is the CMSIS-NN source of a cmsis-nn build; the reference kernels do not use it")
+        self.target_arch  # a core or float ABI that TFLM's Makefile cannot build is refused here
 
     @property
     def hard_float(self) -> bool:
@@ -231,9 +232,7 @@ def build_tflm_library(spec: TflmBuildSpec, *, jobs: int = 1, cache_dir: Path | 
                        progress: Callable[[int, int, str], None] | None = None) -> TflmBuild:
     """The library for `spec` from the cache, or built now with TFLM's Makefile and put there.
     `progress(done, total, object)` after each object compiled."""
-    spec = TflmBuildSpec(check_checkout(spec.checkout), spec.board, spec.kernels, spec.build_type,
-                         spec.downloads, spec.cmsis_nn)
-    spec.target_arch  # an unsupported core or float ABI is refused before anything runs
+    spec = replace(spec, checkout=check_checkout(spec.checkout))
     if spec.downloads is not None and not spec.downloads.is_dir():
         raise TflmBuildError(f"--downloads {spec.downloads}: no such folder")
     if spec.cmsis_nn is not None and not (spec.cmsis_nn / "Source").is_dir():
