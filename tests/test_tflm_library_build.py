@@ -113,6 +113,11 @@ def test_progress_off_a_terminal_prints_a_few_lines_not_one_per_object():
         bar.advance(f"object{i}.o")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 10 and lines[-1].startswith("make [") and "200/200" in lines[-1]
+    jumps = io.StringIO()  # objects counted a few at a time, as make's progress is
+    bar = ProgressBar(200, "make", stream=jumps, interactive=False, quiet_steps=10)
+    for done in (7, 19, 45, 46, 120, 200):
+        bar.advance("x.o", to=done)
+    assert [line.split()[2] for line in jumps.getvalue().splitlines()] == ["45/200", "120/200", "200/200"]
 
 
 @needs_arm_gcc

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         def progress(done: int, total: int, name: str) -> None:
             if bar is not None:
                 bar.total = total
-                bar.advance(name)
+                bar.advance(name, to=done)
 
         build = build_tflm_library(spec, jobs=args.jobs, force=args.force, progress=progress)
         built.append((build, boards))

@@ -13,8 +13,7 @@ import numpy as np
 
 from hil.experiments.models import ModelSource
 from hil.experiments.tflm_baseline import measure_with_library, tflm_provenance
-from hil.firmware_build.tflm_baseline_library import (NO_LIBRARY_REASON, STAND_IN_ENGINE, TflmLibrary,
-                                                      TflmUnavailable, tflm_dirs_from, try_tflm_library)
+from hil.firmware_build.tflm_baseline_library import TflmLibrary, TflmUnavailable, tflm_dirs_from, try_tflm_library
 from hil.store.measurement import Measurement
 from hil.store.provenance import Provenance
 from hil.targets.boardspec import BoardSpec
@@ -117,7 +116,3 @@ def format_tflm_column(entries: list[dict[str, object]], ours: list[dict[str, ob
             f"{entry['flash_bytes']:>9,}  {'yes' if entry['matches_reference'] else 'NO'}"
         )
     return "\n".join(lines)
-
-
-__all__ = ["COLUMN_LABELS", "NO_LIBRARY_REASON", "STAND_IN_ENGINE", "TFLM_ENGINES", "TflmColumns", "UNAVAILABLE_METRIC",
-           "format_tflm_column", "tflm_column_entries", "tflm_columns", "unavailable_row"]
