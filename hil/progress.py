@@ -29,6 +29,7 @@ class ProgressBar:
     label: str = ""
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     interactive: bool | None = None  # None: redraw in place only when the stream is a terminal
+    quiet_steps: int = 0  # off a terminal, print only this many lines over the whole run (0: every item)
     done: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -52,11 +53,20 @@ class ProgressBar:
         return (f"{head}[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.done}/{self.total} "
                 f"{fraction:4.0%} {timing}" + (f"  {message}" if message else ""))
 
-    def advance(self, message: str = "") -> None:
-        self.done += 1
+    def advance(self, message: str = "", to: int | None = None) -> None:
+        """One more item finished, or (`to`) as many as `to` in all."""
+        before = self.done
+        self.done = self.done + 1 if to is None else to
         line = self.render(message)
         if self.interactive:
             self.stream.write("\r\033[K" + line + ("\n" if self.done >= self.total else ""))
-        else:
+        elif self._worth_a_line(before):
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def _worth_a_line(self, before: int) -> bool:
+        """Off a terminal, whether the items since `before` crossed one of `quiet_steps` even steps
+        (always the last)."""
+        if not self.quiet_steps or self.done >= self.total:
+            return True
+        return self.done * self.quiet_steps // self.total != before * self.quiet_steps // self.total

@@ -20,6 +20,7 @@ from hil.experiments.regressions import find_regressions
 from hil.report.browser import BrowserError, check_page, find_chromium, png_size
 from hil.store.measurement import Measurement
 from hil.store.provenance import Provenance
+from hil.experiments.tflm_columns import UNAVAILABLE_METRIC
 from hil.store.results import open_store
 from tinylab_cli.main import main
 
@@ -182,7 +183,8 @@ def test_tables_agree_with_tinylab_results_row_for_row(report: Path, benched: Pa
     assert "run tinylab bench --compare" in page.notes[("qemu-f746", "tinylab-portable")]
     for board in BOARDS:
         for engine in ("tflm", "tflm-cmsis-nn"):
-            assert "--tflm-dir or TINYLAB_TFLM_DIR" in page.notes[(board, engine)]
+            # the reason bench stored with the empty column
+            assert "not measured: no TFLM library given: pass --tflm-dir or set TINYLAB_TFLM_DIR" in page.notes[(board, engine)]
             assert (board, engine) not in engines
     latency = [c for c in page.values if c["data-metric"] == "latency"]
     assert {c["data-unit"] for c in latency} == {"instructions"}
@@ -270,6 +272,23 @@ def test_tflm_on_target_columns_appear_when_their_rows_exist(benched: Path, tmp_
     assert all(c["data-run-id"] == "tflm-run" for c in cells.values())
     assert ("qemu-f412", "tflm") not in page.notes and ("qemu-f412", "tflm-cmsis-nn") in page.notes
     assert text.count('<td class="num ratio">0.50×</td>') == 3
+
+
+def test_an_empty_tflm_column_gives_the_reason_its_run_stored(benched: Path, tmp_path: Path) -> None:
+    """A library was given but the model did not fit: the note says so, not 'bench it here'."""
+    with open_store(str(benched)) as store:
+        rows = store.query(board="qemu-f412")
+    ours = [r for r in rows if r.engine == "tinylab" and r.metric == "latency"]
+    elsewhere = [replace(r, engine="tflm", board="qemu-f746", run_id="tflm-elsewhere") for r in ours]
+    why = "model mcunet-tiny does not fit qemu-f412 under TFLM: AllocateTensors failed with an arena of 1 B"
+    unfit = replace(ours[0], engine="tflm", metric=UNAVAILABLE_METRIC, value=1.0, unit="flag", run_id="tflm-unfit",
+                    extra=json.dumps({"reason": why, "kind": "does-not-fit"}),
+                    timestamp=datetime.now(timezone.utc).isoformat())  # newer than bench's "none given"
+    with open_store(str(tmp_path / "lab.sqlite")) as store:
+        store.add(rows + elsewhere + [unfit])
+    assert cli("report", "-o", str(tmp_path / "out"), "--store", str(tmp_path / "lab.sqlite"))[0] == 0
+    page = Page((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
+    assert page.notes[("qemu-f412", "tflm")] == f"tflm: not measured: {why}"
 
 
 # --- regressions on rows in a real store --------------------------------------------------------

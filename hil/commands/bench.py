@@ -9,7 +9,8 @@ from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.experiments.compare import compare
 from hil.experiments.modelrun import engine_provenance, run_model
 from hil.experiments.models import DEFAULT_MODEL, default_input, resolve_model
-from hil.experiments.tflm_baseline import TFLM_DIR_ENV, format_tflm_column, tflm_column_entry
+from hil.experiments.tflm_columns import format_tflm_column, tflm_column_entries, tflm_columns
+from hil.firmware_build.tflm_baseline_library import TFLM_DIR_ENV
 from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
@@ -20,6 +21,7 @@ EXAMPLES = """\
   tinylab bench ../shared/models/*.tflite --board qemu-f412
   tinylab bench --compare ../shared/models/vww_96_int8.tflite   # against portable kernels and TFLM's arena
   tinylab bench --tflm-dir ~/tflm-m7     # also TFLM on the target, from a TFLM library built for the core
+  tinylab bench --compare --tflm-dir REF --tflm-dir CMSIS ../shared/models/*.tflite   # both TFLM columns
   tinylab bench --compare --patches auto ../shared/models/*.tflite   # whole tensors, patches and TFLM
   tinylab bench --compare --patches auto --sram 160K ../shared/models-mcunet/mcunet-320kb-1mb_imagenet.tflite
 """
@@ -34,16 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_patch_arguments(parser)
     parser.add_argument("--compare", action="store_true",
                         help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
-    parser.add_argument("--tflm-dir", metavar="DIR",
-                        help="a TFLM library built for the board's core (headers and libtensorflow-microlite.a, "
-                        f"with or without CMSIS-NN): also measure TFLM on the target (default: ${TFLM_DIR_ENV})")
+    add_tflm_dir_argument(parser)
     add_store_argument(parser)
+
+
+def add_tflm_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tflm-dir", action="append", metavar="DIR",
+                        help="a TFLM library (headers and libtensorflow-microlite.a, for instance from `tinylab tflm "
+                        "build`): also measure TFLM on the target. Repeatable: a reference and a CMSIS-NN build fill "
+                        "both TFLM columns, and each board takes the first built for its core "
+                        f"(default: ${TFLM_DIR_ENV}, several separated by ':')")
 
 
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     if args.compare:
         return run_comparison(args, board)
+    columns = tflm_columns(board, args.tflm_dir)
     summaries, tflm = [], []
     with open_store(args.store) as store:
         provenance = None
@@ -56,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
             provenance = provenance or engine_provenance(board, result.backend)
             store.add(result.measurements(provenance))
             summaries.append(result.summary())
-            entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir, optimize=args.optimize)
+            entries, rows = tflm_column_entries(board, source, default_input(source.graph), columns, optimize=args.optimize)
             store.add(rows)
-            tflm.append(entry)
+            tflm.extend(entries)
         stored_in = str(store.path)
     if args.json:
         print(json.dumps({"runs": summaries, "tflm": tflm, "store": stored_in}, indent=2))
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_comparison(args: argparse.Namespace, board) -> int:
+    columns = tflm_columns(board, args.tflm_dir)
     summaries, tflm = [], []
     with open_store(args.store) as store:
         for spec in args.models:
@@ -85,9 +95,9 @@ def run_comparison(args: argparse.Namespace, board) -> int:
                                  patches=args.patches, sram_budget=args.sram)
             store.add(comparison.measurements(board))
             summaries.append(comparison.summary())
-            entry, rows = tflm_column_entry(board, source, default_input(source.graph), args.tflm_dir)
+            entries, rows = tflm_column_entries(board, source, default_input(source.graph), columns)
             store.add(rows)
-            tflm.append(entry)
+            tflm.extend(entries)
         stored_in = str(store.path)
     if args.json:
         print(json.dumps({"comparisons": summaries, "tflm": tflm, "store": stored_in}, indent=2))

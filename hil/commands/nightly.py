@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hil.destinations import add_output_argument
 from hil.experiments.nightly import KERNEL_SETS, SHARED_MODELS, run_suite, suite_models
-from hil.experiments.tflm_baseline import TFLM_DIR_ENV
+from hil.commands.bench import add_tflm_dir_argument
 from hil.progress import ProgressBar
 from hil.store.option import add_store_argument
 from hil.store.results import open_store
@@ -19,6 +19,7 @@ EXAMPLES = f"""\
   tinylab nightly                                   # every model found, on qemu-f746 and qemu-f412
   tinylab nightly --boards qemu-f746 --models-dir ~/models -o /srv/www/tinylab
   tinylab nightly mcunet-tiny --kernels portable     # a deliberately slower build: exits 1, naming it
+  tinylab nightly --boards qemu-f746 qemu-f412 --tflm-dir M7-REF --tflm-dir M7-CMSIS --tflm-dir M4-REF --tflm-dir M4-CMSIS
 The suite: the project's own models, {SHARED_MODELS} when present, and every --models-dir.
 Exit status: 0 all well, 1 something regressed, stopped matching TFLite Micro or failed, 2 bad usage.
 """
@@ -34,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also every .tflite file in DIR (repeatable)")
     parser.add_argument("--kernels", choices=KERNEL_SETS, default="optimized",
                         help="which kernels build our engine (default: optimized; portable is the slow baseline)")
-    parser.add_argument("--tflm-dir", metavar="DIR",
-                        help=f"a TFLM library for the boards' core: also measure TFLM on the target (default: ${TFLM_DIR_ENV})")
+    add_tflm_dir_argument(parser)
     add_output_argument(parser, "-o", "--output", folder=True, default=None, metavar="DIR",
                         help="where the report goes (default: results/reports in a checkout, "
                         "$XDG_DATA_HOME/tinylab/reports when installed)")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     models = suite_models(args.models_dir, standard=not args.models, chosen=args.models)
     bar = None if args.json else ProgressBar(len(boards) * len(models), "nightly")
     with open_store(args.store) as store:
-        result = run_suite(boards, models, store, kernels=args.kernels, tflm_dir=args.tflm_dir,
+        result = run_suite(boards, models, store, kernels=args.kernels, tflm_dirs=args.tflm_dir,
                            progress=bar.advance if bar else None)
         stored = str(store.path)
     written = make_report(args.output or DEFAULT_DIR, store=stored)

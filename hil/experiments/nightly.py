@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from engine.errors import DoesNotFitError, EngineError
 from engine.oracle import tflm_arena
@@ -15,7 +15,7 @@ from hil.experiments.compare import Comparison
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import NIGHTLY_BUILTINS, ModelSource, default_input, resolve_model
 from hil.experiments.regressions import Regression, find_regressions
-from hil.experiments.tflm_baseline import tflm_column_entry
+from hil.experiments.tflm_columns import COLUMN_LABELS, TflmColumns, tflm_column_entries, tflm_columns
 from hil.store.provenance import REPO_ROOT
 from hil.store.results import ResultsStore
 from hil.targets.boardspec import BoardSpec
@@ -76,9 +76,9 @@ class NightlyResult:
 
 
 def measure_model(board: BoardSpec, source: ModelSource, store: ResultsStore, *, kernels: str = "optimized",
-                  tflm_dir: str | Path | None = None) -> Outcome:
+                  tflm: TflmColumns | None = None) -> Outcome:
     """Our engine (built with `kernels`), the portable-kernel baseline, TFLM's host arena and, with
-    a library, TFLM on the target: all stored, in one run per engine."""
+    libraries, TFLM on the target (reference and CMSIS-NN kernels): all stored, in one run per engine."""
     value = default_input(source.graph)
     ours = run_model(board, source, value, kernels=kernels)
     portable = run_model(board, source, value, kernels="portable")
@@ -86,15 +86,14 @@ def measure_model(board: BoardSpec, source: ModelSource, store: ResultsStore, *,
     if kernels != "optimized":  # a deliberately different build of our engine: say so in its rows
         rows = [row if row.engine.endswith("-portable") else replace(row, extra=_with_kernels(row.extra, kernels))
                 for row in rows]
-    tflm_entry, tflm_rows = tflm_column_entry(board, source, value, tflm_dir)
+    tflm_entries, tflm_rows = tflm_column_entries(board, source, value, tflm or tflm_columns(board, None))
     store.add(rows + tflm_rows)
-    mismatched = [name for name, run_matches in (("our engine", ours.matches_reference),
-                                                   ("portable kernels", portable.matches_reference),
-                                                   ("TFLM on the target", tflm_entry.get("matches_reference", True)))
-                  if not run_matches]
+    checked = [("our engine", ours.matches_reference), ("portable kernels", portable.matches_reference)] + [
+        (f"{COLUMN_LABELS[e['engine']]} on the target", e["matches_reference"]) for e in tflm_entries if "reason" not in e]
+    mismatched = [name for name, run_matches in checked if not run_matches]
+    empty = "; ".join(f"{COLUMN_LABELS[e['engine']]} column empty: {e['reason']}" for e in tflm_entries if "reason" in e)
     return Outcome(model=source.name, board=board.name, status="measured",
-                   detail=("output differs from TFLite Micro's: " + ", ".join(mismatched)) if mismatched
-                   else ("" if "reason" not in tflm_entry else f"TFLM column empty: {tflm_entry['reason']}"),
+                   detail=("output differs from TFLite Micro's: " + ", ".join(mismatched)) if mismatched else empty,
                    matches_reference=not mismatched, run_ids={row.run_id for row in rows + tflm_rows})
 
 
@@ -103,16 +102,18 @@ def _with_kernels(extra: str, kernels: str) -> str:
 
 
 def run_suite(boards: list[BoardSpec], models: list[str], store: ResultsStore, *, kernels: str = "optimized",
-              tflm_dir: str | Path | None = None,
+              tflm_dirs: Sequence[str | Path] | None = None,
               progress: Callable[[str], None] | None = None) -> NightlyResult:
-    """Measure every model on every board; then the regressions of the series this run touched."""
+    """Measure every model on every board, TFLM from each library in `tflm_dirs` built for the
+    board's core; then the regressions of the series this run touched."""
     progress = progress or (lambda line: None)
     outcomes: list[Outcome] = []
     for board in boards:
+        columns = tflm_columns(board, tflm_dirs)
         for spec in models:
             try:
                 source = resolve_model(spec)
-                outcome = measure_model(board, source, store, kernels=kernels, tflm_dir=tflm_dir)
+                outcome = measure_model(board, source, store, kernels=kernels, tflm=columns)
             except DoesNotFitError as error:
                 outcome = Outcome(model=Path(spec).stem, board=board.name, status="skipped", detail=str(error))
             except (LabError, EngineError) as error:

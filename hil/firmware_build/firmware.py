@@ -61,12 +61,18 @@ class InputSlot:
     """A firmware with no staging copy of the input: `db` bytes and the host's preload go straight
     into the model's input, `input_bytes` at `offset` in the arena `arena_symbol` (which the
     workload keeps out of .bss, so that a preload survives start-up). The harness keeps the first
-    inference's output (`output_bytes`) aside to report it."""
+    inference's output (`output_bytes`) aside to report it. `arena_symbol` None: the workload
+    points its input at the slot as it starts (TFLM's input tensor, placed by its interpreter),
+    so `db` fills it after boot and nothing can be preloaded."""
 
-    arena_symbol: str
+    arena_symbol: str | None
     offset: int
     input_bytes: int
     output_bytes: int
+
+    @property
+    def preloadable(self) -> bool:
+        return self.arena_symbol is not None
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,11 @@ class WorkloadSources:
         """Whether the firmware keeps a staging copy of the input."""
         return self.input_slot is None
 
+    @property
+    def preloadable(self) -> bool:
+        """Whether a runner may write the input before boot (at lab_input_target)."""
+        return self.input_slot is None or self.input_slot.preloadable
+
 
 @dataclass(frozen=True)
 class Firmware:
@@ -107,6 +118,7 @@ class Firmware:
     from_cache: bool = field(default=False, compare=False)
     input_staged: bool = True  # whether it keeps a staging copy of the input (WorkloadSources)
     input_wire: InputWire = RAW  # how its `db` bytes become the input (WorkloadSources)
+    preloadable: bool = True  # whether a runner may write the input before boot (WorkloadSources)
 
     @property
     def stack_bytes(self) -> int:
@@ -187,7 +199,7 @@ def render_harness(board: BoardSpec, input_capacity: int, input_slot: InputSlot 
         input_target = STAGING_BUFFER_SYMBOL
     else:
         input_capacity = input_slot.input_bytes
-        input_target = f"{input_slot.arena_symbol} + {input_slot.offset}"
+        input_target = f"{input_slot.arena_symbol} + {input_slot.offset}" if input_slot.preloadable else ""
     context = {
         "board": board,
         "input_capacity": max(1, input_capacity),
@@ -254,7 +266,7 @@ def build_firmware(
     if (final_dir / "firmware.elf").is_file() and (final_dir / "size.json").is_file():
         size = ImageSize(**json.loads((final_dir / "size.json").read_text()))
         return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, True,
-                                 workload.input_staged, workload.input_wire))
+                                 workload.input_staged, workload.input_wire, workload.preloadable))
 
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"build-{digest[:12]}-", dir=cache_root))
@@ -277,7 +289,7 @@ def build_firmware(
     except OSError:  # another process built the same firmware at the same time: keep theirs
         shutil.rmtree(work, ignore_errors=True)
     return _checked(Firmware(board, final_dir / "firmware.elf", size, digest, optimize, workload.label, False,
-                             workload.input_staged, workload.input_wire))
+                             workload.input_staged, workload.input_wire, workload.preloadable))
 
 
 def _build_step(command: list[str], work: Path, too_slow: str) -> subprocess.CompletedProcess[str]:

@@ -80,16 +80,24 @@ def _sources_by_address(image) -> dict[int, str]:  # image: elftools ELFFile
     return sources
 
 
-def split_static_ram(firmware: Firmware, model_sources: Iterable[str], arena_symbol: str) -> StaticRamSplit:
+def split_static_ram(firmware: Firmware, model_sources: Iterable[str], arena_symbol: str,
+                     *, model_is_rest: bool = False) -> StaticRamSplit:
     """The firmware's static RAM split: the objects defined by `model_sources` (file names, matched
-    by their last component: the generated model and its kernel library) are the model's. Its
-    arena `arena_symbol` must be among them."""
-    wanted = {Path(s).name for s in model_sources}
+    by their last component: the generated model and its kernel library) are the model's. With
+    `model_is_rest`, `model_sources` are the lab's and every other object is the model's (a
+    library built without debug information, such as TFLM's). Its arena `arena_symbol` must be
+    among the model's objects."""
+    named = {Path(s).name for s in model_sources}
     ram = firmware.board.ram
     objects = ram_objects(firmware.elf, ram.origin, ram.length)
-    model = tuple(o for o in objects if o.source and Path(o.source).name in wanted)
+    if model_is_rest:
+        model = tuple(o for o in objects if not (o.source and Path(o.source).name in named))
+    else:
+        model = tuple(o for o in objects if o.source and Path(o.source).name in named)
     if not any(o.name == arena_symbol for o in model):
-        raise BuildError(f"{firmware.elf}: the model's arena {arena_symbol} is not among the static RAM objects "
-                         f"that {', '.join(sorted(wanted))} define (is the debug information missing?)")
+        owner = f"objects other than those {', '.join(sorted(named))} define" if model_is_rest else \
+            f"objects that {', '.join(sorted(named))} define"
+        raise BuildError(f"{firmware.elf}: the model's arena {arena_symbol} is not among the static RAM {owner} "
+                         "(is the debug information missing?)")
     lab = tuple(o for o in objects if o not in model)
     return StaticRamSplit(total=firmware.size.static_ram, model=model, lab=lab)

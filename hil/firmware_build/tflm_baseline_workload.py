@@ -9,11 +9,12 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from hil.firmware_build.firmware import CXX_COMPILER, WorkloadSources, cpu_flags, render_template
+from hil.firmware_build.firmware import CXX_COMPILER, InputSlot, WorkloadSources, cpu_flags, render_template
 from hil.firmware_build.model_workload import tensor_output_format
 from hil.firmware_build.tflm_baseline_library import TflmBaselineError, TflmLibrary
 from hil.firmware_build.toolchain import require_tool
@@ -24,6 +25,7 @@ TEMPLATE = "tflm/workload.cc.j2"
 SOURCE_NAME = "tflm_workload.cc"
 ARENA_WORKLOAD = "tflm-arena"  # the table's second workload: its output is ArenaFigures
 ARENA_ALIGNMENT = 16
+TFLM_ARENA_SYMBOL = "tflm_tensor_arena"  # the workload's static arena (a C symbol, for the static RAM split)
 # Compiled into the workload as TFLM's own build compiles the library: TfLiteTensor's layout
 # depends on it. NDEBUG as TFLM's release builds have it: without it TFLITE_DCHECK in TFLM's headers
 # calls abort(), which pulls newlib's malloc and _sbrk into a firmware that has no heap.
@@ -158,10 +160,12 @@ class ArenaFigures:
     reserved: int  # the static arena's size in this firmware
     status: int  # 0: the interpreter is ready; otherwise the failed step (see the template)
 
+    BYTES: ClassVar[int] = 12  # three little-endian uint32
+
     @classmethod
     def from_output(cls, raw: bytes) -> ArenaFigures:
-        if len(raw) != 12:
-            raise TflmModelError(f"the {ARENA_WORKLOAD} workload returned {len(raw)} bytes, not 12")
+        if len(raw) != cls.BYTES:
+            raise TflmModelError(f"the {ARENA_WORKLOAD} workload returned {len(raw)} bytes, not {cls.BYTES}")
         return cls(*struct.unpack("<3I", raw))
 
 
@@ -245,14 +249,24 @@ def render_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, libr
         resolver_calls=resolver_calls(info),
         output=output_format(info.output),
         arena_workload=ARENA_WORKLOAD,
+        arena_symbol=TFLM_ARENA_SYMBOL,
     )
 
 
-def tflm_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, library: TflmLibrary) -> WorkloadSources:
-    """The firmware's workload: the generated source, linked with the user's TFLM archive(s)."""
+def tflm_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, library: TflmLibrary,
+                  staged: bool = False) -> WorkloadSources:
+    """The firmware's workload: the generated source, linked with the user's TFLM archive(s).
+    `staged`: the harness keeps a staging copy of the input (which a runner can preload before
+    boot, and which counts as the lab's static RAM, not TFLM's); otherwise `db` writes the input
+    straight into TFLM's input tensor, which the interpreter places in its arena as the firmware
+    starts (so nothing can be preloaded)."""
+    # Without a staging copy the harness keeps the reported output aside: room for the model's and for ArenaFigures.
+    slot = None if staged else InputSlot(arena_symbol=None, offset=0, input_bytes=info.input.bytes,
+                                         output_bytes=max(info.output.bytes, ArenaFigures.BYTES))
     return WorkloadSources(
         files={SOURCE_NAME: render_workload(info, tflite, arena_bytes, library)},
         input_capacity=info.input.bytes,
+        input_slot=slot,
         library=library.archives,
         label=f"{info.name} ({library.engine})",
         cxx_flags=(*TFLM_DEFINES, *(TFLM_STRIPPED_DEFINES if library.strips_error_strings else ()),

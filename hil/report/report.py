@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hil.firmware_build.planlayout import PlanLayout
 from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
+from hil.experiments.tflm_columns import UNAVAILABLE_METRIC
 from hil.report.report_data import (OURS, PATCHED, Cell, ComparisonRow, ComparisonTable, PlanPicture, Quantity, Source, StoreRow,
                                     Trend, TrendPoint, TrendSeries)
 from hil.report.search_data import (CANDIDATE_METRIC, ROLES, Budget, Candidate, DeployedNetwork, SearchRun,
@@ -44,7 +45,7 @@ HOST_BACKEND = "host"
 BASELINES = ("tinylab-portable", "tflm", "tflm-cmsis-nn", "tflite-micro")
 BASELINE_LABELS = {
     "tinylab-portable": "our portable kernels",
-    "tflm": "TFLM on target",
+    "tflm": "TFLM reference on target",
     "tflm-cmsis-nn": "TFLM + CMSIS-NN on target",
     "tflite-micro": "TFLM arena (host)",
 }
@@ -180,7 +181,10 @@ def comparison_tables(frame: pandas.DataFrame) -> list[ComparisonTable]:
         for engine in baselines:
             if any(row.baselines[engine] for row in rows):
                 continue
-            if engine not in engines_anywhere:
+            stored = _stored_reason(here, engine)
+            if stored:
+                notes[engine] = f"not measured: {stored}"
+            elif engine not in engines_anywhere:
                 notes[engine] = NOT_MEASURED.get(engine, "not measured")
             else:
                 hint = RERUN_HINTS.get(engine)
@@ -194,6 +198,18 @@ def comparison_tables(frame: pandas.DataFrame) -> list[ComparisonTable]:
             source=source_of(_rows_of(here, cited), board, backend),
             used=sorted(cited, key=lambda r: (r.timestamp, r.engine, r.metric), reverse=True)))
     return tables
+
+
+def _stored_reason(latest: pandas.DataFrame, engine: str) -> str:
+    """Why the newest run left `engine`'s column empty, as it stored it (metric `unavailable`,
+    hil.experiments.tflm_columns), or ""."""
+    found = latest[(latest["engine"] == engine) & (latest["metric"] == UNAVAILABLE_METRIC)]
+    if not len(found):
+        return ""
+    try:
+        return str(json.loads(found.sort_values("timestamp").iloc[-1]["extra"] or "{}").get("reason", ""))
+    except ValueError:
+        return ""
 
 
 def _rows_of(frame: pandas.DataFrame, cited: list[StoreRow]) -> pandas.DataFrame:

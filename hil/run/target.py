@@ -18,7 +18,7 @@ def open_with_input(runner: Runner, firmware: Firmware, data: bytes) -> Iterator
     where the runner can (`link.load_input(preloaded=True)` then only confirms it), else sent
     as `db` lines (in the firmware's wire form, hil.firmware_build.inputwire).
     `link.reload_input()` loads it again the same way."""
-    preload = runner.can_preload
+    preload = runner.can_preload and firmware.preloadable
     with runner.open(firmware, preload=data if preload else None) as link:
         link.load_input(data if preload else firmware.input_wire.encode(data), preloaded=preload)
         yield link
@@ -28,7 +28,7 @@ def each_input(runner: Runner, firmware: Firmware, inputs: Iterable[bytes]) -> I
     """A link with each input loaded in turn: one boot per input with the input preloaded where
     the runner can (much faster than `db` lines under QEMU; a board is flashed once and reset),
     else one boot and `db` lines for every input."""
-    if runner.can_preload:
+    if runner.can_preload and firmware.preloadable:
         for data in inputs:
             with open_with_input(runner, firmware, data) as link:
                 yield link
