@@ -3,13 +3,20 @@ protocol alone (no hil code): commands end with '%', replies are lines up to 'm-
 in `db` lines of at most 31 bytes. Over a TCP socket or a serial port opened by path."""
 from __future__ import annotations
 
+import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import serial
 
+REPO = Path(__file__).resolve().parents[1]
 RUNNER_CHUNK_BYTES = 31  # the runner's DUT.load sends at most 31 bytes per `db` line
 RESULTS = re.compile(r"^m-results-\[([^]]+)\]$")
 
@@ -101,3 +108,23 @@ class SerialHost(MlperfHost):
 
     def close(self) -> None:
         self.port.close()
+
+
+@contextmanager
+def served(*args: str) -> Iterator[dict]:
+    """`tinylab serve ARGS --json` in a process of its own: yields what it printed when ready,
+    then stops it with SIGTERM and checks it exited 0."""
+    server = subprocess.Popen([sys.executable, "-m", "tinylab_cli", "serve", *args, "--json"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line, server.stderr.read()
+        yield json.loads(line)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=20)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert code == 0, server.stderr.read()

@@ -5,10 +5,8 @@ submissions' input conversions and ad01's anomaly score; `tinylab mlperf-dataset
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -20,11 +18,12 @@ import pytest
 
 from engine.oracle import run_tflm
 from hil.experiments.mlperf_ids import input_wire_for
-from hil.experiments.models import default_input, resolve_model
+from hil.experiments.models import resolve_model
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
 from mlperf_client import RUNNER_CHUNK_BYTES, SerialHost
+from mlperf_client import served as serve_process
 
 pytestmark = [needs_arm_gcc, needs_qemu]
 
@@ -36,21 +35,10 @@ AD01_FEATURES = SHARED / "data" / "ad01_normal_id_01_hist_librosa.bin"
 
 @contextmanager
 def served(model: str, pty: Path, *extra: str) -> Iterator[dict]:
-    server = subprocess.Popen([sys.executable, "-m", "tinylab_cli", "serve", model, "--pty", str(pty), "--json", *extra],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = server.stdout.readline()
-        assert line, server.stderr.read()
-        yield json.loads(line)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=20)
-        finally:
-            if server.poll() is None:
-                server.kill()
-    assert code == 0, server.stderr.read()
-    assert not pty.exists() and not pty.is_symlink()  # the link goes with the server
+    """`tinylab serve MODEL --pty PTY`; the link at PTY goes with the server."""
+    with serve_process(model, "--pty", str(pty), *extra) as info:
+        yield info
+    assert not pty.exists() and not pty.is_symlink()
 
 
 def test_the_runner_protocol_over_a_pty_with_uint8_images(tmp_path):

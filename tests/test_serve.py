@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +17,10 @@ from hil.run.runners.emulator import free_tcp_port
 from tinylab_cli.main import main
 
 from conftest import needs_arm_gcc, needs_qemu
-from mlperf_client import SocketHost
+from mlperf_client import SocketHost, served
 
 pytestmark = [needs_arm_gcc, needs_qemu]
 
-REPO = Path(__file__).resolve().parents[1]
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -64,38 +60,25 @@ def test_an_mlperf_client_drives_the_served_firmware():
     expected = [float(f"{scale * (int(q) - out.zero_point[0]):.6f}") for q in reference]
 
     port = free_tcp_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tinylab_cli", "serve", "mcunet-tiny", "--board", "qemu-f746", "--tcp", str(port), "--json"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    client = None
-    try:
-        started = json.loads(server.stdout.readline())
+    with served("mcunet-tiny", "--board", "qemu-f746", "--tcp", str(port)) as started:
         qemu_pid = started["qemu_pid"]
         assert started["port"] == port
         assert "m-init-done" in started["banner"]  # serve read the boot banner itself
         client = SocketHost(port)
-        name = client.send("name")
-        assert any(re.match(r"^m-name-dut-\[[^]]+\]$", line) for line in name)
-        assert "m-load-done" in client.load(value.tobytes())
-        infer = client.send("infer 3 1")
-        laps = [int(m.group(1)) for m in map(re.compile(r"^m-lap-us-([0-9]+)$").match, infer) if m]
-        assert len(laps) == 2 and laps[1] > laps[0]
-        assert [float(v) for v in client.results(infer)] == expected
-        assert [float(v) for v in client.results(client.send("results"))] == expected
-        client.close()
-        client = SocketHost(port)  # a second client can connect after the first one left
-        assert [float(v) for v in client.results(client.send("results"))] == expected
-    finally:
-        if client is not None:
-            client.close()
-        server.send_signal(signal.SIGTERM)
         try:
-            code = server.wait(timeout=15)
+            name = client.send("name")
+            assert any(re.match(r"^m-name-dut-\[[^]]+\]$", line) for line in name)
+            assert "m-load-done" in client.load(value.tobytes())
+            infer = client.send("infer 3 1")
+            laps = [int(m.group(1)) for m in map(re.compile(r"^m-lap-us-([0-9]+)$").match, infer) if m]
+            assert len(laps) == 2 and laps[1] > laps[0]
+            assert [float(v) for v in client.results(infer)] == expected
+            assert [float(v) for v in client.results(client.send("results"))] == expected
+            client.close()
+            client = SocketHost(port)  # a second client can connect after the first one left
+            assert [float(v) for v in client.results(client.send("results"))] == expected
         finally:
-            if server.poll() is None:
-                server.kill()
-    assert code == 0, server.stderr.read()
+            client.close()
     deadline = time.monotonic() + 5
     while not process_gone(qemu_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
