@@ -50,6 +50,17 @@ def test_serve_refuses_a_real_board(capsys):
     assert "not emulated" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_pty_path_that_exists_or_a_bad_port(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a user's file")
+    assert main(["serve", "mcunet-tiny", "--pty", str(taken)]) == 2
+    assert "the path exists" in capsys.readouterr().err and taken.read_text() == "a user's file"
+    assert main(["serve", "mcunet-tiny", "--pty", str(tmp_path / "no" / "dut")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["serve", "mcunet-tiny", "--tcp", "70000"]) == 2
+    assert "not a TCP port" in capsys.readouterr().err
+
+
 def test_an_mlperf_client_drives_the_served_firmware():
     source = resolve_model("mcunet-tiny")
     graph = source.graph

@@ -57,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"--tcp {args.tcp}: not a TCP port")
     source = resolve_model(args.model)
     model_id = model_id_for(source, args.model_id)
-    firmware = build_model(board, source, args.model_id, args.optimize)
-    runner = QemuRunner(board)
-    front: Front | None = None
+    # The pty or the port first, so that a path or port that cannot be had is refused before the
+    # build; a client that comes early waits until the bridge runs.
+    front: Front | None = _front(args)
     try:
-        with sigterm_as_interrupt(), runner.serve(firmware, free_tcp_port()) as qemu:
+        firmware = build_model(board, source, args.model_id, args.optimize)
+        with sigterm_as_interrupt(), QemuRunner(board).serve(firmware, free_tcp_port()) as qemu:
             uart = socket.create_connection(("127.0.0.1", qemu.port), timeout=10)
             banner = read_banner(uart, qemu.exit_problem)
-            front = _front(args)
             bridge = UartBridge(uart, front, qemu.exit_problem)
             info = {"model": source.name, "model_id": model_id, "board": board.name,
                     "input_conversion": firmware.input_wire.kind, "anomaly_score": firmware.input_wire.anomaly_score,
