@@ -78,9 +78,7 @@ def quantize(values: np.ndarray, graph: Graph) -> np.ndarray:
     dtype = np.dtype(DTYPES[tensor.dtype])
     if not tensor.scale or dtype.kind not in "iu":
         raise LabError(f"model {graph.name}: its input {tensor.dtype} is not quantised; give inputs of that type")
-    info = np.iinfo(dtype)
-    params = QuantParams(float(tensor.scale[0]), int(tensor.zero_point[0]) if tensor.zero_point else 0, info.min, info.max)
-    return params.quantize(values).astype(dtype)
+    return QuantParams.of(tensor).quantize(values).astype(dtype)
 
 
 def read_input_file(path: Path, graph: Graph) -> np.ndarray:

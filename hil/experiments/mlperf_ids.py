@@ -48,7 +48,7 @@ def _quant(graph: Graph, index: int, what: str, model_id: str) -> QuantParams:
     if tensor.dtype != "int8" or len(tensor.scale) != 1 or not tensor.scale[0] > 0:
         raise LabError(f"model id {model_id}: model {graph.name}'s {what} is {tensor.dtype} "
                        f"with {len(tensor.scale)} scales; the {model_id} conversion takes one int8 tensor with one scale")
-    return QuantParams(float(tensor.scale[0]), int(tensor.zero_point[0]) if tensor.zero_point else 0)
+    return QuantParams.of(tensor)
 
 
 def input_wire_for(model_id: str | None, graph: Graph) -> InputWire:

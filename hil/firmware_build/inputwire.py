@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.ir import DTYPES, Tensor
 from hil.errors import LabError
 
 WIRE_KINDS = {"raw": 0, "uint8": 1, "float32": 2}  # the firmware's INPUT_WIRE codes
@@ -29,6 +30,13 @@ class QuantParams:
     zero_point: int
     qmin: int = -128
     qmax: int = 127
+
+    @classmethod
+    def of(cls, tensor: Tensor) -> QuantParams:
+        """A quantised integer tensor's first scale and zero point, and its type's range."""
+        info = np.iinfo(DTYPES[tensor.dtype])
+        zero_point = int(tensor.zero_point[0]) if tensor.zero_point else 0
+        return cls(float(tensor.scale[0]), zero_point, int(info.min), int(info.max))
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """(q - zero_point) * scale in float32, as the firmware computes it."""
