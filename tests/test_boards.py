@@ -22,7 +22,7 @@ from hil.targets.chips import STM32_APB_DIVIDERS
 REPO = Path(__file__).resolve().parent.parent
 SOC_TEMPLATES = REPO / "firmware_templates" / "soc"
 EXPECTED_BOARDS = {
-    "qemu-f746", "qemu-f412", "qemu-h743", "netduinoplus2",
+    "qemu-f746", "qemu-f412", "qemu-h743", "qemu-l4r5", "netduinoplus2",
     "disco-f746ng", "nucleo-f746zg", "nucleo-f412zg", "nucleo-f767zi", "nucleo-h743zi",
 }
 
@@ -49,7 +49,7 @@ def test_memory_regions_match_the_budgets(name):
 
 def test_emulated_boards_run_on_qemu_with_systick():
     emulated = [board for board in list_boards() if board.emulated]
-    assert {board.name for board in emulated} == {"qemu-f746", "qemu-f412", "qemu-h743",
+    assert {board.name for board in emulated} == {"qemu-f746", "qemu-f412", "qemu-h743", "qemu-l4r5",
                                                   "netduinoplus2"}
     for board in emulated:
         assert board.qemu is not None and board.qemu.cpu == board.core
