@@ -67,6 +67,9 @@ class TflmBuildSpec:
     build_type: str = "release"
     downloads: Path | None = None
     cmsis_nn: Path | None = None
+    # Variables the Makefile sets that the make line overrides, e.g. its optimisation levels
+    # (("KERNEL_OPTIMIZATION_LEVEL", "-Ofast"),): part of the cache key.
+    overrides: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kernels not in KERNELS:
@@ -112,6 +115,7 @@ class TflmBuildSpec:
             **({"OPTIMIZED_KERNEL_DIR": KERNELS[self.kernels]} if KERNELS[self.kernels] else {}),
             **({"CMSIS_NN_PATH": str(self.cmsis_nn.resolve())} if self.cmsis_nn is not None else {}),
             **({"DOWNLOADS_DIR": str(self.downloads.resolve())} if self.downloads is not None else {}),
+            **dict(self.overrides),
             "BASE_GENDIR": str(gendir),
         }
         return variables
@@ -206,7 +210,8 @@ def build_key(spec: TflmBuildSpec, commit: str, dirty: bool) -> str:
     """The cache folder's name: TFLM's commit, core, FPU, kernels and build type, and a short hash
     of the rest that changes the library (compiler, CMSIS-NN source, a modified checkout)."""
     identity = {"gcc": tool_version("arm-none-eabi-gcc"), "cmsis_nn": str(spec.cmsis_nn or ""),
-                "downloads": str(spec.downloads_dir), "dirty": _diff_digest(spec.checkout) if dirty else ""}
+                "downloads": str(spec.downloads_dir), "dirty": _diff_digest(spec.checkout) if dirty else "",
+                **({"overrides": list(spec.overrides)} if spec.overrides else {})}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{commit[:12]}{'-dirty' if dirty else ''}-{spec.target_name}-{digest}"
 
