@@ -102,7 +102,7 @@ class TinyEngineRecipe:
         output_bytes = _elements(info.output.shape)
         files = {"tinyengine_workload.c": render_template(
             WORKLOAD_TEMPLATE, model_name=pair.model, input_bytes=input_bytes, output_bytes=output_bytes,
-            output=tensor_output_format("int8", *_int8_quantisation(info.output)),
+            output=tensor_output_format("int8", *int8_output_quantisation(model.tflite)),
             sram_bytes=generated.sram_bytes, software=pair.software)}
         workload = WorkloadSources(files=files, input_capacity=input_bytes, library=(generated.archive,),
                                    label=f"{pair.model} (TinyEngine 0363956)")
@@ -216,10 +216,23 @@ def _elements(shape: tuple[int, ...]) -> int:
     return count
 
 
-def _int8_quantisation(tensor) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """The output's int8 scale and zero point (TinyEngine's output is int8 whatever the model's
-    output type: for a float32 output, the quantisation of the DEQUANTIZE's input is not known
-    here, so the values are printed as raw int8)."""
-    if tensor.dtype == "int8":
-        return tensor.scale, tensor.zero_point
-    return (), ()
+def int8_output_quantisation(tflite: bytes) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The scale and zero point of TinyEngine's int8 output: the model's output's, or for a float32
+    output made by a DEQUANTIZE (which TinyEngine leaves out, as it does the input's QUANTIZE),
+    those of the DEQUANTIZE's int8 input."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray(tflite), 0)
+    graph = model.Subgraphs(0)
+    tensor = graph.Outputs(0)
+    if graph.Tensors(tensor).Type() != schema.TensorType.INT8:
+        for index in range(graph.OperatorsLength()):
+            op = graph.Operators(index)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            if op.Outputs(0) == tensor and max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.DEQUANTIZE:
+                tensor = op.Inputs(0)
+                break
+    quant = graph.Tensors(tensor).Quantization()
+    if graph.Tensors(tensor).Type() != schema.TensorType.INT8 or quant is None or quant.ScaleLength() != 1:
+        return (), ()  # printed as raw int8
+    return (float(quant.ScaleAsNumpy()[0]),), (int(quant.ZeroPointAsNumpy()[0]),)
