@@ -116,9 +116,18 @@ class TflmBuildSpec:
             **({"CMSIS_NN_PATH": str(self.cmsis_nn.resolve())} if self.cmsis_nn is not None else {}),
             **({"DOWNLOADS_DIR": str(self.downloads.resolve())} if self.downloads is not None else {}),
             **dict(self.overrides),
-            "BASE_GENDIR": str(gendir),
+            **self.gendir_variable(gendir),
         }
         return variables
+
+    def gendir_variable(self, gendir: Path) -> dict[str, str]:
+        """Where make puts its objects and library: BASE_GENDIR, or for an older Makefile that has
+        none (tflite-micro before late 2022 fixes GENDIR under its own tools/make/gen/) GENDIR itself,
+        one folder under `gendir` as BASE_GENDIR would make."""
+        makefile = self.checkout / MAKEFILE
+        if makefile.is_file() and "BASE_GENDIR" not in makefile.read_text(errors="replace"):
+            return {"GENDIR": f"{gendir}/{self.target_name}/"}
+        return {"BASE_GENDIR": str(gendir)}
 
 
 def make_command(variables: dict[str, str], goals: Iterable[str], jobs: int = 1) -> list[str]:
@@ -273,7 +282,7 @@ def build_tflm_library(spec: TflmBuildSpec, *, jobs: int = 1, cache_dir: Path | 
         "tflm_commit": commit, "checkout_modified": dirty, "checkout": str(spec.checkout),
         "board": spec.board.name, "core": spec.board.core, "fpu": spec.board.fpu,
         "float_abi": "hard" if spec.hard_float else "soft", "kernels": spec.kernels, "build_type": spec.build_type,
-        "make_command": " ".join(make_command({k: v for k, v in variables.items() if k != "BASE_GENDIR"},
+        "make_command": " ".join(make_command({k: v for k, v in variables.items() if k not in ("BASE_GENDIR", "GENDIR")},
                                               ["microlite"], jobs)),
         "compiler": tool_version("arm-none-eabi-gcc"), "built_seconds": round(time.monotonic() - started, 1),
         "archive_sha256": hashlib.sha256(archives[0].read_bytes()).hexdigest(),
