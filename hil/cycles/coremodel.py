@@ -217,10 +217,12 @@ def address_registers(instruction: Instruction) -> set[str]:
     return set(instruction.reads)
 
 
-def schedule(block: list[tuple[Instruction, int]], core: CoreTiming) -> float:
+def schedule(block: list[tuple[Instruction, int]], core: CoreTiming, regions: Mapping[int, int] | None = None) -> float:
     """Cycles of one pass through `block` (instructions with their sizes in bytes): in order, up
     to `issue_width` a cycle where the pair is allowed, each instruction waiting for the registers
-    it reads; a branch ending the block counts as not taken here."""
+    it reads; a branch ending the block counts as not taken here. `regions`: the memory region
+    (an index of REGIONS) most accesses of each load or store went to, by address."""
+    regions = regions or {}
     rules = core.rules
     ready: dict[str, float] = {}
     writer: dict[str, Instruction] = {}
@@ -235,8 +237,14 @@ def schedule(block: list[tuple[Instruction, int]], core: CoreTiming) -> float:
         memory = kind in SINGLE_MEMORY or kind in MULTIPLE or kind in ("load_dual", "store_dual")
         addresses = address_registers(instruction) if memory else set()
         pipelined = (rules.get("load_pipelining", 0) and previous is not None and previous.kind in ("load", "fp_load")
-                     and kind in SINGLE_MEMORY and not addresses & set(previous.writes))
+                     and kind in SINGLE_MEMORY and not addresses & set(previous.writes)
+                     and not _pipelining_broken(rules, previous, instruction, size, regions))
         cost = core.cost(instruction, bool(pipelined))
+        if kind in ("store", "fp_store") and instruction.register_offset:
+            cost = max(cost, rules.get("register_offset_store", 0))
+        if (kind in ("load", "load_dual", "load_multiple", "fp_load") and previous is not None
+                and previous.kind in ("store", "store_dual", "fp_store")):
+            cost += rules.get("store_then_load_extra", 0)
         if kind == "branch":
             cost = core.branch_not_taken
         if kind == "it" and rules.get("it_folds_after_16bit", 0) and previous_size == 2:
@@ -276,6 +284,20 @@ def schedule(block: list[tuple[Instruction, int]], core: CoreTiming) -> float:
     return end
 
 
+def _pipelining_broken(rules: Mapping[str, float], previous: Instruction, instruction: Instruction, size: int,
+                       regions: Mapping[int, int]) -> bool:
+    """The Cortex-M4's measured exceptions to load pipelining (rules named in its core file)."""
+    if rules.get("pipelining_needs_same_region") and previous.pc in regions and instruction.pc in regions \
+            and regions[previous.pc] != regions[instruction.pc]:
+        return True
+    if rules.get("unaligned_wide_load_not_pipelined") and size == 4 and instruction.pc % 4 == 2:
+        return True
+    if rules.get("indexed_chain_not_pipelined") and previous.writeback and instruction.writeback \
+            and set(previous.reads[:1]) == set(address_registers(instruction)) & set(previous.reads[:1]):
+        return bool(set(previous.reads[:1]))
+    return False
+
+
 def estimate(profile: ExecutionProfile, window: WindowProfile, instructions: Mapping[int, Instruction],
              core: CoreTiming, memory: MemorySystem) -> CycleEstimate:
     """Estimated cycles of `window` of `profile` with `core` and `memory`; `instructions` is the
@@ -286,13 +308,14 @@ def estimate(profile: ExecutionProfile, window: WindowProfile, instructions: Map
     successors: dict[int, list[tuple[int, int]]] = {}
     for (source, target), count in window.edges.items():
         successors.setdefault(source, []).append((target, count))
+    regions = {pc: max(range(len(counts)), key=counts.__getitem__) for pc, counts in window.accesses.items()}
     for block_id, count in window.block_counts.items():
         block = profile.blocks[block_id]
         try:
             decoded = [(instructions[pc], size) for pc, size in block.instructions]
         except KeyError as missing:
             raise CycleModelError(f"address {missing.args[0]:#x} ran but is not an instruction of the firmware") from None
-        issue += count * schedule(decoded, core)
+        issue += count * schedule(decoded, core, regions)
         last = decoded[-1][0]
         if last.kind != "branch" and not last.writes_pc:
             continue

@@ -80,6 +80,8 @@ class Instruction:
     registers_moved: int = 0  # LDM/STM/PUSH/POP/VLDM/VSTM: registers in the list
     bytes_moved: int = 0  # loads and stores: bytes per execution
     conditional: bool = False  # a branch with a condition (B<cc>, CBZ, CBNZ)
+    writeback: bool = False  # a load or store that updates its base register (pre- or post-indexed)
+    register_offset: bool = False  # a load or store addressed by base plus a register
 
     @property
     def writes_pc(self) -> bool:
@@ -142,8 +144,24 @@ def decode(pc: int, mnemonic: str, operands: str) -> Instruction:
         size = 8 if re.match(r"\s*d\d", operands) else 4
     elif kind in ("fp_load_multiple", "fp_store_multiple"):
         size = 4 * moved * (2 if listed and "d" in listed.group(1) else 1)
+    if kind.startswith("fp_") and kind not in ("fp_move",):
+        # FP registers are not tracked: an FP instruction writes no core register, and reads its
+        # address registers (loads, stores) or none
+        writes = ()
+        reads = registers
+    elif kind == "fp_move":
+        first = operands.split(",")[0].strip()
+        writes = (ALIASES.get(first, first),) if REGISTER.fullmatch(first) else ()
+        reads = tuple(r for r in registers if r not in writes)
+    address = re.search(r"\[([^\]]*)\](!?)(,\s*#?-?\w+)?", operands)
+    writeback = bool(address and (address.group(2) or address.group(3)))
+    register_offset = bool(address and len(REGISTER.findall(address.group(1))) > 1)
+    if writeback and kind in ("load", "store", "load_dual", "store_dual", "fp_load", "fp_store"):
+        base_register = REGISTER.findall(address.group(1))[0]
+        writes = tuple(dict.fromkeys(writes + (ALIASES.get(base_register, base_register),)))
     is_conditional_branch = kind == "branch" and (conditional or base in ("cbz", "cbnz"))
-    return Instruction(pc, mnemonic, base, kind, writes, reads, moved, size, is_conditional_branch)
+    return Instruction(pc, mnemonic, base, kind, writes, reads, moved, size, is_conditional_branch,
+                       writeback and kind in MEMORY_CLASSES, register_offset and kind in MEMORY_CLASSES)
 
 
 def _range_length(item: str) -> int:
