@@ -43,6 +43,7 @@ CLASSES: dict[str, str] = {
     **{m: "system" for m in ("dmb", "dsb", "isb", "wfi", "wfe", "sev", "cpsid", "cpsie", "mrs", "msr", "svc",
                              "bkpt")},
     "nop": "nop",
+    "it": "it",
     # FPv4/FPv5 (the mnemonic without its .f32/.f64 suffix)
     **{m: "fp_arith" for m in ("vadd", "vsub", "vmul", "vnmul", "vabs", "vneg", "vmaxnm", "vminnm", "vsel")},
     **{m: "fp_mac" for m in ("vmla", "vmls", "vnmla", "vnmls", "vfma", "vfms", "vfnma", "vfnms")},
