@@ -14,7 +14,7 @@ import pytest
 
 from hil.firmware_build.tflm_baseline_library import TflmForAnotherCoreError, load_tflm_library
 from hil.firmware_build.tflm_library_build import (CHECKOUT_DOWNLOADS, MAKEFILE, MANIFEST_NAME, THIRD_PARTY_FOLDERS,
-                                                   TflmBuildError, TflmBuildSpec, build_tflm_library, cached_builds,
+                                                   TflmBuildError, TflmBuildSpec, build_key, build_tflm_library, cached_builds,
                                                    header_destination, make_command, missing_downloads, toolchain_root)
 from hil.progress import ProgressBar
 from hil.targets.boards import load_board
@@ -54,6 +54,22 @@ def test_the_make_line_names_the_boards_core_fpu_and_toolchain(tmp_path, board, 
                           cmsis_nn=tmp_path / "nn").make_variables("/opt/gcc/bin/", tmp_path / "gen")
     assert (cmsis["OPTIMIZED_KERNEL_DIR"], cmsis["BUILD_TYPE"], cmsis["TARGET_TOOLCHAIN_ROOT"]) == ("cmsis_nn", "default", "/opt/gcc/bin/")
     assert (cmsis["DOWNLOADS_DIR"], cmsis["CMSIS_NN_PATH"]) == (str(tmp_path / "dl"), str(tmp_path / "nn"))
+
+
+@needs_arm_gcc
+def test_overrides_join_the_make_line_and_an_older_makefile_gets_gendir(tmp_path):
+    """Variables the Makefile sets can be overridden on the make line (and key the cache); a
+    Makefile without BASE_GENDIR (tflite-micro before late 2022) is given GENDIR instead."""
+    checkout = fake_checkout(tmp_path / "tflm")
+    ofast = (("KERNEL_OPTIMIZATION_LEVEL", "-Ofast"),)
+    spec = TflmBuildSpec(checkout, load_board("qemu-h743"), "reference", overrides=ofast)
+    variables = spec.make_variables("/usr/bin/", tmp_path / "gen")
+    assert variables["KERNEL_OPTIMIZATION_LEVEL"] == "-Ofast"
+    assert variables["GENDIR"] == f"{tmp_path / 'gen'}/{spec.target_name}/" and "BASE_GENDIR" not in variables
+    (checkout / MAKEFILE).write_text("BASE_GENDIR ?= gen\n")
+    assert spec.make_variables("/usr/bin/", tmp_path / "gen")["BASE_GENDIR"] == str(tmp_path / "gen")
+    plain = TflmBuildSpec(checkout, load_board("qemu-h743"), "reference")
+    assert build_key(spec, "713b6ed", False) != build_key(plain, "713b6ed", False)
 
 
 def test_a_soft_float_board_gets_tflms_soft_float_arch_and_no_fpu():

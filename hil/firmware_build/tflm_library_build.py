@@ -67,6 +67,9 @@ class TflmBuildSpec:
     build_type: str = "release"
     downloads: Path | None = None
     cmsis_nn: Path | None = None
+    # Variables the Makefile sets that the make line overrides, e.g. its optimisation levels
+    # (("KERNEL_OPTIMIZATION_LEVEL", "-Ofast"),): part of the cache key.
+    overrides: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kernels not in KERNELS:
@@ -112,9 +115,19 @@ class TflmBuildSpec:
             **({"OPTIMIZED_KERNEL_DIR": KERNELS[self.kernels]} if KERNELS[self.kernels] else {}),
             **({"CMSIS_NN_PATH": str(self.cmsis_nn.resolve())} if self.cmsis_nn is not None else {}),
             **({"DOWNLOADS_DIR": str(self.downloads.resolve())} if self.downloads is not None else {}),
-            "BASE_GENDIR": str(gendir),
+            **dict(self.overrides),
+            **self.gendir_variable(gendir),
         }
         return variables
+
+    def gendir_variable(self, gendir: Path) -> dict[str, str]:
+        """Where make puts its objects and library: BASE_GENDIR, or for an older Makefile that has
+        none (tflite-micro before late 2022 fixes GENDIR under its own tools/make/gen/) GENDIR itself,
+        one folder under `gendir` as BASE_GENDIR would make."""
+        makefile = self.checkout / MAKEFILE
+        if makefile.is_file() and "BASE_GENDIR" not in makefile.read_text(errors="replace"):
+            return {"GENDIR": f"{gendir}/{self.target_name}/"}
+        return {"BASE_GENDIR": str(gendir)}
 
 
 def make_command(variables: dict[str, str], goals: Iterable[str], jobs: int = 1) -> list[str]:
@@ -206,7 +219,8 @@ def build_key(spec: TflmBuildSpec, commit: str, dirty: bool) -> str:
     """The cache folder's name: TFLM's commit, core, FPU, kernels and build type, and a short hash
     of the rest that changes the library (compiler, CMSIS-NN source, a modified checkout)."""
     identity = {"gcc": tool_version("arm-none-eabi-gcc"), "cmsis_nn": str(spec.cmsis_nn or ""),
-                "downloads": str(spec.downloads_dir), "dirty": _diff_digest(spec.checkout) if dirty else ""}
+                "downloads": str(spec.downloads_dir), "dirty": _diff_digest(spec.checkout) if dirty else "",
+                **({"overrides": list(spec.overrides)} if spec.overrides else {})}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{commit[:12]}{'-dirty' if dirty else ''}-{spec.target_name}-{digest}"
 
@@ -268,7 +282,7 @@ def build_tflm_library(spec: TflmBuildSpec, *, jobs: int = 1, cache_dir: Path | 
         "tflm_commit": commit, "checkout_modified": dirty, "checkout": str(spec.checkout),
         "board": spec.board.name, "core": spec.board.core, "fpu": spec.board.fpu,
         "float_abi": "hard" if spec.hard_float else "soft", "kernels": spec.kernels, "build_type": spec.build_type,
-        "make_command": " ".join(make_command({k: v for k, v in variables.items() if k != "BASE_GENDIR"},
+        "make_command": " ".join(make_command({k: v for k, v in variables.items() if k not in ("BASE_GENDIR", "GENDIR")},
                                               ["microlite"], jobs)),
         "compiler": tool_version("arm-none-eabi-gcc"), "built_seconds": round(time.monotonic() - started, 1),
         "archive_sha256": hashlib.sha256(archives[0].read_bytes()).hexdigest(),
