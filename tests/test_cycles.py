@@ -249,3 +249,45 @@ def test_cycle_model_on_a_board_that_measures_cycles_is_refused(capsys):
     code = main(["run", "mcunet-tiny", "--board", "nucleo-f746zg", "--cycle-model", "auto", "--no-store"])
     err = capsys.readouterr().err
     assert code != 0 and "--cycle-model needs an emulated run" in err and "Traceback" not in err
+
+
+@needs_arm_gcc
+@needs_qemu
+@needs_host_gcc
+def test_the_profiles_caches_and_branches_account_for_every_access_and_branch(tmp_path):
+    from hil.cycles.coremodel import estimate
+    from hil.cycles.disassembly import disassemble
+    from hil.cycles.profile import Profiler
+    from hil.experiments.modelrun import build_model_firmware
+    from hil.run.target import open_with_input
+
+    board = load_board("qemu-f412")
+    source = resolve_model("mcunet-tiny")
+    firmware = build_model_firmware(board, source).firmware
+    runner = runner_for(board)
+    # a data cache over flash only, an instruction cache over flash and RAM
+    runner.profiler = Profiler(board, tmp_path, {"dcache": "256:8:32:1", "icache": "1024:32:32:3"})
+    data = default_input(source.graph).tobytes()
+    with open_with_input(runner, firmware, data) as link:
+        report = link.infer(count=2, warmup=1)
+    profile = runner.profiler.collect()
+    assert len(profile.windows) == 2  # one per timed inference, none for the warm-up
+    window = profile.windows[0]
+    assert abs(window.instructions - runner.latency(report.ticks_min).value) <= runner.latency(1).resolution
+    flash = REGIONS.index("flash")
+    hits, misses = window.caches["d"]
+    assert hits[flash] + misses[flash] == sum(counts[flash] for counts in window.accesses.values()) > 0
+    assert hits[REGIONS.index("ram")] + misses[REGIONS.index("ram")] == 0  # RAM is not in this cache
+    assert misses[flash] > 0 and hits[flash] > misses[flash]
+    # every execution of a block that ends in a conditional branch was either taken or not
+    instructions = disassemble(firmware.elf)
+    result = estimate(profile, window, instructions, *model_for("qemu-f412"))
+    ends_in_branch = sum(count for block_id, count in window.block_counts.items()
+                         if instructions[profile.blocks[block_id].instructions[-1][0]].kind == "branch"
+                         or instructions[profile.blocks[block_id].instructions[-1][0]].writes_pc)
+    followed = sum(count for (block_id, _next), count in window.edges.items()
+                   if instructions[profile.blocks[block_id].instructions[-1][0]].kind == "branch"
+                   or instructions[profile.blocks[block_id].instructions[-1][0]].writes_pc)
+    assert result.branches_taken + result.branches_not_taken == followed
+    assert ends_in_branch - followed <= 1  # only the window's last block has no successor inside it
+    assert sum(window.block_counts.values()) > 0 and result.instructions == window.instructions

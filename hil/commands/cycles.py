@@ -8,6 +8,7 @@ import json
 from hil.cycles.coremodel import load_core, memory_systems
 from hil.cycles.validation import (RANKED_BOARD_PAIRS, TARGET_MEDIAN_ERROR, TARGET_SPEARMAN, PairResult, load_pairs,
                                    summarise, validate)
+from hil.experiments.models import DEFAULT_MODEL
 from hil.targets.boards import load_board
 
 SUMMARY = "the cycle model: its timing data, and its error against latencies published for real boards"
@@ -15,6 +16,7 @@ EXAMPLES = """\
   tinylab cycles models                      # the cores and memory systems, with each board they estimate for
   tinylab cycles validate                    # every published pair whose sources are set (see below)
   tinylab cycles validate --only tinyengine --json
+  tinylab cycles cost ../shared/models-mcunet/mcunet-320kb-1mb_imagenet.tflite   # profiled vs plain run, wall time
 The validation rebuilds published software (TinyEngine, TFLM, microTVM's MLPerf Tiny submissions)
 from fetched sources that are never part of the lab; each pair names the environment variable of
 its source folder and how to obtain it, and is skipped, saying so, when it is not set.
@@ -22,15 +24,20 @@ its source folder and how to obtain it, and is skipped, saying so, when it is no
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("validate", "models"),
+    parser.add_argument("action", choices=("validate", "models", "cost"),
                         help="validate: run every published pair under QEMU with the profiler and compare; "
-                        "models: list the timing data")
+                        "models: list the timing data; cost: the wall time of a profiled run against a plain one")
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"cost: a .tflite file or a built-in model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--board", default="qemu-f746", help="cost: an emulated board (default: qemu-f746)")
     parser.add_argument("--only", metavar="TEXT", help="validate only the pairs whose software, model or board contains TEXT")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "models":
         return list_models(args)
+    if args.action == "cost":
+        return profiling_cost(args)
     from hil.cycles.recipes import RECIPES
 
     pairs = [p for p in load_pairs() if not args.only or any(args.only in f for f in (p.software, p.model, p.board))]
@@ -99,3 +106,30 @@ def list_models(args: argparse.Namespace) -> int:
         twins = ", ".join(m.emulated_by) or "validation only"
         print(f"  {m.name:<24} {m.core:<10} {m.clock_hz / 1e6:>5g} MHz  estimates for: {twins}")
     return 0
+
+
+def profiling_cost(args: argparse.Namespace) -> int:
+    """The wall time of `tinylab run` with and without the profiler, on the same cached firmware,
+    each measured in this run after one run that fills the cache."""
+    import time
+
+    from hil.experiments.modelrun import run_model
+    from hil.experiments.models import default_input, resolve_model
+
+    board = load_board(args.board)
+    source = resolve_model(args.model)
+    value = default_input(source.graph)
+    run_model(board, source, value)  # builds the firmware into the cache
+    times = {}
+    for label, model in (("plain", None), ("profiled", "auto")):
+        start = time.perf_counter()
+        result = run_model(board, source, value, cycle_model=model)
+        times[label] = time.perf_counter() - start
+    ratio = times["profiled"] / times["plain"]
+    if args.json:
+        print(json.dumps({"model": source.name, "board": board.name, "instructions": result.latency,
+                          "plain_s": times["plain"], "profiled_s": times["profiled"], "ratio": ratio}, indent=2))
+    else:
+        print(f"{source.name} on {board.name}: {result.latency:,.0f} instructions; run {times['plain']:.1f} s, "
+              f"profiled run {times['profiled']:.1f} s: {ratio:.2f}x (target: at most 3x)")
+    return 0 if ratio <= 3.0 else 1

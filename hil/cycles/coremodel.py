@@ -9,7 +9,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import AbstractSet as Set, Any, Mapping
 
 from hil.cycles.disassembly import Instruction
 from hil.cycles.profile import REGIONS, ExecutionProfile, WindowProfile
@@ -217,11 +217,13 @@ def address_registers(instruction: Instruction) -> set[str]:
     return set(instruction.reads)
 
 
-def schedule(block: list[tuple[Instruction, int]], core: CoreTiming, regions: Mapping[int, int] | None = None) -> float:
+def schedule(block: list[tuple[Instruction, int]], core: CoreTiming, regions: Mapping[int, int] | None = None,
+             other_bank: Set[int] = frozenset()) -> float:
     """Cycles of one pass through `block` (instructions with their sizes in bytes): in order, up
     to `issue_width` a cycle where the pair is allowed, each instruction waiting for the registers
     it reads; a branch ending the block counts as not taken here. `regions`: the memory region
-    (an index of REGIONS) most accesses of each load or store went to, by address."""
+    (an index of REGIONS) most accesses of each load or store went to, by address; `other_bank`:
+    the loads and stores that mostly went to the other 32-bit bank than the access before."""
     regions = regions or {}
     rules = core.rules
     ready: dict[str, float] = {}
@@ -251,7 +253,10 @@ def schedule(block: list[tuple[Instruction, int]], core: CoreTiming, regions: Ma
             cost = 0.0
         earliest = free
         if (core.issue_width > 1 and previous is not None and not paired_last
-                and (previous.kind, kind) in core.pairs and not set(instruction.reads) & set(previous.writes)):
+                and not set(instruction.reads) & set(previous.writes)
+                and ((previous.kind, kind) in core.pairs
+                     or (previous.kind, kind) == ("load", "load") and rules.get("loads_pair_across_banks")
+                     and instruction.pc in other_bank)):
             earliest = issued
         waits = [earliest]
         for register in instruction.reads:
@@ -308,14 +313,15 @@ def estimate(profile: ExecutionProfile, window: WindowProfile, instructions: Map
     successors: dict[int, list[tuple[int, int]]] = {}
     for (source, target), count in window.edges.items():
         successors.setdefault(source, []).append((target, count))
-    regions = {pc: max(range(len(counts)), key=counts.__getitem__) for pc, counts in window.accesses.items()}
+    regions = {pc: max(range(len(REGIONS)), key=counts.__getitem__) for pc, counts in window.accesses.items()}
+    other_bank = {pc for pc, counts in window.accesses.items() if 2 * counts[len(REGIONS)] > sum(counts[:len(REGIONS)])}
     for block_id, count in window.block_counts.items():
         block = profile.blocks[block_id]
         try:
             decoded = [(instructions[pc], size) for pc, size in block.instructions]
         except KeyError as missing:
             raise CycleModelError(f"address {missing.args[0]:#x} ran but is not an instruction of the firmware") from None
-        issue += count * schedule(decoded, core, regions)
+        issue += count * schedule(decoded, core, regions, other_bank)
         last = decoded[-1][0]
         if last.kind != "branch" and not last.writes_pc:
             continue

@@ -42,7 +42,8 @@ class WindowProfile:
     instructions: int
     block_counts: dict[int, int] = field(default_factory=dict)  # block id -> executions
     edges: dict[tuple[int, int], int] = field(default_factory=dict)  # (block id, next block id) -> count
-    accesses: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))  # pc -> REGIONS
+    # pc -> accesses to each of REGIONS, then how many went to the other 32-bit bank than the access before
+    accesses: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0]))
     caches: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)  # "d"/"i" -> hits, misses by region
 
 
@@ -75,35 +76,52 @@ def parse_profile(path: Path) -> ExecutionProfile:
     current = WindowProfile(0)
     ended = False
     with open(path) as stream:
-        for line in stream:
-            kind, *fields = line.split()
-            if kind == "t":
-                blocks[int(fields[0])] = (int(fields[1], 16), int(fields[2]))
-            elif kind == "i":
-                instructions[int(fields[0])] = tuple(
-                    (int(pc, 16), int(size)) for pc, size in (item.split(":") for item in fields[1:]))
-            elif kind == "b":
-                current.block_counts[int(fields[0])] = int(fields[1])
-            elif kind == "e":
-                current.edges[(int(fields[0]), int(fields[1]))] = int(fields[2])
-            elif kind == "m":
-                counts = current.accesses[int(fields[0], 16)]
-                for region, value in enumerate(fields[1:]):
-                    counts[region] += int(value)
-            elif kind == "c":
-                values = [int(v) for v in fields[1:]]
-                current.caches[fields[0]] = (values[0::2], values[1::2])
-            elif kind == "w":
-                # a window's records follow its `w` line: start collecting them
-                current = WindowProfile(int(fields[1]))
-                windows.append(current)
-            elif kind == "end":
-                ended = True
+        for number, line in enumerate(stream, 1):
+            try:
+                kind, *fields = line.split()
+                ended = _read_record(kind, fields, blocks, instructions, windows, current) or ended
+            except (ValueError, IndexError) as problem:
+                raise ProfileError(f"{path}: line {number}: not a profile record ({problem}): {line[:80]!r}") from None
+            if kind == "w":
+                current = windows[-1]
     if not ended:
         raise ProfileError(f"{path}: the profile has no end record (QEMU did not exit cleanly)")
     return ExecutionProfile(
         blocks={block_id: Block(pc, instructions.get(block_id, ())) for block_id, (pc, _n) in blocks.items()},
         windows=windows)
+
+
+def _read_record(kind: str, fields: list[str], blocks: dict[int, tuple[int, int]],
+                 instructions: dict[int, tuple[tuple[int, int], ...]], windows: list[WindowProfile],
+                 current: WindowProfile) -> bool:
+    """Add one record to what is read so far; True for the end record."""
+    if kind == "t":
+        blocks[int(fields[0])] = (int(fields[1], 16), int(fields[2]))
+    elif kind == "i":
+        instructions[int(fields[0])] = tuple(
+            (int(pc, 16), int(size)) for pc, size in (item.split(":") for item in fields[1:]))
+    elif kind == "b":
+        current.block_counts[int(fields[0])] = int(fields[1])
+    elif kind == "e":
+        current.edges[(int(fields[0]), int(fields[1]))] = int(fields[2])
+    elif kind == "m":
+        values = [int(v) for v in fields[1:]]
+        counts = current.accesses[int(fields[0], 16)]
+        if len(values) != len(counts):
+            raise ValueError(f"{len(values)} counts where {len(counts)} are expected")
+        for index, value in enumerate(values):
+            counts[index] += value
+    elif kind == "c":
+        values = [int(v) for v in fields[1:]]
+        current.caches[fields[0]] = (values[0::2], values[1::2])
+    elif kind == "w":
+        # a window's records follow its `w` line: the caller collects them into it
+        windows.append(WindowProfile(int(fields[1])))
+    elif kind == "end":
+        return True
+    else:
+        raise ValueError(f"unknown record '{kind}'")
+    return False
 
 
 def plugin_library() -> Path:

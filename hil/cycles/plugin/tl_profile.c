@@ -15,7 +15,8 @@
  *   w K INSNS        window K ran INSNS instructions
  *   b ID COUNT       block ID ran COUNT times in that window
  *   e ID NEXT COUNT  block NEXT ran right after block ID, COUNT times
- *   m PC F R S O     the load/store at PC: accesses to flash, ram (not stack), stack, other
+ *   m PC F R S O B   the load/store at PC: accesses to flash, ram (not stack), stack, other, and how
+ *                    many went to the other 32-bit bank (address bit 2) than the access before
  *   c d|i H M ...    the data or instruction cache: hits and misses for each of the four regions
  *   t ID PC N        block ID starts at PC and has N instructions
  *   i ID PC SIZE     the instructions of block ID, in order
@@ -42,6 +43,7 @@ struct edge {
 struct access {
     uint64_t pc;
     uint64_t count[REGIONS];
+    uint64_t bank_changes; /* accesses to the other 32-bit bank (address bit 2) than the access before */
 };
 
 struct block {
@@ -82,6 +84,7 @@ static uint32_t window_index;
 static uint64_t window_insns;
 static struct block *blocks, *previous;
 static uint32_t block_count;
+static uint64_t last_bank;
 
 static bool parse_range(const char *text, struct range *range)
 {
@@ -221,8 +224,8 @@ static void close_window(void)
         for (uint32_t i = 0; i < b->n_accesses; ++i) {
             const struct access *a = &b->accesses[i];
             if (a->count[0] | a->count[1] | a->count[2] | a->count[3]) {
-                fprintf(out, "m %" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", a->pc, a->count[0],
-                        a->count[1], a->count[2], a->count[3]);
+                fprintf(out, "m %" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", a->pc,
+                        a->count[0], a->count[1], a->count[2], a->count[3], a->bank_changes);
             }
         }
         b->count = 0;
@@ -230,6 +233,7 @@ static void close_window(void)
         b->n_more = 0;
         for (uint32_t i = 0; i < b->n_accesses; ++i) {
             memset(b->accesses[i].count, 0, sizeof b->accesses[i].count);
+            b->accesses[i].bank_changes = 0;
         }
     }
     window_index++;
@@ -279,7 +283,10 @@ static void on_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t ad
         return;
     }
     int region = region_of(address);
+    uint64_t bank = (address >> 2) & 1u;
     a->count[region]++;
+    a->bank_changes += bank != last_bank;
+    last_bank = bank;
     cache_touch(&dcache, address, region);
 }
 
