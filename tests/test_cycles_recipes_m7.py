@@ -82,3 +82,33 @@ def test_tinyengine_builds_mcunet_vww1_as_published_and_runs_on_the_twin(tmp_pat
     assert report.output_of_loaded_input and len(report.output) == 2
     cycles = pair.latency_ms * 1e-3 * pair.clock_hz
     assert 0.3 < cycles / latency.value < 3.0, (cycles, latency.value)  # a Cortex-M7's plausible CPI
+
+
+TFLM_SOURCE = "TINYLAB_TFLM_713B6ED_DIR"
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(TFLM_SOURCE) or not os.environ.get("TINYLAB_TINYENGINE_DIR"),
+                    reason=f"set {TFLM_SOURCE} (tflite-micro at 713b6ed, downloads filled) and TINYLAB_TINYENGINE_DIR "
+                           "(its assets/vww.tflite) to build TFLM + CMSIS-NN for mcunet-vww1")
+def test_tflm_with_cmsis_nn_at_713b6ed_runs_mcunet_vww1_bit_exact_with_the_oracle() -> None:
+    import numpy as np
+
+    from engine.oracle import run_tflm
+    from hil.cycles.recipes.mcunet_models import model_source
+    from hil.run.runners import runner_for
+    from hil.run.target import open_with_input
+
+    from engine.cache import cache_root
+
+    pair = pair_of("tflm-cmsis-nn", "mcunet-vww1")
+    # The lab's cache: TFLM's library takes TFLM's Makefile minutes to build, once.
+    firmware = RECIPES["tflm-cmsis-nn"].build(pair, {}, cache_root() / "cycles")
+    value = np.random.default_rng(16).uniform(-1.0, 1.0, size=(1, 80, 80, 3)).astype(np.float32)
+    runner = runner_for(firmware.board)
+    with open_with_input(runner, firmware, value.tobytes()) as link:
+        report = link.infer(count=1, warmup=1, timeout_s=600.0)
+    assert report.output_of_loaded_input and runner.latency(report.ticks_min).unit == "instructions"
+    expected = run_tflm(model_source(pair.model, {}).tflite, [value])[0].reshape(-1)
+    assert np.array_equal(np.frombuffer(report.output, dtype=np.float32), expected)

@@ -67,15 +67,15 @@ class TflmRecipe:
         info = inspect_tflite(model.tflite, model.name)
         resolver_calls(info)
         require_cxx_toolchain(board)
-        library = load_tflm_library(self.library_folder(pair, board, folders, cache), board)
+        library = load_tflm_library(self.library_folder(pair, board, folders), board)
         arena = sizing_arena(board, model, info)
         firmware = self._firmware(board, info, model.tflite, arena, library, staged=False, cache=cache)
         if firmware.stack_bytes - aligned_arena(info.input.bytes) >= board.min_stack_bytes:
             firmware = self._firmware(board, info, model.tflite, arena, library, staged=True, cache=cache)
         return firmware
 
-    def library_folder(self, pair: PublishedLatency, board: BoardSpec, folders: Mapping[str, Path], cache: Path) -> Path:
-        """TFLM's library for the board, built by its Makefile with -Ofast (or from the cache)."""
+    def library_folder(self, pair: PublishedLatency, board: BoardSpec, folders: Mapping[str, Path]) -> Path:
+        """TFLM's library for the board, built by its Makefile with -Ofast (or from the lab's TFLM cache)."""
         checkout = TFLM.locate(folders)
         downloads = checkout / CHECKOUT_DOWNLOADS
         cmsis_nn = None
@@ -88,7 +88,8 @@ class TflmRecipe:
         if missing:
             raise RecipeSourceError(f"{TFLM.source.env}={checkout}: its Makefile's downloads/ lacks {', '.join(missing)}, "
                                     f"which it would download (no network here); {TFLM.source.obtain}")
-        return build_tflm_library(spec, jobs=os.cpu_count() or 1, cache_dir=cache / "tflm").directory
+        # In the lab's TFLM cache (`tinylab tflm list` shows it), keyed by commit, target, kernels and flags.
+        return build_tflm_library(spec, jobs=os.cpu_count() or 1).directory
 
     def _firmware(self, board: BoardSpec, info, tflite: bytes, arena: int, library, *, staged: bool, cache: Path) -> Firmware:
         firmware = build_firmware(board, tflm_workload(info, tflite, min(arena, arena_room(board, info)), library, staged),
