@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Mapping
 
 from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, model_source
+from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
 from hil.cycles.recipes.pinned import PinnedTree, RecipeSourceError, git_blob_id, require_version
 from hil.experiments.tflm_baseline import arena_room, sizing_arena
 from hil.firmware_build.firmware import Firmware, build_firmware
-from hil.firmware_build.tflm_baseline_library import load_tflm_library
-from hil.firmware_build.tflm_baseline_workload import (aligned_arena, check_no_static_constructors, inspect_tflite,
+from hil.firmware_build.tflm_baseline_library import TflmLibrary, load_tflm_library
+from hil.firmware_build.tflm_baseline_workload import (TfliteModelInfo, aligned_arena, check_no_static_constructors, inspect_tflite,
                                                        require_cxx_toolchain, resolver_calls, tflm_workload)
 from hil.firmware_build.tflm_library_build import (CHECKOUT_DOWNLOADS, TflmBuildSpec, build_tflm_library,
                                                    missing_downloads)
@@ -58,7 +58,7 @@ class TflmRecipe:
     def __init__(self, name: str, kernels: str) -> None:
         self.name = name
         self.kernels = kernels
-        self.sources = (TFLM.source, MCUNET_MODELS)
+        self.sources = (TFLM.source, MCUNET_MODELS, TINYENGINE_SOURCE)  # TinyEngine ships mcunet-vww1's file
 
     def build(self, pair: PublishedLatency, folders: Mapping[str, Path], cache: Path) -> Firmware:
         require_version(pair.software, "tflm", TFLM)
@@ -91,7 +91,8 @@ class TflmRecipe:
         # In the lab's TFLM cache (`tinylab tflm list` shows it), keyed by commit, target, kernels and flags.
         return build_tflm_library(spec, jobs=os.cpu_count() or 1).directory
 
-    def _firmware(self, board: BoardSpec, info, tflite: bytes, arena: int, library, *, staged: bool, cache: Path) -> Firmware:
+    def _firmware(self, board: BoardSpec, info: TfliteModelInfo, tflite: bytes, arena: int, library: TflmLibrary, *,
+                  staged: bool, cache: Path) -> Firmware:
         firmware = build_firmware(board, tflm_workload(info, tflite, min(arena, arena_room(board, info)), library, staged),
                                   optimize=OPTIMIZE, cache_dir=cache / "firmware")
         check_no_static_constructors(firmware.elf)
