@@ -114,3 +114,21 @@ def test_tflm_with_cmsis_nn_at_713b6ed_runs_mcunet_in3_bit_exact_with_the_oracle
     assert report.output_of_loaded_input and runner.latency(report.ticks_min).unit == "instructions"
     expected = run_tflm(model_source(pair.model, {}).tflite, [value])[0].reshape(-1)
     assert np.array_equal(np.frombuffer(report.output, dtype=np.int8), expected)
+
+
+def test_the_tflm_workload_gives_an_error_reporter_only_where_the_interpreter_takes_one(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hil.firmware_build.tflm_baseline_workload import interpreter_needs_error_reporter
+
+    header = tmp_path / "tensorflow/lite/micro/micro_interpreter.h"
+    header.parent.mkdir(parents=True)
+    header.write_text("  MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver,\n"
+                      "                   uint8_t* tensor_arena, size_t tensor_arena_size,\n"
+                      "                   ErrorReporter* error_reporter,\n"
+                      "                   MicroResourceVariables* resource_variables = nullptr);\n")
+    assert interpreter_needs_error_reporter(SimpleNamespace(include_dirs=(tmp_path,)))
+    header.write_text("  MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver,\n"
+                      "                   uint8_t* tensor_arena, size_t tensor_arena_size,\n"
+                      "                   MicroResourceVariables* resource_variables = nullptr);\n")
+    assert not interpreter_needs_error_reporter(SimpleNamespace(include_dirs=(tmp_path,)))
