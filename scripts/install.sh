@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm chromium dataset-fashion-mnist)
+DEBIAN_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm chromium dataset-fashion-mnist
+                 gcc libc6-dev)  # the host compiler builds the execution profiler (QEMU plugin) of hil/cycles
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

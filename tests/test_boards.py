@@ -22,8 +22,8 @@ from hil.targets.chips import STM32_APB_DIVIDERS
 REPO = Path(__file__).resolve().parent.parent
 SOC_TEMPLATES = REPO / "firmware_templates" / "soc"
 EXPECTED_BOARDS = {
-    "qemu-f746", "qemu-f412", "qemu-h743", "netduinoplus2",
-    "disco-f746ng", "nucleo-f746zg", "nucleo-f412zg", "nucleo-f767zi", "nucleo-h743zi",
+    "qemu-f746", "qemu-f412", "qemu-h743", "qemu-l4r5", "netduinoplus2",
+    "disco-f746ng", "nucleo-f746zg", "nucleo-f412zg", "nucleo-f767zi", "nucleo-h743zi", "nucleo-l4r5zi",
 }
 
 
@@ -49,7 +49,7 @@ def test_memory_regions_match_the_budgets(name):
 
 def test_emulated_boards_run_on_qemu_with_systick():
     emulated = [board for board in list_boards() if board.emulated]
-    assert {board.name for board in emulated} == {"qemu-f746", "qemu-f412", "qemu-h743",
+    assert {board.name for board in emulated} == {"qemu-f746", "qemu-f412", "qemu-h743", "qemu-l4r5",
                                                   "netduinoplus2"}
     for board in emulated:
         assert board.qemu is not None and board.qemu.cpu == board.core
@@ -60,7 +60,7 @@ def test_emulated_boards_run_on_qemu_with_systick():
 
 def test_emulated_boards_keep_the_real_budgets():
     pairs = {"qemu-f746": "nucleo-f746zg", "qemu-f412": "nucleo-f412zg",
-             "qemu-h743": "nucleo-h743zi"}
+             "qemu-h743": "nucleo-h743zi", "qemu-l4r5": "nucleo-l4r5zi"}
     for emulated, real in pairs.items():
         e, r = load_board(emulated), load_board(real)
         assert (e.sram_bytes, e.flash_bytes, e.core, e.fpu) == \
@@ -72,7 +72,7 @@ def test_emulated_boards_keep_the_real_budgets():
 def test_real_boards_name_a_probe_target_and_their_clocks():
     real = {board.name: board for board in list_boards() if not board.emulated}
     assert set(real) == {"disco-f746ng", "nucleo-f746zg", "nucleo-f412zg", "nucleo-f767zi",
-                         "nucleo-h743zi"}
+                         "nucleo-h743zi", "nucleo-l4r5zi"}
     for board in real.values():
         assert board.backend == "hardware" and board.timer == "dwt"
         assert board.pyocd_target and board.pyocd_board_ids
@@ -87,7 +87,9 @@ def test_real_boards_name_a_probe_target_and_their_clocks():
     assert "0813" in real["nucleo-h743zi"].pyocd_board_ids
     assert {name: board.clock_hz for name, board in real.items()} == {
         "disco-f746ng": 216_000_000, "nucleo-f746zg": 216_000_000, "nucleo-f767zi": 216_000_000,
-        "nucleo-f412zg": 100_000_000, "nucleo-h743zi": 400_000_000}
+        "nucleo-f412zg": 100_000_000, "nucleo-h743zi": 400_000_000, "nucleo-l4r5zi": 120_000_000}
+    assert real["nucleo-l4r5zi"].pyocd_board_ids == ("0776",)
+    assert real["nucleo-l4r5zi"].uart.stm32.name == "LPUART1"
     assert real["nucleo-h743zi"].ram.origin == 0x24000000
 
 
@@ -333,6 +335,13 @@ def test_real_soc_templates_carry_the_board_numbers():
     assert "RCC_APB2ENR |= 1u << 4;" in disco  # USART1
     f412 = render_soc(load_board("nucleo-f412zg"))
     assert "#define FLASH_LATENCY 3u" in f412 and "ODEN" not in f412
+    l4 = render_soc(load_board("nucleo-l4r5zi"))
+    assert "#define FLASH_LATENCY 5u" in l4  # 120 MHz, range 1: 20 MHz per wait state
+    assert "PWR_CR5 &= ~PWR_CR5_R1MODE;" in l4  # boost mode above 80 MHz
+    assert "PWR_CR2 |= PWR_CR2_IOSV;" in l4  # PG7/PG8 on VDDIO2
+    assert "(1u << 4) | (30u << 8)" in l4 and "(0u << 25)" in l4  # HSI / 2 * 30 / R 2
+    assert "gpio_alternate(GPIO_BASE(6), 7u, 8u, 0u)" in l4  # PG7 TX, AF8
+    assert "RCC_APB1ENR2 |= 1u << 0;" in l4  # LPUART1
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_BOARDS))

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "nas": "tinylab_cli.nas",
     "nightly": "hil.commands.nightly",
     "tflm": "hil.commands.tflm",
+    "cycles": "hil.commands.cycles",
 }
 # Commands that need a package above the lab: name -> that package. Where it cannot be imported,
 # the command is listed as unavailable and refuses to run; every other command works.

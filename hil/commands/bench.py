@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hil.cycles.coremodel import CycleModelError
+from hil.cycles.estimated import add_cycle_model_argument, describe_estimate
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.firmware_build.patching import add_patch_arguments, describe_choice
 from hil.experiments.compare import compare
@@ -19,6 +21,7 @@ SUMMARY = "benchmark models on a board (default: the project's own model) and st
 EXAMPLES = """\
   tinylab bench                                  # the default model on qemu-f746
   tinylab bench ../shared/models/*.tflite --board qemu-f412
+  tinylab bench ../shared/models/*.tflite --cycle-model auto   # also estimated cycles (hil.cycles)
   tinylab bench --compare ../shared/models/vww_96_int8.tflite   # against portable kernels and TFLM's arena
   tinylab bench --tflm-dir ~/tflm-m7     # also TFLM on the target, from a TFLM library built for the core
   tinylab bench --compare --tflm-dir REF --tflm-dir CMSIS ../shared/models/*.tflite   # both TFLM columns
@@ -34,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
     add_patch_arguments(parser)
+    add_cycle_model_argument(parser)
     parser.add_argument("--compare", action="store_true",
                         help="also run our portable kernels and measure TFLM's arena in the same run, and print the ratios")
     add_tflm_dir_argument(parser)
@@ -51,6 +55,8 @@ def add_tflm_dir_argument(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     if args.compare:
+        if args.cycle_model:
+            raise CycleModelError("--cycle-model goes with a plain bench, not --compare (run them one after the other)")
         return run_comparison(args, board)
     columns = tflm_columns(board, args.tflm_dir)
     summaries, tflm = [], []
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{source.name}: building and running on {board.name} ...", flush=True)
             result = run_model(board, source, default_input(source.graph), optimize=args.optimize,
-                               flash_budget=args.flash_budget, patches=args.patches, sram_budget=args.sram)
+                               flash_budget=args.flash_budget, patches=args.patches, sram_budget=args.sram,
+                               cycle_model=args.cycle_model)
             provenance = provenance or engine_provenance(board, result.backend)
             store.add(result.measurements(provenance))
             summaries.append(result.summary())
@@ -77,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         for s in summaries:
             print(f"{s['model']:<32} {s['latency']:>16,.0f} {s['latency_unit']:<12} {s['peak_sram_bytes']:>10,} "
                   f"{s['arena_planned_bytes']:>9,} {s['flash_bytes']:>9,}  {'yes' if s['matches_reference'] else 'NO'}")
+        for s in summaries:
+            if "estimated_cycles" in s:
+                print(f"  {s['model']}: {describe_estimate(s['estimated_cycles_detail'])}")
         print_patch_choices(summaries)
         print("TFLM on the target, same harness:\n" + format_tflm_column(tflm, summaries))
         print(f"figures stored in {stored_in}")

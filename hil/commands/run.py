@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.cycles.estimated import add_cycle_model_argument, describe_estimate
 from hil.destinations import add_output_argument, write_output
 from hil.firmware_build.flash import add_flash_budget_argument
 from hil.firmware_build.patching import add_patch_arguments, describe_choice
@@ -19,6 +20,7 @@ SUMMARY = "run a model on a board (QEMU for emulated boards): latency, memory, f
 EXAMPLES = """\
   tinylab run ../shared/models/vww_96_int8.tflite --board qemu-f746 --json
   tinylab run mcunet-tiny --board qemu-f412 --input x.npy --output y.npy
+  tinylab run mcunet-tiny --board qemu-f746 --cycle-model auto --json   # instructions and estimated cycles
   tinylab run ../shared/models/pretrainedResnet_large_int8.tflite --patches 2x2@4   # the first 4 ops by 2x2 patches
 """
 
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", help="gcc -O level without the dash (default: the board's)")
     add_flash_budget_argument(parser)
     add_patch_arguments(parser)
+    add_cycle_model_argument(parser)
     parser.add_argument("--no-store", action="store_true", help="do not write the figures to the results store")
     add_store_argument(parser)
 
@@ -39,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_run(summary: dict[str, object]) -> None:
     print(f"{summary['model']} on {summary['board']} ({summary['backend']})")
     print(f"  latency          {summary['latency']:,.0f} {summary['latency_unit']} per inference")
+    if "estimated_cycles" in summary:
+        print(f"  estimated        {describe_estimate(summary['estimated_cycles_detail'])}")
     print(f"  peak SRAM        {summary['peak_sram_bytes']:,} B (arena and model statics {summary['model_static_bytes']:,} + "
           f"stack {summary['stack_high_water_bytes']:,})")
     staging = "with a staging copy of the input" if summary["input_staged"] else "input loaded in place, no staging copy"
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_model(args.model)
     value = load_input(args.input, source.graph) if args.input else default_input(source.graph)
     result = run_model(board, source, value, optimize=args.optimize, flash_budget=args.flash_budget,
-                       patches=args.patches, sram_budget=args.sram)
+                       patches=args.patches, sram_budget=args.sram, cycle_model=args.cycle_model)
 
     def write_files() -> None:
         if args.output:

@@ -9,6 +9,8 @@ import numpy as np
 from engine.compiler import ENGINE_NAME, ENGINE_VERSION, CompiledModel, compile_graph
 from engine.patches.choose import PatchChoice
 from engine.patches.rewrite import PatchGrid
+from hil.cycles.coremodel import CycleEstimate
+from hil.cycles.estimated import cycle_estimation, estimate_row, estimate_summary
 from hil.firmware_build.firmware import COMPILER, Firmware, build_firmware
 from hil.firmware_build.flash import FlashBreakdown, fit_flash
 from hil.firmware_build.inputplacement import choose_input_staging
@@ -57,6 +59,7 @@ class ModelRun(TargetRun):
     lab_objects: dict[str, int] = field(default_factory=dict)  # the lab's static RAM objects (name -> bytes)
     transcript: Transcript | None = field(default=None, compare=False, repr=False)  # what the link said
     patches: PatchChoice | None = None  # the patch plan the build used (None: whole tensors)
+    cycles: CycleEstimate | None = None  # with --cycle-model: estimated cycles of the same timed window
 
     @property
     def peak_sram(self) -> int:
@@ -87,6 +90,7 @@ class ModelRun(TargetRun):
             "matches_reference": self.matches_reference,
             "output_checksum": self.checksum,
             "patches": self.patches.to_json() if self.patches else {"grid": "off"},
+            **(estimate_summary(self.cycles) if self.cycles else {}),
         }
 
     def _plan_extra(self) -> dict | None:
@@ -109,7 +113,7 @@ class ModelRun(TargetRun):
             row("arena_touched", self.arena_touched, "bytes"),
             row("flash", self.flash, "bytes", {"parts": self.flash_parts.to_json()} if self.flash_parts else None),
             row("matches_reference", float(self.matches_reference), "bool"),
-        ]
+        ] + ([estimate_row(row, self.cycles)] if self.cycles else [])
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,13 @@ def run_model(
     input_staging: bool | None = None,
     patches: str | PatchGrid = "off",
     sram_budget: int | None = None,
+    cycle_model: str | None = None,
 ) -> ModelRun:
     """Build, run one timed inference after `warmup` ones, and compare with TFLM the output the
     firmware reports: that of an inference on `value` (without a staging copy of the input, the
     first; the others run on generated input). `flash_budget` and `input_staging` as
-    build_model_firmware's, and `patches` and `sram_budget`."""
+    build_model_firmware's, and `patches` and `sram_budget`. `cycle_model` (auto, m4, m7): also
+    estimate cycles from a profile of the same run (hil.cycles)."""
     built = build_model_firmware(board, source, optimize, kernels, flash_budget, input_staging=input_staging,
                                  patches=patches, sram_budget=sram_budget)
     firmware, compiled = built.firmware, built.compiled
@@ -171,8 +177,10 @@ def run_model(
     graph = compiled.graph
     out_tensor = graph.tensors[graph.outputs[0]]
     data = np.ascontiguousarray(value).tobytes()
-    with kept_on_failure(transcript), open_with_input(runner, firmware, data) as link:
-        report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+    with cycle_estimation(runner, board, cycle_model) as estimator:
+        with kept_on_failure(transcript), open_with_input(runner, firmware, data) as link:
+            report = link.infer(count=1, warmup=warmup, timeout_s=max(runner.timeout_s, 600.0))
+        cycles = estimator(firmware, runner.latency(report.ticks_min)) if estimator else None
     if not report.output_of_loaded_input:
         raise LabError(f"model {source.name} on {board.name}: the firmware reported the output of inference "
                        f"{report.output_inference}, whose input was '{report.output_input}', not the input loaded")
@@ -189,6 +197,7 @@ def run_model(
         input_staged=firmware.input_staged,
         lab_objects={o.name: o.size for o in split.lab},
         patches=built.patches,
+        cycles=cycles,
     )
 
 

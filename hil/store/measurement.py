@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from hil.errors import StoreError
 
 BACKENDS = ("qemu", "hardware", "renode", "host")  # host: figures taken on this machine (TFLM's arena)
-LATENCY_UNITS = ("cycles", "instructions")
+LATENCY_UNITS = ("cycles", "instructions", "estimated_cycles")  # the last: hil.cycles, from an emulated run
 # Units of time are never stored: milliseconds are derived from cycles and the board's clock.
 TIME_UNITS = frozenset({"s", "sec", "seconds", "ms", "msec", "milliseconds", "us", "µs", "usec",
                         "microseconds", "ns", "nanoseconds"})

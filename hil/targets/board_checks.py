@@ -103,7 +103,7 @@ def _check_real_stm32(board: BoardSpec, p: BoardProblems) -> None:
         divider = STM32_APB_DIVIDERS[board.soc][usart.bus]
         expected = board.clock_hz // divider
         if uart.clock_hz != expected:
-            p.add("uart.clock_hz", f"{uart.clock_hz} is not the clock of USART{usart.number}: "
+            p.add("uart.clock_hz", f"{uart.clock_hz} is not the clock of {usart.name}: "
                   f"soc {board.soc} runs {usart.bus.upper()} at clock_hz / {divider} = {expected}")
         elif uart.clock_hz < UART_MIN_DIVIDER * uart.baud:
             p.add("uart.baud", f"{uart.baud} is too fast for a {uart.clock_hz} Hz UART clock")

@@ -14,14 +14,16 @@ CORE_FPUS = {
     "cortex-m7": ("none", "fpv5-sp-d16", "fpv5-d16"),
     "cortex-m33": ("none", "fpv5-sp-d16"),
 }
-SOCS = ("mps2", "stm32f405-qemu", "stm32f4", "stm32f7", "stm32h7")
+SOCS = ("mps2", "stm32f405-qemu", "stm32f4", "stm32f7", "stm32h7", "stm32l4")
 EMULATED_SOCS = ("mps2", "stm32f405-qemu")
-STM32_REAL_SOCS = ("stm32f4", "stm32f7", "stm32h7")
+STM32_REAL_SOCS = ("stm32f4", "stm32f7", "stm32h7", "stm32l4")
 SOC_CORES = {"stm32f405-qemu": "cortex-m4", "stm32f4": "cortex-m4", "stm32f7": "cortex-m7",
-             "stm32h7": "cortex-m7"}
-UART_KINDS = ("cmsdk", "stm32-usart-v1", "stm32-usart-v2")
+             "stm32h7": "cortex-m7", "stm32l4": "cortex-m4"}
+# stm32-lpuart: the L4's LPUART1 (the NUCLEO-144 L4R5ZI's ST-LINK port): the usart-v2 register
+# layout with BRR = 256 * clock / baud.
+UART_KINDS = ("cmsdk", "stm32-usart-v1", "stm32-usart-v2", "stm32-lpuart")
 SOC_UART_KINDS = {"mps2": "cmsdk", "stm32f405-qemu": "stm32-usart-v1", "stm32f4": "stm32-usart-v1",
-                  "stm32f7": "stm32-usart-v2", "stm32h7": "stm32-usart-v2"}
+                  "stm32f7": "stm32-usart-v2", "stm32h7": "stm32-usart-v2", "stm32l4": "stm32-lpuart"}
 TIMERS = ("systick", "dwt")
 OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3", "Os", "Ofast")
 PLL_SOURCES = ("hse-bypass", "hse-crystal", "hsi")
@@ -54,6 +56,11 @@ class Stm32Usart:
     number: int
     bus: str  # "apb1" or "apb2"
     enable_bit: int
+    kind: str = "USART"  # "LPUART": the L4's, enabled in RCC_APB1ENR2
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.number}"
 
 
 # The least baud divider of the UARTs: the CMSDK UART's BAUDDIV, and an STM32 U(S)ART's BRR at
@@ -70,6 +77,7 @@ STM32_USARTS = {
     0x40011400: Stm32Usart(6, "apb2", 5),
     0x40007800: Stm32Usart(7, "apb1", 30),
     0x40007C00: Stm32Usart(8, "apb1", 31),
+    0x40008000: Stm32Usart(1, "apb1", 0, "LPUART"),  # STM32L4 (RM0432): RCC_APB1ENR2 bit 0
 }
 
 # System clock / APB clock, as firmware_templates/soc/<soc>.c.j2 programs the prescalers
@@ -79,6 +87,7 @@ STM32_APB_DIVIDERS = {
     "stm32f4": {"apb1": 2, "apb2": 1},
     "stm32f7": {"apb1": 4, "apb2": 2},
     "stm32h7": {"apb1": 4, "apb2": 4},
+    "stm32l4": {"apb1": 1, "apb2": 1},
 }
 
 
@@ -96,7 +105,8 @@ class PllLimits:
 
 
 MHZ = 1_000_000
-# From RM0402 (F412), RM0385/RM0410 (F746/F767) and RM0433 (H743, VOS1, wide-range VCO).
+# From RM0402 (F412), RM0385/RM0410 (F746/F767), RM0433 (H743, VOS1, wide-range VCO) and RM0432
+# (L4R5, range 1 boost; `p` is the L4's PLLR, the system clock's divider; Q is 2, 4, 6 or 8 there).
 PLL_LIMITS = {
     "stm32f4": PllLimits(16 * MHZ, (4 * MHZ, 26 * MHZ), (2, 63), (1 * MHZ, 2 * MHZ), (50, 432),
                          (100 * MHZ, 432 * MHZ), (2, 4, 6, 8), (2, 15), 100 * MHZ),
@@ -104,6 +114,8 @@ PLL_LIMITS = {
                          (100 * MHZ, 432 * MHZ), (2, 4, 6, 8), (2, 15), 216 * MHZ),
     "stm32h7": PllLimits(64 * MHZ, (4 * MHZ, 48 * MHZ), (1, 63), (2 * MHZ, 16 * MHZ), (4, 512),
                          (192 * MHZ, 836 * MHZ), tuple(range(2, 129, 2)), (1, 128), 400 * MHZ),
+    "stm32l4": PllLimits(16 * MHZ, (4 * MHZ, 48 * MHZ), (1, 16), (2_660_000, 8 * MHZ), (8, 127),
+                         (64 * MHZ, 344 * MHZ), (2, 4, 6, 8), (2, 8), 120 * MHZ),
 }
 HSE_BYPASS_HZ = (1 * MHZ, 50 * MHZ)
 

@@ -1,13 +1,18 @@
-"""The recipes that rebuild published software for a board's emulated twin, by the key a
+"""The recipes that rebuild published software for its board's emulated twin, by the key a
 PublishedLatency names (hil/cycles/published/*.yaml)."""
 from __future__ import annotations
 
 from hil.cycles.published import Recipe
-from hil.cycles.recipes.tinyengine import TinyEngineRecipe
+from hil.cycles.recipes.microtvm import MICROTVM_CMSIS_NN, MICROTVM_NATIVE
 from hil.cycles.recipes.tflm import TflmRecipe
+from hil.cycles.recipes.tflm_reference import TFLM_REFERENCE
+from hil.cycles.recipes.tinyengine import TinyEngineRecipe
 
 RECIPES: dict[str, Recipe] = {
-    "tinyengine": TinyEngineRecipe(),
-    "tflm": TflmRecipe("tflm", kernels="reference"),
-    "tflm-cmsis-nn": TflmRecipe("tflm-cmsis-nn", kernels="cmsis-nn"),
+    TFLM_REFERENCE.name: TFLM_REFERENCE,  # MLPerf Tiny v0.5 reference (TFLM 2.3.1 + CMSIS-NN), NUCLEO-L4R5ZI
+    MICROTVM_NATIVE.name: MICROTVM_NATIVE,  # OctoML, MLPerf Tiny v1.0, NUCLEO-L4R5ZI
+    MICROTVM_CMSIS_NN.name: MICROTVM_CMSIS_NN,  # OctoML, MLPerf Tiny v1.0, NUCLEO-L4R5ZI
+    "tinyengine": TinyEngineRecipe(),  # TinyEngine's README, STM32H743
+    "tflm": TflmRecipe("tflm", kernels="reference"),  # TinyEngine's README, STM32H743
+    "tflm-cmsis-nn": TflmRecipe("tflm-cmsis-nn", kernels="cmsis-nn"),  # TinyEngine's README, STM32H743
 }

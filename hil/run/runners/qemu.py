@@ -11,6 +11,7 @@ from typing import Iterator
 
 import serial
 
+from hil.cycles.profile import Profiler
 from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.firmware_build.toolchain import require_qemu
 from hil.errors import RunnerError
@@ -36,6 +37,7 @@ class QemuRunner(Runner):
     unit = "instructions"
     can_preload = True  # through QEMU's generic loader device
     last_process: QemuProcess | None = None  # the QEMU most recently started, for inspection
+    profiler: Profiler | None = None  # when set, every QEMU started writes an execution profile
 
     def ticks_per_unit(self) -> float:
         # SysTick runs on the CPU clock of virtual time; an instruction takes NS_PER_INSTRUCTION ns.
@@ -60,7 +62,7 @@ class QemuRunner(Runner):
             ["-device", f"loader,file={preload},addr={symbol_address(elf, INPUT_TARGET_SYMBOL):#x},force-raw=on"]
             if preload is not None
             else []
-        )
+        ) + (self.profiler.qemu_arguments(elf) if self.profiler is not None else [])
 
     @contextmanager
     def open(self, firmware: Firmware, preload: bytes | None = None) -> Iterator[DeviceLink]:
