@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.cache import cache_root
 from hil.cycles.published import PublishedLatency
 from hil.cycles.recipes import RECIPES
 from hil.cycles.recipes.pinned import RecipeSourceError, software_versions
@@ -82,3 +83,52 @@ def test_tinyengine_builds_mcunet_vww1_as_published_and_runs_on_the_twin(tmp_pat
     assert report.output_of_loaded_input and len(report.output) == 2
     cycles = pair.latency_ms * 1e-3 * pair.clock_hz
     assert 0.3 < cycles / latency.value < 3.0, (cycles, latency.value)  # a Cortex-M7's plausible CPI
+
+
+TFLM_SOURCE = "TINYLAB_TFLM_713B6ED_DIR"
+# The user's lab cache, read before the test session points TINYLAB_CACHE at a fresh folder: TFLM's
+# Makefile takes 20 minutes or more on two cores, so the test reuses a library built there before.
+USER_CACHE = cache_root()
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(TFLM_SOURCE) or not os.environ.get("TINYLAB_MCUNET_MODELS_DIR"),
+                    reason=f"set {TFLM_SOURCE} (tflite-micro at 713b6ed, downloads filled) and TINYLAB_MCUNET_MODELS_DIR "
+                           "(MCUNet's zoo files) to build TFLM + CMSIS-NN for mcunet-in3")
+def test_tflm_with_cmsis_nn_at_713b6ed_runs_mcunet_in3_bit_exact_with_the_oracle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from engine.oracle import run_tflm
+    from hil.cycles.recipes.mcunet_models import model_source
+    from hil.run.runners import runner_for
+    from hil.run.target import open_with_input
+
+    pair = pair_of("tflm-cmsis-nn", "mcunet-in3")
+    monkeypatch.setenv("TINYLAB_CACHE", str(USER_CACHE))
+    firmware = RECIPES["tflm-cmsis-nn"].build(pair, {}, USER_CACHE / "cycles")
+    value = np.random.default_rng(16).integers(-128, 128, size=(1, 176, 176, 3), dtype=np.int8)
+    runner = runner_for(firmware.board)
+    with open_with_input(runner, firmware, value.tobytes()) as link:
+        report = link.infer(count=1, warmup=1, timeout_s=600.0)
+    assert report.output_of_loaded_input and runner.latency(report.ticks_min).unit == "instructions"
+    expected = run_tflm(model_source(pair.model, {}).tflite, [value])[0].reshape(-1)
+    assert np.array_equal(np.frombuffer(report.output, dtype=np.int8), expected)
+
+
+def test_the_tflm_workload_gives_an_error_reporter_only_where_the_interpreter_takes_one(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hil.firmware_build.tflm_baseline_workload import interpreter_needs_error_reporter
+
+    header = tmp_path / "tensorflow/lite/micro/micro_interpreter.h"
+    header.parent.mkdir(parents=True)
+    header.write_text("  MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver,\n"
+                      "                   uint8_t* tensor_arena, size_t tensor_arena_size,\n"
+                      "                   ErrorReporter* error_reporter,\n"
+                      "                   MicroResourceVariables* resource_variables = nullptr);\n")
+    assert interpreter_needs_error_reporter(SimpleNamespace(include_dirs=(tmp_path,)))
+    header.write_text("  MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver,\n"
+                      "                   uint8_t* tensor_arena, size_t tensor_arena_size,\n"
+                      "                   MicroResourceVariables* resource_variables = nullptr);\n")
+    assert not interpreter_needs_error_reporter(SimpleNamespace(include_dirs=(tmp_path,)))

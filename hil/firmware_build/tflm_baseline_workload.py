@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -233,6 +234,20 @@ def aligned_arena(size: int) -> int:
     return -(-max(size, ARENA_ALIGNMENT) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 
 
+# MicroInterpreter's constructor before TFLM dropped ErrorReporter from it (late 2022): the reporter
+# comes right after the arena's size, with no default.
+ERROR_REPORTER_PARAMETER = re.compile(r"size_t\s+tensor_arena_size,\s*ErrorReporter\*\s*error_reporter\s*,")
+
+
+def interpreter_needs_error_reporter(library: TflmLibrary) -> bool:
+    """Whether the library's MicroInterpreter must be given an ErrorReporter (TFLM of 2022 and before)."""
+    for folder in library.include_dirs:
+        header = Path(folder) / "tensorflow/lite/micro/micro_interpreter.h"
+        if header.is_file():
+            return bool(ERROR_REPORTER_PARAMETER.search(header.read_text(errors="replace")))
+    return False
+
+
 def render_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, library: TflmLibrary) -> str:
     """The C++ workload source for the model with a static arena of `arena_bytes`."""
     return render_template(
@@ -250,6 +265,7 @@ def render_workload(info: TfliteModelInfo, tflite: bytes, arena_bytes: int, libr
         output=output_format(info.output),
         arena_workload=ARENA_WORKLOAD,
         arena_symbol=TFLM_ARENA_SYMBOL,
+        error_reporter=interpreter_needs_error_reporter(library),
     )
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Mapping
 
 from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, model_source
+from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
 from hil.cycles.recipes.pinned import PinnedTree, RecipeSourceError, git_blob_id, require_version
 from hil.experiments.tflm_baseline import arena_room, sizing_arena
 from hil.firmware_build.firmware import Firmware, build_firmware
-from hil.firmware_build.tflm_baseline_library import load_tflm_library
-from hil.firmware_build.tflm_baseline_workload import (aligned_arena, check_no_static_constructors, inspect_tflite,
+from hil.firmware_build.tflm_baseline_library import TflmLibrary, load_tflm_library
+from hil.firmware_build.tflm_baseline_workload import (TfliteModelInfo, aligned_arena, check_no_static_constructors, inspect_tflite,
                                                        require_cxx_toolchain, resolver_calls, tflm_workload)
 from hil.firmware_build.tflm_library_build import (CHECKOUT_DOWNLOADS, TflmBuildSpec, build_tflm_library,
                                                    missing_downloads)
@@ -58,7 +58,7 @@ class TflmRecipe:
     def __init__(self, name: str, kernels: str) -> None:
         self.name = name
         self.kernels = kernels
-        self.sources = (TFLM.source, MCUNET_MODELS)
+        self.sources = (TFLM.source, MCUNET_MODELS, TINYENGINE_SOURCE)  # TinyEngine ships mcunet-vww1's file
 
     def build(self, pair: PublishedLatency, folders: Mapping[str, Path], cache: Path) -> Firmware:
         require_version(pair.software, "tflm", TFLM)
@@ -67,15 +67,15 @@ class TflmRecipe:
         info = inspect_tflite(model.tflite, model.name)
         resolver_calls(info)
         require_cxx_toolchain(board)
-        library = load_tflm_library(self.library_folder(pair, board, folders, cache), board)
+        library = load_tflm_library(self.library_folder(pair, board, folders), board)
         arena = sizing_arena(board, model, info)
         firmware = self._firmware(board, info, model.tflite, arena, library, staged=False, cache=cache)
         if firmware.stack_bytes - aligned_arena(info.input.bytes) >= board.min_stack_bytes:
             firmware = self._firmware(board, info, model.tflite, arena, library, staged=True, cache=cache)
         return firmware
 
-    def library_folder(self, pair: PublishedLatency, board: BoardSpec, folders: Mapping[str, Path], cache: Path) -> Path:
-        """TFLM's library for the board, built by its Makefile with -Ofast (or from the cache)."""
+    def library_folder(self, pair: PublishedLatency, board: BoardSpec, folders: Mapping[str, Path]) -> Path:
+        """TFLM's library for the board, built by its Makefile with -Ofast (or from the lab's TFLM cache)."""
         checkout = TFLM.locate(folders)
         downloads = checkout / CHECKOUT_DOWNLOADS
         cmsis_nn = None
@@ -88,9 +88,11 @@ class TflmRecipe:
         if missing:
             raise RecipeSourceError(f"{TFLM.source.env}={checkout}: its Makefile's downloads/ lacks {', '.join(missing)}, "
                                     f"which it would download (no network here); {TFLM.source.obtain}")
-        return build_tflm_library(spec, jobs=os.cpu_count() or 1, cache_dir=cache / "tflm").directory
+        # In the lab's TFLM cache (`tinylab tflm list` shows it), keyed by commit, target, kernels and flags.
+        return build_tflm_library(spec, jobs=os.cpu_count() or 1).directory
 
-    def _firmware(self, board: BoardSpec, info, tflite: bytes, arena: int, library, *, staged: bool, cache: Path) -> Firmware:
+    def _firmware(self, board: BoardSpec, info: TfliteModelInfo, tflite: bytes, arena: int, library: TflmLibrary, *,
+                  staged: bool, cache: Path) -> Firmware:
         firmware = build_firmware(board, tflm_workload(info, tflite, min(arena, arena_room(board, info)), library, staged),
                                   optimize=OPTIMIZE, cache_dir=cache / "firmware")
         check_no_static_constructors(firmware.elf)

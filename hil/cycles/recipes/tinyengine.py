@@ -31,6 +31,7 @@ from hil.firmware_build.model_workload import tensor_output_format
 from hil.firmware_build.tflm_baseline_workload import inspect_tflite
 from hil.firmware_build.toolchain import require_tool, tool_version
 from hil.targets.boards import load_board
+from hil.targets.boardspec import BoardSpec
 
 OPTIMIZE = "Ofast"  # README, "Measured Results": "All the tflite models are compiled by -Ofast"
 TINYENGINE = PinnedTree(
@@ -109,7 +110,7 @@ class TinyEngineRecipe:
         return build_firmware(board, workload, optimize=OPTIMIZE, cache_dir=cache / "firmware")
 
 
-def board_flags(board) -> tuple[str, ...]:
+def board_flags(board: BoardSpec) -> tuple[str, ...]:
     """The compiler flags TinyEngine's code is built with for the board: its CPU and -Ofast."""
     return (*cpu_flags(board), f"-{OPTIMIZE}", "-ffunction-sections", "-fdata-sections")
 
