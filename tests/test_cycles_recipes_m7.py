@@ -13,7 +13,8 @@ import yaml
 from engine.cache import cache_root
 from hil.cycles.published import PublishedLatency
 from hil.cycles.recipes import RECIPES
-from hil.cycles.recipes.pinned import RecipeSourceError, software_versions
+from hil.cycles.recipes.pinned import software_versions
+from hil.cycles.recipes.sourcetree import SourceFolderError
 from hil.cycles.recipes.tinyengine import GENERATOR_PYTHON, TINYENGINE, TINYENGINE_CMSIS
 
 PAIRS_FILE = Path(__file__).resolve().parents[1] / "hil" / "cycles" / "published" / "tinyengine-h743.yaml"
@@ -43,7 +44,7 @@ def test_an_unset_source_folder_is_refused_by_its_variable(monkeypatch: pytest.M
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("TINYLAB_MCUNET_MODELS_DIR", str(tmp_path))
     pair = pair_of("tinyengine", "mcunet-vww1")
-    with pytest.raises(RecipeSourceError, match=TINYENGINE.source.env):
+    with pytest.raises(SourceFolderError, match=TINYENGINE.source.env):
         RECIPES["tinyengine"].build(pair, {}, tmp_path / "cache")
 
 
@@ -51,13 +52,13 @@ def test_a_tree_at_another_commit_is_refused(tmp_path: Path) -> None:
     for name in TINYENGINE.markers:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("/* not TinyEngine at 0363956 */\n")
-    with pytest.raises(RecipeSourceError, match="not at commit 03639563ebf6"):
+    with pytest.raises(SourceFolderError, match="not at commit 03639563ebf6"):
         TINYENGINE.locate({TINYENGINE.source.env: tmp_path})
 
 
 def test_a_pair_for_another_version_is_refused(tmp_path: Path) -> None:
     pair = replace(pair_of("tinyengine", "mcunet-vww1"), software="tinyengine@1234567")
-    with pytest.raises(RecipeSourceError, match="builds tinyengine@0363956 only"):
+    with pytest.raises(SourceFolderError, match="builds tinyengine@0363956 only"):
         RECIPES["tinyengine"].build(pair, {}, tmp_path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from hil.cycles.published import SourceFolder
-from hil.cycles.recipes.pinned import RecipeSourceError, given_folder
+from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
 from hil.experiments.models import ModelSource, read_model_file
 
 MCUNET_ZOO_URL = "https://hanlab18.mit.edu/projects/tinyml/mcunet/release/"  # model_zoo.py's url_base
@@ -56,12 +56,12 @@ MODEL_FILES: dict[str, ModelFile] = {
 def model_source(model: str, folders: Mapping[str, Path] | None) -> ModelSource:
     """The model `model` (a net_id) read from its folder (`folders`, else the environment)."""
     if model not in MODEL_FILES:
-        raise RecipeSourceError(f"model {model!r}: no .tflite file known for it "
+        raise SourceFolderError(f"model {model!r}: no .tflite file known for it "
                                 f"(hil/cycles/recipes/mcunet_models.py knows {', '.join(MODEL_FILES)})")
     where = MODEL_FILES[model]
-    root = given_folder(MODEL_FOLDERS[where.env], folders)
+    root = source_folder(MODEL_FOLDERS[where.env], folders)
     path = root / where.path
     if not path.is_file():
-        raise RecipeSourceError(f"model {model}: no {where.path} in {where.env}={root} "
+        raise SourceFolderError(f"model {model}: no {where.path} in {where.env}={root} "
                                 f"(obtain it with: {MODEL_FOLDERS[where.env].obtain})")
     return ModelSource(model, read_model_file(path), path)

@@ -4,7 +4,6 @@ environment variable and recognised at that commit by its git HEAD or, in a tree
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -12,13 +11,9 @@ from pathlib import Path
 from typing import Mapping
 
 from hil.cycles.published import SourceFolder
-from hil.errors import LabError
+from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
 
 VERSION = re.compile(r"([A-Za-z][\w.-]*?)@([0-9a-f]{7,40})")
-
-
-class RecipeSourceError(LabError):
-    """A recipe's source folder is not given, not there, or not the sources at the commit it needs."""
 
 
 def software_versions(software: str) -> dict[str, str]:
@@ -46,7 +41,7 @@ class PinnedTree:
     def locate(self, folders: Mapping[str, Path] | None = None) -> Path:
         """The folder, from `folders` (SourceFolder.env -> folder) or the environment, checked to be
         the sources at `commit`."""
-        root = given_folder(self.source, folders)
+        root = source_folder(self.source, folders).resolve()
         self.check(root)
         return root
 
@@ -54,34 +49,20 @@ class PinnedTree:
         head = git_head(root)
         if head is not None:
             if head != self.commit:
-                raise RecipeSourceError(
+                raise SourceFolderError(
                     f"{self.source.env}={root} is at commit {head[:12]}, not {self.commit[:12]} "
                     f"({self.source.what}); check it out at that commit: {self.source.obtain}")
             return
         missing = [name for name in self.markers if not (root / name).is_file()]
         if missing:
-            raise RecipeSourceError(
+            raise SourceFolderError(
                 f"{self.source.env}={root} is not {self.source.what}: it has no {', '.join(missing[:3])} "
                 f"(obtain it with: {self.source.obtain})")
         changed = [name for name, blob in self.markers.items() if git_blob_id(root / name) != blob]
         if changed:
-            raise RecipeSourceError(
+            raise SourceFolderError(
                 f"{self.source.env}={root} is not at commit {self.commit[:12]} ({self.source.what}): "
                 f"{', '.join(changed[:3])} differ from that commit's (obtain it with: {self.source.obtain})")
-
-
-def given_folder(source: SourceFolder, folders: Mapping[str, Path] | None = None) -> Path:
-    """The folder `folders` or the environment variable gives for `source`; refused by name when
-    neither gives an existing folder."""
-    given = (folders or {}).get(source.env) or os.environ.get(source.env)
-    if not given:
-        raise RecipeSourceError(f"{source.env} is not set: it names the folder of {source.what}; "
-                                f"obtain it with: {source.obtain}")
-    path = Path(given).expanduser()
-    if not path.is_dir():
-        raise RecipeSourceError(f"{source.env}={given} is not a folder; it should hold {source.what} "
-                                f"(obtain it with: {source.obtain})")
-    return path.resolve()
 
 
 def git_head(root: Path) -> str | None:
@@ -96,8 +77,8 @@ def require_version(software: str, name: str, pinned: PinnedTree) -> None:
     """Refuse a pair whose software names another commit of `name` than the recipe builds."""
     commit = software_versions(software).get(name)
     if commit is None:
-        raise RecipeSourceError(f"software {software!r} names no {name}@COMMIT; this recipe builds "
+        raise SourceFolderError(f"software {software!r} names no {name}@COMMIT; this recipe builds "
                                 f"{name}@{pinned.commit[:7]}")
     if not pinned.commit.startswith(commit):
-        raise RecipeSourceError(f"software {software!r} is {name}@{commit}; this recipe builds "
+        raise SourceFolderError(f"software {software!r} is {name}@{commit}; this recipe builds "
                                 f"{name}@{pinned.commit[:7]} only")

@@ -25,7 +25,7 @@ def source_folder(source: SourceFolder, folders: Mapping[str, Path] | None = Non
     if not path.is_dir():
         raise SourceFolderError(f"{source.env}={given} is not a folder; it should hold {source.what} "
                                 f"(obtain it with: {source.obtain})")
-    return path
+    return path.resolve()
 
 
 def require_files(source: SourceFolder, root: Path, relative: tuple[str, ...]) -> None:

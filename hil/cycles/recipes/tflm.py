@@ -16,7 +16,8 @@ from typing import Mapping
 
 from hil.cycles.published import PublishedLatency, SourceFolder
 from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
-from hil.cycles.recipes.pinned import PinnedTree, RecipeSourceError, git_blob_id, require_version
+from hil.cycles.recipes.pinned import PinnedTree, git_blob_id, require_version
+from hil.cycles.recipes.sourcetree import SourceFolderError
 from hil.experiments.tflm_baseline import arena_room, sizing_arena
 from hil.firmware_build.firmware import Firmware, build_firmware
 from hil.firmware_build.tflm_baseline_library import TflmLibrary, load_tflm_library
@@ -86,7 +87,7 @@ class TflmRecipe:
         spec = TflmBuildSpec(checkout, board, self.kernels, "release", None, cmsis_nn, OFAST_OVERRIDES)
         missing = missing_downloads(spec)
         if missing:
-            raise RecipeSourceError(f"{TFLM.source.env}={checkout}: its Makefile's downloads/ lacks {', '.join(missing)}, "
+            raise SourceFolderError(f"{TFLM.source.env}={checkout}: its Makefile's downloads/ lacks {', '.join(missing)}, "
                                     f"which it would download (no network here); {TFLM.source.obtain}")
         # In the lab's TFLM cache (`tinylab tflm list` shows it), keyed by commit, target, kernels and flags.
         return build_tflm_library(spec, jobs=os.cpu_count() or 1).directory
@@ -104,9 +105,9 @@ def check_cmsis_nn(folder: Path) -> None:
     where = f"{folder} (the CMSIS-NN that TFLM at 713b6ed compiles)"
     missing = [name for name in CMSIS_NN_MARKERS if not (folder / name).is_file()]
     if missing:
-        raise RecipeSourceError(f"{where} has no {', '.join(missing)}; {TFLM.source.obtain}")
+        raise SourceFolderError(f"{where} has no {', '.join(missing)}; {TFLM.source.obtain}")
     changed = [name for name, blob in CMSIS_NN_MARKERS.items() if git_blob_id(folder / name) != blob]
     if changed:
-        raise RecipeSourceError(f"{where} is not ARM-software/CMSIS-NN at {CMSIS_NN_COMMIT[:7]}: {', '.join(changed)} "
+        raise SourceFolderError(f"{where} is not ARM-software/CMSIS-NN at {CMSIS_NN_COMMIT[:7]}: {', '.join(changed)} "
                                 f"differ; {TFLM.source.obtain}")
 

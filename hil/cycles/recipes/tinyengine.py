@@ -24,7 +24,8 @@ from typing import Mapping
 
 from hil.cycles.published import PublishedLatency, SourceFolder
 from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
-from hil.cycles.recipes.pinned import PinnedTree, RecipeSourceError, given_folder, require_version
+from hil.cycles.recipes.pinned import PinnedTree, require_version
+from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
 from hil.errors import BuildError
 from hil.firmware_build.firmware import Firmware, WorkloadSources, build_firmware, cpu_flags, render_template
 from hil.firmware_build.model_workload import tensor_output_format
@@ -157,19 +158,19 @@ def generate_and_compile(tflite: bytes, name: str, flags: tuple[str, ...], folde
 
 def generator_python(folders: Mapping[str, Path]) -> Path:
     """The Python of the generator's virtual environment, checked for its requirements."""
-    root = given_folder(GENERATOR_PYTHON, folders)
+    root = source_folder(GENERATOR_PYTHON, folders)
     python = root / "bin" / "python"
     if not python.is_file():
-        raise RecipeSourceError(f"{GENERATOR_PYTHON.env}={root} has no bin/python: it should be {GENERATOR_PYTHON.what} "
+        raise SourceFolderError(f"{GENERATOR_PYTHON.env}={root} has no bin/python: it should be {GENERATOR_PYTHON.what} "
                                 f"(make it with: {GENERATOR_PYTHON.obtain})")
     probe = subprocess.run([str(python), "-c", f"import {', '.join(GENERATOR_MODULES)}; print(numpy.__version__)"],
                            capture_output=True, text=True, timeout=120)
     if probe.returncode != 0:
-        raise RecipeSourceError(f"{python} cannot import TinyEngine's code generator's requirements "
+        raise SourceFolderError(f"{python} cannot import TinyEngine's code generator's requirements "
                                 f"({', '.join(GENERATOR_MODULES)}): {probe.stderr.strip().splitlines()[-1:]}; "
                                 f"make it with: {GENERATOR_PYTHON.obtain}")
     if not probe.stdout.strip().startswith("1."):
-        raise RecipeSourceError(f"{python} has NumPy {probe.stdout.strip()}; TinyEngine's code generator needs NumPy 1.x "
+        raise SourceFolderError(f"{python} has NumPy {probe.stdout.strip()}; TinyEngine's code generator needs NumPy 1.x "
                                 f"(under NumPy 2 its int8 weight sums overflow): {GENERATOR_PYTHON.obtain}")
     return python
 
