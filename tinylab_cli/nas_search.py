@@ -66,7 +66,7 @@ def run_search(args: argparse.Namespace) -> int:
         f"per layer")
     table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
     setup_seconds = time.monotonic() - started
-    say(f"latency table {table_path} ({table_measured} entries measured now), in {table.unit}")
+    say(f"latency table {table_path} ({table_measured} entries measured now), in {table.describe_unit()}")
     constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, args.latency, table,
                               patches=patches)
     data = validation_subset(data, args.val_images or None, args.seed)
@@ -84,7 +84,8 @@ def run_search(args: argparse.Namespace) -> int:
         "dataset": data.name, "validation_images": len(data.validation), "seed": args.seed,
         "population": config.population, "generations": config.generations,
         "budget": {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": args.latency,
-                   "latency_unit": table.unit}, "patches": args.patches,
+                   "latency_unit": table.unit,
+                   "cycle_model": table.cycle_model.name if table.cycle_model else None}, "patches": args.patches,
         "latency_table": {"path": str(table_path), "measured_now": table_measured},
         "evolution": evolution.to_json(), "random": control.to_json(),
         "timing": {"setup_seconds": round(setup_seconds, 2), "evolution_seconds": round(evolution.seconds, 2),
@@ -146,10 +147,12 @@ def latency_table(board, space, args: argparse.Namespace, say):
     from hil.store.results import open_store
     from nas.lut import open_table
     from nas.lutkey import current_key
+    from nas.lutunit import requested_model
     from nas.measure import build_table, missing_keys
     from tinylab_cli.lut import measure_patches, measuring_jobs
 
-    table, path = open_table(None, current_key(board))
+    model = requested_model(board, getattr(args, "unit", None), getattr(args, "cycle_model", None))
+    table, path = open_table(None, current_key(board), model)
     missing = missing_keys(space, table)
     patch_cost = getattr(args, "patches", "off") == "auto" and space.name not in table.patch_cost
     if not missing and not patch_cost:
