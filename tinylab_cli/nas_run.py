@@ -37,14 +37,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def latency_argument(text: str) -> float | str:
-    """--latency: a number in the board's unit, or `median` (nas run: the median predicted latency
+    """--latency: a number in the latency table's unit, or `median` (nas run: the median predicted latency
     of the fitting networks of the chosen (W, R), a budget that binds)."""
     if text.strip().lower() == "median":
         return "median"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of the board's unit, nor 'median'") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of the latency table's unit, nor 'median'") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"a latency budget must be positive, not {text}")
     return value

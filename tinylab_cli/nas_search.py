@@ -24,7 +24,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the supernet checkpoint (default: the one of --space, --width, --resolution, --dataset, "
                             "--seed and the training flags, in the cache)")
     group.add_argument("--latency", type=latency_argument, metavar="N|median",
-                       help="latency budget in the board's unit (instructions under QEMU, cycles on hardware), or, "
+                       help="latency budget in the latency table's unit (--unit: the board's own, instructions under QEMU "
+                            "and cycles on hardware, or estimated_cycles), or, "
                             "for 'nas run', median: the median predicted latency of the fitting networks of the "
                             "chosen (W, R) (default: none)")
     group.add_argument("--population", type=int, default=DEFAULT_POPULATION,
@@ -47,7 +48,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     if args.latency == "median":
-        raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the board's unit")
+        raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the table's unit")
     board = load_board(args.board)
     check_budget(Budget(args.sram, args.flash), board)
     config = EvolutionConfig(population=args.population, generations=args.generations, seed=args.seed)
