@@ -157,8 +157,9 @@ def target_outputs(board: BoardSpec, source: ModelSource, inputs: np.ndarray, fl
 
 def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board: BoardSpec,
            constraints: Constraints, *, finetune_epochs: int = 0, target_images: int = 50,
-           test_images: int | None = None, progress=None) -> Deployment:
-    """Extract, recalibrate, fine-tune, quantise, compile and measure subnet `arch` (see the module)."""
+           test_images: int | None = None, progress=None, cycle_model: str | None = None) -> Deployment:
+    """Extract, recalibrate, fine-tune, quantise, compile and measure subnet `arch` (see the module).
+    `cycle_model` (auto, m4, m7): also estimate its cycles (default: as the constraints' table was)."""
     say = progress or (lambda line: None)
     arch.check(net.space.stages)
     if data.test is None or len(data.test) == 0:
@@ -196,9 +197,10 @@ def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board:
     if patches is not None:
         say(f"built with the search's patch plan {patches}")
     table = constraints.table
+    if cycle_model is None and table is not None and table.cycle_model is not None:
+        cycle_model = table.cycle_model.choice
     run = run_model(board, source, inputs[0].reshape(graph.tensors[graph.inputs[0]].shape), kernels=LUT_KERNELS,
-                    flash_budget=flash_budget, patches=patches or "off",
-                    cycle_model=table.cycle_model.choice if table is not None and table.cycle_model else None)
+                    flash_budget=flash_budget, patches=patches or "off", cycle_model=cycle_model)
     seconds["build_and_measure"] = time.monotonic() - started
     started = time.monotonic()
     sample = min(target_images, len(test))

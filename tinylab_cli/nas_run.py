@@ -90,6 +90,7 @@ def run_nas(args: argparse.Namespace) -> int:
     from nas.space_opt import Budget
     from nas.train import TrainConfig
     from tinylab_cli.nas import check_budget, space_grid
+    from nas.measure import cycle_model_choice
     from tinylab_cli.nas_search import latency_table
 
     budget = run_budget(args.budget)
@@ -176,7 +177,7 @@ def run_nas(args: argparse.Namespace) -> int:
             deployment = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
                                 finetune_epochs=args.finetune_epochs if role != "uniform" else 0,
                                 target_images=target_images, test_images=budget.test_images,
-                                progress=lambda line: say(f"  {line}"))
+                                progress=lambda line: say(f"  {line}"), cycle_model=cycle_model_choice(table))
             role_context = context
             if role == "uniform":
                 # Its prediction is its measurement with seeded weights when it was chosen (the
