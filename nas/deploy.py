@@ -21,6 +21,7 @@ from engine.patches.rewrite import PatchGrid
 from engine.ir import DTYPES
 from engine.quantize import quantize_input, quantize_model
 from engine.hostbuild import build_host_program, generate_for_host, run_host_program
+from hil.cycles.estimated import ESTIMATED_UNIT
 from hil.errors import LabError
 from hil.experiments.modelrun import ModelRun, build_model_firmware, run_model
 from hil.experiments.models import ModelSource
@@ -56,18 +57,31 @@ class Deployment:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
+    def measured_latency(self) -> tuple[float, str]:
+        """The run's latency in the prediction's unit: its own, or, when the table holds estimated
+        cycles, the estimate of the same timed window."""
+        if self.predicted.latency_unit == ESTIMATED_UNIT and self.run.cycles is not None:
+            return self.run.cycles.cycles, ESTIMATED_UNIT
+        return self.run.latency, self.run.unit
+
+    @property
     def latency_ratio(self) -> float | None:
+        """Measured ÷ predicted latency, in one unit only (None when the units differ)."""
         p = self.predicted.latency
-        return None if not p else self.run.latency / p
+        latency, unit = self.measured_latency
+        return None if not p or unit != self.predicted.latency_unit else latency / p
 
     def to_json(self, budget: dict) -> dict:
         r = self.run
+        latency, unit = self.measured_latency
         return {
             "architecture": self.architecture, "model": self.model, "budget": budget,
             "predicted": {"latency": self.predicted.latency, "latency_unit": self.predicted.latency_unit,
                           "peak_sram_bytes": self.predicted.peak_sram_bytes, "flash_bytes": self.predicted.flash_bytes,
                           "arena_bytes": self.predicted_arena, "patches": self.predicted.patches or "off"},
-            "measured": {"latency": r.latency, "latency_unit": r.unit, "peak_sram_bytes": r.peak_sram,
+            "measured": {"latency": latency, "latency_unit": unit, "peak_sram_bytes": r.peak_sram,
+                         **({"run_latency": r.latency, "run_latency_unit": r.unit,
+                             "cycle_model": r.cycles.model, "error_bar": r.cycles.error_bar} if unit != r.unit else {}),
                          "flash_bytes": r.flash, "arena_planned_bytes": r.arena_planned,
                          "patches": r.patches.to_json()["grid"] if r.patches else "off",
                          "model_static_bytes": r.model_static_ram, "stack_high_water_bytes": r.stack_high_water,
@@ -143,8 +157,9 @@ def target_outputs(board: BoardSpec, source: ModelSource, inputs: np.ndarray, fl
 
 def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board: BoardSpec,
            constraints: Constraints, *, finetune_epochs: int = 0, target_images: int = 50,
-           test_images: int | None = None, progress=None) -> Deployment:
-    """Extract, recalibrate, fine-tune, quantise, compile and measure subnet `arch` (see the module)."""
+           test_images: int | None = None, progress=None, cycle_model: str | None = None) -> Deployment:
+    """Extract, recalibrate, fine-tune, quantise, compile and measure subnet `arch` (see the module).
+    `cycle_model` (auto, m4, m7): also estimate its cycles (default: as the constraints' table was)."""
     say = progress or (lambda line: None)
     arch.check(net.space.stages)
     if data.test is None or len(data.test) == 0:
@@ -181,8 +196,11 @@ def deploy(net: Supernet, arch: Arch, data: Dataset, config: TrainConfig, board:
     patches = PatchGrid.parse(predicted.patches) if predicted.patches else None  # the plan the search chose
     if patches is not None:
         say(f"built with the search's patch plan {patches}")
+    table = constraints.table
+    if cycle_model is None and table is not None and table.cycle_model is not None:
+        cycle_model = table.cycle_model.choice
     run = run_model(board, source, inputs[0].reshape(graph.tensors[graph.inputs[0]].shape), kernels=LUT_KERNELS,
-                    flash_budget=flash_budget, patches=patches or "off")
+                    flash_budget=flash_budget, patches=patches or "off", cycle_model=cycle_model)
     seconds["build_and_measure"] = time.monotonic() - started
     started = time.monotonic()
     sample = min(target_images, len(test))

@@ -22,6 +22,7 @@ from engine.torch_models import TinyMobileNetConfig
 from hil.errors import LabError
 from nas.layers import network_layers
 from nas.lutkey import LatencyKey
+from nas.lutunit import CycleModel, unit_of
 
 FORMAT = 4  # 1: keyed by board and a hand-bumped engine version; 2: no code sizes;
 # 3: layer weights drawn from the random state of the process that measured them
@@ -34,7 +35,7 @@ class LutError(LabError):
 @dataclass
 class LatencyTable:
     key: LatencyKey
-    unit: str  # "instructions" (QEMU) or "cycles" (hardware)
+    unit: str  # "instructions" (QEMU), "cycles" (hardware) or "estimated_cycles" (with `cycle_model`)
     overhead: float | None = None  # per network, added once
     layers: dict[str, float] = field(default_factory=dict)  # key -> latency of the layer alone
     overhead_code: int | None = None  # bytes of code and harness of the overhead network (no int8 weights)
@@ -43,6 +44,8 @@ class LatencyTable:
     # (base, per patch op), measured on networks of that space (nas.measure.measure_patch_cost):
     # it grows with the layers' channels, so it is used for the space it was measured on only.
     patch_cost: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # With unit estimated_cycles: the model that estimated every figure from the profile of its QEMU run.
+    cycle_model: CycleModel | None = None
 
     @property
     def board(self) -> str:
@@ -52,13 +55,20 @@ class LatencyTable:
         return {"format": FORMAT, "key": self.key.to_json(), "unit": self.unit, "overhead": self.overhead,
                 "layers": dict(sorted(self.layers.items())), "overhead_code": self.overhead_code,
                 "code": dict(sorted(self.code.items())),
-                "patch_cost": {k: list(v) for k, v in sorted(self.patch_cost.items())}}
+                "patch_cost": {k: list(v) for k, v in sorted(self.patch_cost.items())},
+                **({"cycle_model": self.cycle_model.to_json()} if self.cycle_model else {})}
+
+    def describe_unit(self) -> str:
+        """The unit, with the model that estimated it."""
+        return f"{self.unit} ({self.cycle_model.name})" if self.cycle_model else self.unit
 
 
-def default_table_path(key: LatencyKey) -> Path:
+def default_table_path(key: LatencyKey, model: CycleModel | None = None) -> Path:
     """`lut/BOARD/KERNELS-SHORTKEY-vFORMAT.json` in the cache: one file per key and format (a
-    table of an older format in the cache is left alone, not refused)."""
-    return cache_root() / "lut" / key.board / f"{key.kernels}-{key.short}-v{FORMAT}.json"
+    table of an older format in the cache is left alone, not refused); a table in estimated cycles
+    `KERNELS-SHORTKEY-estimated_cycles-CORE-MEMORY-vFORMAT.json`, beside it."""
+    unit = f"-{unit_of(model, '')}-{model.slug}" if model else ""
+    return cache_root() / "lut" / key.board / f"{key.kernels}-{key.short}{unit}-v{FORMAT}.json"
 
 
 def save_table(table: LatencyTable, path: Path) -> None:
@@ -69,9 +79,9 @@ def save_table(table: LatencyTable, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_table(path: Path, key: LatencyKey) -> LatencyTable:
+def load_table(path: Path, key: LatencyKey, model: CycleModel | None = None) -> LatencyTable:
     """The table at `path`, refused, naming each part that differs, when it was measured under
-    another key."""
+    another key, or in another unit than `model`'s estimated cycles (None: the board's own unit)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -92,18 +102,42 @@ def load_table(path: Path, key: LatencyKey) -> LatencyTable:
     if differences:
         raise LutError(f"latency table {path} no longer holds: {'; '.join(differences)}. Rebuild it "
                        f"(the default table for today's key is {default_table_path(key)})")
+    try:
+        estimated_by = CycleModel.from_json(data["cycle_model"]) if "cycle_model" in data else None
+    except (TypeError, ValueError) as error:
+        raise LutError(f"latency table {path} has no valid cycle model ({error}): rebuild it") from None
+    check_unit(path, data["unit"], estimated_by, model)
     return LatencyTable(key=stored, unit=data["unit"], overhead=data["overhead"],
                         layers={k: float(v) for k, v in data["layers"].items()},
                         overhead_code=data.get("overhead_code"), code={k: int(v) for k, v in data.get("code", {}).items()},
-                        patch_cost={k: (float(v[0]), float(v[1])) for k, v in data.get("patch_cost", {}).items()})
+                        patch_cost={k: (float(v[0]), float(v[1])) for k, v in data.get("patch_cost", {}).items()},
+                        cycle_model=estimated_by)
 
 
-def open_table(path: Path | None, key: LatencyKey) -> tuple[LatencyTable, Path]:
-    """The table at `path` (default: the cache's for `key`), or a new empty one."""
-    path = Path(path) if path else default_table_path(key)
+def check_unit(path: Path, unit: str, stored: CycleModel | None, wanted: CycleModel | None) -> None:
+    """Refuse a table whose unit is not the one wanted: tables of different units never mix."""
+    if stored is None and wanted is None:
+        return
+    if stored is None or wanted is None:
+        held = f"{unit} ({stored.name})" if stored else (unit or "the board's unit")
+        asked = f"{unit_of(wanted, '')} ({wanted.name})" if wanted else "the board's own unit (--unit instructions)"
+        raise LutError(f"latency table {path} holds {held}, not {asked}: tables of different units are never mixed "
+                       "(an estimated table is built and used with --unit estimated_cycles --cycle-model MODEL)")
+    if stored.name != wanted.name:
+        raise LutError(f"latency table {path} holds the estimated cycles of {stored.name}, not of {wanted.name}: "
+                       "the estimates of two models are never mixed (without --table, each model has its own table)")
+    differences = stored.differences(wanted)
+    if differences:
+        raise LutError(f"latency table {path} no longer holds: {'; '.join(differences)}. Rebuild it")
+
+
+def open_table(path: Path | None, key: LatencyKey, model: CycleModel | None = None) -> tuple[LatencyTable, Path]:
+    """The table at `path` (default: the cache's for `key` and `model`), or a new empty one; with
+    `model`, in estimated cycles of that model."""
+    path = Path(path) if path else default_table_path(key, model)
     if not path.exists():
-        return LatencyTable(key=key, unit=""), path
-    return load_table(path, key), path
+        return LatencyTable(key=key, unit=unit_of(model, ""), cycle_model=model), path
+    return load_table(path, key, model), path
 
 
 def predict(table: LatencyTable, network: TinyMobileNetConfig) -> float:

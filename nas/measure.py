@@ -29,6 +29,7 @@ from nas.layers import Layer, network_layers, network_macs
 from nas.footprint import footprint
 from nas.lut import LatencyTable, LutError, predict_flash, save_table
 from nas.lutkey import LUT_KERNELS
+from nas.lutunit import table_metric
 from nas.patching import SearchPatchPlan, grid_plan, halo_latency, patch_latency
 from nas.shapegraph import network_graph
 from nas.space import SearchSpace
@@ -72,24 +73,45 @@ def network_source(config: TinyMobileNetConfig, name: str, seed: int = SEED) -> 
 
 
 def measure(board: BoardSpec, source: ModelSource, flash_budget: int | None = None,
-            patches: PatchGrid | None = None) -> ModelRun:
+            patches: PatchGrid | None = None, cycle_model: str | None = None) -> ModelRun:
+    """One run of `source`; with `cycle_model` (auto, m4, m7), profiled and its timed window estimated."""
     run = run_model(board, source, default_input(source.graph), kernels=LUT_KERNELS, flash_budget=flash_budget,
-                    patches=patches or "off")
+                    patches=patches or "off", cycle_model=cycle_model)
     if not run.matches_reference:
         raise LutError(f"{source.name} on {board.name}: output differs from TFLite Micro's; not measuring it")
     return run
 
 
-def measure_layer(board: BoardSpec, layer: Layer, name: str) -> ModelRun:
+def measure_layer(board: BoardSpec, layer: Layer, name: str, cycle_model: str | None = None) -> ModelRun:
     """One layer alone, as a tiny network (a worker process runs this)."""
-    return measure(board, layer_source(layer, name))
+    return measure(board, layer_source(layer, name), cycle_model=cycle_model)
 
 
 def measure_network(board: BoardSpec, config: TinyMobileNetConfig, name: str, seed: int,
-                    flash_budget: int | None = None, patches: PatchGrid | None = None) -> ModelRun:
+                    flash_budget: int | None = None, patches: PatchGrid | None = None,
+                    cycle_model: str | None = None) -> ModelRun:
     """A network of the space (a worker process runs this), built within `flash_budget` (default:
     the board's flash), whole or with its first ops on `patches`."""
-    return measure(board, network_source(config, name, seed), flash_budget, patches)
+    return measure(board, network_source(config, name, seed), flash_budget, patches, cycle_model)
+
+
+def cycle_model_choice(table: LatencyTable) -> str | None:
+    """What the runs of `table` pass as run_model's cycle_model: None unless it is estimated."""
+    return table.cycle_model.choice if table.cycle_model else None
+
+
+def table_latency(table: LatencyTable, label: str, run: ModelRun) -> float:
+    """The run's latency in the table's unit: what it measured, or for a table in estimated cycles,
+    the estimate of the same timed window (never one in place of the other)."""
+    model = table.cycle_model
+    if model is None:
+        if table.unit and run.unit != table.unit:
+            raise LutError(f"{label}: measured in {run.unit}, but the table holds {table.unit}")
+        return run.latency
+    if run.cycles is None or run.cycles.model != model.name:
+        raise LutError(f"{label}: the run has {'no estimate' if run.cycles is None else run.cycles.model + ' estimates'}"
+                       f", but the table holds estimated_cycles of {model.name}")
+    return run.cycles.cycles
 
 
 @dataclass(frozen=True)
@@ -155,39 +177,41 @@ def build_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, path,
     measured: list[str] = []
     if OVERHEAD_KEY in missing:  # every layer's figure is its network's latency less this overhead
         missing.remove(OVERHEAD_KEY)
-        overhead_run = measure_layer(board, OVERHEAD_LAYER, f"lut:{OVERHEAD_KEY}")
+        overhead_run = measure_layer(board, OVERHEAD_LAYER, f"lut:{OVERHEAD_KEY}", cycle_model_choice(table))
         provenance = _record(table, path, store, provenance, board, OVERHEAD_KEY, overhead_run)
         measured.append(OVERHEAD_KEY)
         progress(f"{OVERHEAD_KEY}: {table.overhead:,.0f} {table.unit}")
-    work = [Job(key, measure_layer, (board, wanted[key], f"lut:{key}")) for key in missing]
+    work = [Job(key, measure_layer, (board, wanted[key], f"lut:{key}", cycle_model_choice(table))) for key in missing]
     for job, run in run_jobs(work, jobs):
         provenance = _record(table, path, store, provenance, board, job.label, run)
         measured.append(job.label)
-        progress(f"{job.label}: {table.layers[job.label]:,.0f} {run.unit}")
+        progress(f"{job.label}: {table.layers[job.label]:,.0f} {table.unit}")
     return BuildReport(measured=measured, total_keys=len(wanted) + 1)
 
 
 def _record(table: LatencyTable, path, store, provenance: Provenance | None, board: BoardSpec, key: str,
             run: ModelRun) -> Provenance | None:
-    """Put one measured key into the table (saved at once) and its figures into the store."""
-    if table.unit and run.unit != table.unit:
-        raise LutError(f"{key}: measured in {run.unit}, but the table holds {table.unit}")
+    """Put one measured key into the table (saved at once) and its figures into the store. A
+    layer's figure is its network's less the overhead network's: for a table in estimated cycles,
+    the difference of the two runs' estimates."""
+    latency = table_latency(table, key, run)
     if run.flash_parts is None:
         raise LutError(f"{key}: the build reported no flash breakdown; its code size is unknown")
-    table.unit = run.unit
+    table.unit = table.unit or run.unit
     code = run.flash - run.flash_parts.weights  # code, harness and int16 weight copies
     if key == OVERHEAD_KEY:
-        table.overhead = value = run.latency
+        table.overhead = value = latency
         table.overhead_code = code
     else:
-        value = table.layers[key] = run.latency - table.overhead
+        value = table.layers[key] = latency - table.overhead
         table.code[key] = code - table.overhead_code
     save_table(table, path)
     if store is not None:
         provenance = provenance or engine_provenance(board, run.backend)
+        metric = table_metric("overhead_latency" if key == OVERHEAD_KEY else "layer_latency", table.cycle_model)
+        model = {"cycle_model": table.cycle_model.name} if table.cycle_model else {}
         store.add(run.measurements(provenance) + [provenance.measurement(
-            run.model, run.model_sha256, "overhead_latency" if key == OVERHEAD_KEY else "layer_latency", value, run.unit,
-            {"key": key, "overhead": table.overhead})])
+            run.model, run.model_sha256, metric, value, table.unit, {"key": key, "overhead": table.overhead, **model})])
     return provenance
 
 
@@ -219,44 +243,43 @@ def measure_patch_cost(board: BoardSpec, space: SearchSpace, table: LatencyTable
     op. The table needs the networks' layers (build it for `space` first)."""
     progress = progress or (lambda line: None)
     rng = random.Random(f"{SEED}:patch-cost")
+    estimating = cycle_model_choice(table)
     work: list[Job] = []
     plans: dict[str, tuple[TinyMobileNetConfig, str, SearchPatchPlan]] = {}
     for index in range(PATCH_COST_NETWORKS):
         config = space.sample(rng, width=max(space.widths), resolution=max(space.resolutions))
         name = f"lut:patch-cost:{space.name}:{index}"
         predicted = predict_checked(table, config)  # a missing layer fails before anything runs
-        work.append(Job(name, measure_network, (board, config, name, SEED + index)))
+        work.append(Job(name, measure_network, (board, config, name, SEED + index, None, None, estimating)))
         for grid in first_stage_grids(config, PATCH_COST_GRIDS, name):
             label = f"{name}@{grid}"
             plans[label] = (config, name, grid_plan(config, grid))
-            work.append(Job(label, measure_network, (board, config, label, SEED + index, None, grid)))
+            work.append(Job(label, measure_network, (board, config, label, SEED + index, None, grid, estimating)))
         progress(f"{name}: predicted {predicted:,.0f} {table.unit} whole")
-    runs: dict[str, ModelRun] = {}
+    runs: dict[str, float] = {}  # label -> latency in the table's unit
     provenance = None
     for job, run in run_jobs(work, jobs):
-        if run.unit != table.unit:
-            raise LutError(f"{job.label}: measured in {run.unit}, but the table holds {table.unit}")
-        runs[job.label] = run
+        runs[job.label] = table_latency(table, job.label, run)
         if store is not None:
             provenance = provenance or engine_provenance(board, run.backend)
             store.add(run.measurements(provenance))
-        progress(f"{job.label}: {run.latency:,.0f} {run.unit}")
+        progress(f"{job.label}: {runs[job.label]:,.0f} {table.unit}")
     costs = []
     for label, (config, name, plan) in plans.items():
         whole, patched = runs[name], runs[label]
         halo = halo_latency(table, config, plan)
-        costs.append(PatchCost(name, str(plan.grid), plan.patch_ops, whole.latency, patched.latency, halo,
-                               patched.latency - whole.latency - halo))
+        costs.append(PatchCost(name, str(plan.grid), plan.patch_ops, whole, patched, halo, patched - whole - halo))
     per_op, base = np.linalg.lstsq(np.column_stack([[c.patch_ops for c in costs], np.ones(len(costs))]).astype(float),
                                    np.array([c.own for c in costs]), rcond=None)[0]
     table.patch_cost[space.name] = (float(base), float(per_op))
     save_table(table, path)
     if store is not None and provenance is not None:
-        extra = {"space": space.name, "pairs": [asdict(c) for c in costs]}
-        store.add([provenance.measurement(f"lut:patch-cost:{space.name}", "", "patch_op_latency", float(per_op),
-                                          table.unit, extra),
-                   provenance.measurement(f"lut:patch-cost:{space.name}", "", "patch_base_latency", float(base),
-                                          table.unit, extra)])
+        extra = {"space": space.name, "pairs": [asdict(c) for c in costs],
+                 **({"cycle_model": table.cycle_model.name} if table.cycle_model else {})}
+        store.add([provenance.measurement(f"lut:patch-cost:{space.name}", "", table_metric("patch_op_latency",
+                                          table.cycle_model), float(per_op), table.unit, extra),
+                   provenance.measurement(f"lut:patch-cost:{space.name}", "", table_metric("patch_base_latency",
+                                          table.cycle_model), float(base), table.unit, extra)])
     return costs
 
 
@@ -360,22 +383,23 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
             plan = grid_plan(config, grid)
             predicted[name] += patch_latency(table, space.name, config, plan)
             flash_predicted[name] += patch_code(plan.patch_ops)
-        work.append(Job(name, measure_network, (board, config, name, SEED + index, None, grid)))
+        work.append(Job(name, measure_network, (board, config, name, SEED + index, None, grid,
+                                                cycle_model_choice(table))))
     measured: dict[str, float] = {}
     flash_measured: dict[str, int] = {}
+    model_extra = {"cycle_model": table.cycle_model.name} if table.cycle_model else {}
     provenance = None
     for job, run in run_jobs(work, jobs):
         name = job.label
-        if run.unit != table.unit:
-            raise LutError(f"{name}: measured in {run.unit}, but the table holds {table.unit}")
-        measured[name] = run.latency
+        latency = measured[name] = table_latency(table, name, run)
         flash_measured[name] = run.flash
         if store is not None:
             provenance = provenance or engine_provenance(board, run.backend)
             store.add(run.measurements(provenance) + [provenance.measurement(
-                name, run.model_sha256, "latency_predicted", predicted[name], run.unit, {"space": space.name})])
-        progress(f"{name}: measured {run.latency:,.0f}, predicted {predicted[name]:,.0f} {run.unit} "
-                 f"({(predicted[name] - run.latency) / run.latency * 100:+.2f}%)")
+                name, run.model_sha256, table_metric("latency_predicted", table.cycle_model), predicted[name],
+                table.unit, {"space": space.name, **model_extra})])
+        progress(f"{name}: {'estimated' if table.cycle_model else 'measured'} {latency:,.0f}, predicted {predicted[name]:,.0f} {table.unit} "
+                 f"({(predicted[name] - latency) / latency * 100:+.2f}%)")
     names = [job.label for job in work]
     rows = [{"name": n, "measured": measured[n], "predicted": predicted[n], "macs": macs[n],
              "flash_measured_bytes": flash_measured[n], "flash_predicted_bytes": flash_predicted[n]} for n in names]
@@ -392,12 +416,14 @@ def validate_table(board: BoardSpec, space: SearchSpace, table: LatencyTable, sa
                                             np.array([flash_predicted[n] for n in names], float)))
     if store is not None and provenance is not None:
         model = f"lut-validate:{space.name}:{seed}"
-        extra = {"samples": samples, "space": space.name, "macs_fit": [a, b], "macs_scored": "leave-one-out"}
+        extra = {"samples": samples, "space": space.name, "macs_fit": [a, b], "macs_scored": "leave-one-out",
+                 **model_extra}
         for method, figures in (("lut", result.lut), ("macs_linear", result.macs_linear)):
             for metric, value in figures.items():
                 if math.isfinite(value):
                     unit = table.unit if metric == "rmse" else ("ratio" if metric == "spearman" else "percent")
                     metric_name = f"{method}.{metric}" if metric != "rmse" else f"latency_rmse.{method}"
+                    metric_name = table_metric(metric_name, table.cycle_model)
                     store.add([provenance.measurement(model, "", metric_name, value, unit, extra)])
     return result
 

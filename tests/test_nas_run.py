@@ -196,4 +196,4 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
     assert "more than qemu-f412's SRAM" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nas", "run", "--latency", "soon"])
-    assert "'soon' is not a number of the board's unit, nor 'median'" in capsys.readouterr().err
+    assert "'soon' is not a number of the latency table's unit, nor 'median'" in capsys.readouterr().err

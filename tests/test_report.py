@@ -291,6 +291,43 @@ def test_an_empty_tflm_column_gives_the_reason_its_run_stored(benched: Path, tmp
     assert page.notes[("qemu-f412", "tflm")] == f"tflm: not measured: {why}"
 
 
+def test_an_estimate_is_its_own_row_with_its_model_and_error_bar(benched: Path, tmp_path: Path) -> None:
+    """`bench --cycle-model auto` (issue 16): the estimated cycles of the profiled run stand in a
+    row of their own, named by their model and error bar, beside an unchanged instruction count."""
+    with open_store(str(benched)) as store:
+        rows = store.query(board="qemu-f746")
+    plain = next(r for r in rows if r.metric == "latency" and r.engine == "tinylab")
+    store_path = tmp_path / "lab.sqlite"
+    with open_store(str(store_path)) as store:
+        store.add(rows)
+    code, printed = cli("bench", "--board", "qemu-f746", "--cycle-model", "auto", "--store", str(store_path), "--json")
+    assert code == 0, printed
+    with open_store(str(store_path)) as store:
+        profiled = [r for r in store.query(board="qemu-f746") if r.engine == "tinylab" and r.run_id != plain.run_id]
+    by_metric = {r.metric: r for r in profiled}
+    assert by_metric["latency"].value == plain.value and by_metric["latency"].unit == "instructions"
+    estimate = by_metric["estimated_latency"]
+    extra = json.loads(estimate.extra)
+    assert estimate.unit == "estimated_cycles" and estimate.value != plain.value
+    assert extra["cycle_model"].startswith("cortex-m7 on nucleo-f746zg") and extra["error_bar"]
+
+    assert cli("report", "-o", str(tmp_path / "out"), "--store", str(store_path))[0] == 0
+    text = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    page = Page(text)
+    ours = [c for c in page.values if c["table-data-board"] == "qemu-f746" and c["data-engine"] == "tinylab"]
+    latency = [c for c in ours if c["data-metric"] == "latency"]
+    estimated = [c for c in ours if c["data-metric"] == "estimated_latency"]
+    assert [(float(c["data-value"]), c["data-unit"]) for c in latency] == [(plain.value, "instructions")]
+    assert [(float(c["data-value"]), c["data-unit"], c["data-cycle-model"]) for c in estimated] == [
+        (estimate.value, "estimated_cycles", extra["cycle_model"])]
+    assert "data-cycle-model" not in latency[0]
+    row = text.split('<tr data-quantity="estimated_latency">')[1].split("</tr>")[0]
+    assert f"estimated by {extra['cycle_model']}, error {extra['error_bar']}" in row
+    assert f"{extra['estimated_ms']:,.3g} ms estimated" in row
+    latency_row = text.split('<tr data-quantity="latency">')[1].split("</tr>")[0]
+    assert "estimated" not in latency_row and " ms" not in latency_row  # instructions give no milliseconds
+
+
 # --- regressions on rows in a real store --------------------------------------------------------
 
 START = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)

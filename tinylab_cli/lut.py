@@ -21,14 +21,18 @@ EXAMPLES = """\
   tinylab lut build --board qemu-f746 --space tiny        # measure the keys missing from the table
   tinylab lut build --board qemu-f412 --space fashion-mnist --patches   # and the cost of a patch op
   tinylab lut validate --board qemu-f746 --space tiny --samples 50
+  tinylab lut build --board qemu-f746 --space tiny --unit estimated_cycles   # cycles the M7 model estimates
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nas.lutunit import add_unit_arguments
+
     parser.add_argument("action", choices=("build", "validate"), help="build the table, or validate it")
     parser.add_argument("--board", default="qemu-f746", help="board name or file (default: qemu-f746)")
     parser.add_argument("--space", default="tiny", help="search space: a name or a JSON/YAML space file (default: tiny)")
-    add_output_argument(parser, "--table", type=str, help="table file (default: the cache's for what determines a latency: board, kernels, compiler, flags)")
+    add_output_argument(parser, "--table", type=str, help="table file (default: the cache's for what determines a "
+                        "latency: board, kernels, compiler, flags, and for estimated cycles the cycle model)")
     parser.add_argument("--samples", type=int, default=50, help="validate: random networks to measure (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="validate: seed of the random networks")
     parser.add_argument("--patches", nargs="?", type=int, const=0, default=None, metavar="SIDE",
@@ -40,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "against the table's prediction with patches")
     parser.add_argument("--jobs", "-j", type=int, default=None,
                         help="QEMU instances measuring at once (default: one per core); 1 on a physical board")
+    add_unit_arguments(parser)
     add_store_argument(parser)
 
 
@@ -47,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from nas.layers import space_layers
     from nas.lut import open_table
     from nas.lutkey import current_key
+    from nas.lutunit import requested_model
     from nas.measure import build_table, missing_keys, validate_table
     from nas.space import load_space
 
     board = load_board(args.board)
     space = load_space(args.space)
     jobs = measuring_jobs(args.jobs, board)
-    table, path = open_table(args.table, current_key(board))
+    table, path = open_table(args.table, current_key(board), requested_model(board, args.unit, args.cycle_model))
     with open_store(args.store) as store:
         if args.action == "build":
             missing = missing_keys(space, table)
@@ -66,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
             costs = measure_patches(board, space, table, path, store, jobs, say) if args.patches is not None else []
             summary = {"table": str(path), "board": board.name, "key": table.key.to_json(),
                        "space": space.name, "keys": report.total_keys, "measured": report.measured,
-                       "unit": table.unit, "store": str(store.path), "patch_cost": table.patch_cost.get(space.name),
+                       "unit": table.unit, "cycle_model": table.cycle_model.name if table.cycle_model else None,
+                       "store": str(store.path), "patch_cost": table.patch_cost.get(space.name),
                        "patch_cost_pairs": [asdict(c) for c in costs]}
             if args.json:
                 print(json.dumps(summary, indent=2))
             else:
                 print(f"{len(report.measured)} of {report.total_keys} entries measured (overhead included); "
-                      f"table {path} ({table.unit})")
+                      f"table {path} ({table.describe_unit()})")
             return 0
         missing = missing_keys(space, table)
         if missing:
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         stored = str(store.path)
     if args.json:
         print(json.dumps({"board": board.name, "space": space.name, "patches": args.patches, "unit": result.unit,
+                          "cycle_model": table.cycle_model.name if table.cycle_model else None,
                           "lut": result.lut,
                           "macs_linear": result.macs_linear, "macs_fit": result.fit, "flash": result.flash,
                           "samples": result.samples, "store": stored}, indent=2))
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     for label, f in (("LUT", result.lut), ("MACs-linear", result.macs_linear)):
         print(f"{label:<12} {f['rmse']:>12,.0f} {f['mape']:>8.2f} {f['within_5pct']:>7.1f} "
               f"{f['within_10pct']:>7.1f} {f['spearman']:>9.3f}")
-    print(f"RMSE in {result.unit}; MACs-linear: latency = a·MACs + b, each network predicted by the least-squares "
+    print(f"RMSE in {table.describe_unit()}; MACs-linear: latency = a·MACs + b, each network predicted by the least-squares "
           f"fit to the other {len(result.samples) - 1} (fit to all: a = {result.fit[0]:.4g}, b = {result.fit[1]:,.0f}); "
           f"figures stored in {stored}")
     f = result.flash
@@ -124,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
 def build_command(args: argparse.Namespace) -> str:
     """The `tinylab lut build` command that fills the table `args` name, for their board and space."""
     table = f" --table {shlex.quote(str(args.table))}" if args.table else ""
-    return f"tinylab lut build --board {shlex.quote(args.board)} --space {shlex.quote(args.space)}{table}"
+    unit = f" --unit {args.unit}" if getattr(args, "unit", None) else ""
+    model = f" --cycle-model {args.cycle_model}" if getattr(args, "cycle_model", None) else ""
+    return f"tinylab lut build --board {shlex.quote(args.board)} --space {shlex.quote(args.space)}{table}{unit}{model}"
 
 
 def measure_patches(board: BoardSpec, space, table, path, store, jobs: int, say) -> list:

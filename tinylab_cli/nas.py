@@ -44,6 +44,7 @@ DEFAULT_MIN_FIT = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nas.lutunit import add_unit_arguments
     from tinylab_cli.nas_deploy import add_deploy_arguments
     from tinylab_cli.nas_run import add_run_arguments
     from tinylab_cli.nas_search import add_search_arguments
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "patch by patch (MCUNetV2), when a plan fits with at most 15%% more compute (estimated); "
                              "its peak, latency and flash are those of the plan, and it is deployed with it "
                              "(default: off)")
+    add_unit_arguments(parser)
     add_train_arguments(parser)
     add_search_arguments(parser)
     add_deploy_arguments(parser)

@@ -37,14 +37,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def latency_argument(text: str) -> float | str:
-    """--latency: a number in the board's unit, or `median` (nas run: the median predicted latency
+    """--latency: a number in the latency table's unit, or `median` (nas run: the median predicted latency
     of the fitting networks of the chosen (W, R), a budget that binds)."""
     if text.strip().lower() == "median":
         return "median"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of the board's unit, nor 'median'") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of the latency table's unit, nor 'median'") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"a latency budget must be positive, not {text}")
     return value
@@ -90,6 +90,7 @@ def run_nas(args: argparse.Namespace) -> int:
     from nas.space_opt import Budget
     from nas.train import TrainConfig
     from tinylab_cli.nas import check_budget, space_grid
+    from nas.measure import cycle_model_choice
     from tinylab_cli.nas_search import latency_table
 
     budget = run_budget(args.budget)
@@ -118,7 +119,7 @@ def run_nas(args: argparse.Namespace) -> int:
     overhead, _ = board_overhead(board, space, patches=patches)
     with steps.step("latency_table", f"2/6 latency table of {board.name} at W={width:g}, R={resolution}"):
         table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
-        say(f"{table_path}: {table_measured} entries measured now, in {table.unit}")
+        say(f"{table_path}: {table_measured} entries measured now, in {table.describe_unit()}")
     constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, None, table, patches=patches)
     latency = args.latency
     if latency == "median":
@@ -147,7 +148,8 @@ def run_nas(args: argparse.Namespace) -> int:
     budget_json = {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": latency,
                    "latency_unit": table.unit if latency is not None else None, "patches": args.patches}
     context = {"width": width, "resolution": resolution, "dataset": args.dataset, "space": space.name,
-               "budget": budget_json, "work_budget": budget.name, "seed": args.seed}
+               "budget": budget_json, "work_budget": budget.name, "seed": args.seed,
+               **({"cycle_model": table.cycle_model.name} if table.cycle_model else {})}
     with steps.step("search", f"4/6 evolution (population {budget.population}, {budget.generations} generations) "
                     "and random search"):
         data = validation_subset(trained.data, budget.val_images, args.seed)
@@ -161,7 +163,7 @@ def run_nas(args: argparse.Namespace) -> int:
 
     with steps.step("baseline", "5/6 baseline: the uniformly scaled network, trained from scratch"):
         baseline, baseline_config, baseline_trained = uniform_baseline_of(board, space, overhead, args, latency,
-                                                                          config, say)
+                                                                          config, say, table)
 
     deployments = {}
     with steps.step("deploy", "6/6 deployment on the board"):
@@ -175,7 +177,7 @@ def run_nas(args: argparse.Namespace) -> int:
             deployment = deploy(run_of.supernet, arch, run_of.data, run_config, board, role_constraints,
                                 finetune_epochs=args.finetune_epochs if role != "uniform" else 0,
                                 target_images=target_images, test_images=budget.test_images,
-                                progress=lambda line: say(f"  {line}"))
+                                progress=lambda line: say(f"  {line}"), cycle_model=cycle_model_choice(table))
             role_context = context
             if role == "uniform":
                 # Its prediction is its measurement with seeded weights when it was chosen (the
@@ -192,7 +194,8 @@ def run_nas(args: argparse.Namespace) -> int:
         "work_budget": budget.to_json(), "budget": budget_json,
         "space_choice": {"width": width, "resolution": resolution, "fit_share": round(grid.chosen.fit_share, 4),
                          "mean_macs_fitting": round(grid.chosen.mean_macs, 1), "samples": budget.samples},
-        "latency_table": {"path": str(table_path), "measured_now": table_measured, "unit": table.unit},
+        "latency_table": {"path": str(table_path), "measured_now": table_measured, "unit": table.unit,
+                          "cycle_model": table.cycle_model.name if table.cycle_model else None},
         "supernet": {"checkpoint": str(trained.checkpoint), "epochs": config.epochs,
                      "train_images": len(trained.data.train), "resumed_from": trained.resumed_from},
         "search": {"validation_images": len(data.validation), "evolution": evolution.to_json(),
@@ -302,22 +305,24 @@ def generation_bar(label: str, total: int, quiet: bool):
         f"best {g.best:.1%}, mean {g.mean:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
 
 
-def uniform_baseline_of(board, space, overhead, args, latency, config, say):
-    """The baseline network (measured on the board to choose it) and its training (from scratch,
-    the supernet's epochs and data)."""
+def uniform_baseline_of(board, space, overhead, args, latency, config, say, table):
+    """The baseline network (measured on the board to choose it, its latency in the unit of the
+    latency `table`) and its training (from scratch, the supernet's epochs and data)."""
     from engine.errors import DoesNotFitError
     from nas.baseline import Measured, uniform_baseline
-    from nas.measure import measure_network
+    from nas.measure import cycle_model_choice, measure_network, table_latency
 
     def measure_of(width: float, resolution: int, network):
+        name = f"nas-baseline:W{width:g}-R{resolution}"
         try:
-            run = measure_network(board, network, f"nas-baseline:W{width:g}-R{resolution}", args.seed, args.flash)
+            run = measure_network(board, network, name, args.seed, args.flash, None, cycle_model_choice(table))
         except DoesNotFitError:
             say(f"  uniform network at W={width:g}, R={resolution}: its image exceeds the flash budget")
             return None
-        say(f"  uniform network at W={width:g}, R={resolution}: {run.latency:,.0f} {run.unit}, peak SRAM "
+        measured = table_latency(table, name, run)
+        say(f"  uniform network at W={width:g}, R={resolution}: {measured:,.0f} {table.unit}, peak SRAM "
             f"{run.peak_sram:,} B, flash {run.flash:,} B measured")
-        return Measured(run.latency, run.unit, run.peak_sram, run.flash)
+        return Measured(measured, table.unit, run.peak_sram, run.flash)
 
     baseline = uniform_baseline(space, overhead, args.sram, args.flash, latency, measure_of)
     say(f"baseline {baseline.arch} at W={baseline.width:g}, R={baseline.resolution}, {baseline.macs / 1e6:.2f} MMACs")

@@ -24,7 +24,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the supernet checkpoint (default: the one of --space, --width, --resolution, --dataset, "
                             "--seed and the training flags, in the cache)")
     group.add_argument("--latency", type=latency_argument, metavar="N|median",
-                       help="latency budget in the board's unit (instructions under QEMU, cycles on hardware), or, "
+                       help="latency budget in the latency table's unit (--unit: the board's own, instructions under QEMU "
+                            "and cycles on hardware, or estimated_cycles), or, "
                             "for 'nas run', median: the median predicted latency of the fitting networks of the "
                             "chosen (W, R) (default: none)")
     group.add_argument("--population", type=int, default=DEFAULT_POPULATION,
@@ -47,7 +48,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     if args.latency == "median":
-        raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the board's unit")
+        raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the table's unit")
     board = load_board(args.board)
     check_budget(Budget(args.sram, args.flash), board)
     config = EvolutionConfig(population=args.population, generations=args.generations, seed=args.seed)
@@ -66,7 +67,7 @@ def run_search(args: argparse.Namespace) -> int:
         f"per layer")
     table, table_path, table_measured = latency_table(board, space.at(width, resolution), args, say)
     setup_seconds = time.monotonic() - started
-    say(f"latency table {table_path} ({table_measured} entries measured now), in {table.unit}")
+    say(f"latency table {table_path} ({table_measured} entries measured now), in {table.describe_unit()}")
     constraints = Constraints(space, width, resolution, overhead, args.sram, args.flash, args.latency, table,
                               patches=patches)
     data = validation_subset(data, args.val_images or None, args.seed)
@@ -84,7 +85,8 @@ def run_search(args: argparse.Namespace) -> int:
         "dataset": data.name, "validation_images": len(data.validation), "seed": args.seed,
         "population": config.population, "generations": config.generations,
         "budget": {"sram_bytes": args.sram, "flash_bytes": args.flash, "latency": args.latency,
-                   "latency_unit": table.unit}, "patches": args.patches,
+                   "latency_unit": table.unit,
+                   "cycle_model": table.cycle_model.name if table.cycle_model else None}, "patches": args.patches,
         "latency_table": {"path": str(table_path), "measured_now": table_measured},
         "evolution": evolution.to_json(), "random": control.to_json(),
         "timing": {"setup_seconds": round(setup_seconds, 2), "evolution_seconds": round(evolution.seconds, 2),
@@ -146,10 +148,12 @@ def latency_table(board, space, args: argparse.Namespace, say):
     from hil.store.results import open_store
     from nas.lut import open_table
     from nas.lutkey import current_key
+    from nas.lutunit import requested_model
     from nas.measure import build_table, missing_keys
     from tinylab_cli.lut import measure_patches, measuring_jobs
 
-    table, path = open_table(None, current_key(board))
+    model = requested_model(board, getattr(args, "unit", None), getattr(args, "cycle_model", None))
+    table, path = open_table(None, current_key(board), model)
     missing = missing_keys(space, table)
     patch_cost = getattr(args, "patches", "off") == "auto" and space.name not in table.patch_cost
     if not missing and not patch_cost:

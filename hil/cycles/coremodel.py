@@ -336,7 +336,7 @@ def estimate(profile: ExecutionProfile, window: WindowProfile, instructions: Map
         not_taken_total += not_taken
         branch_extra += _branch_cycles(core, last, targets, not_taken, profile)
     memory_cycles = _memory_cycles(window, instructions, memory)
-    return CycleEstimate(f"{core.name} on {memory.board} at {memory.clock_hz / 1e6:g} MHz", memory.clock_hz, core.error_bar, window.instructions, issue,
+    return CycleEstimate(model_name(core, memory), memory.clock_hz, core.error_bar, window.instructions, issue,
                          branch_extra, memory_cycles, taken_total, not_taken_total)
 
 
@@ -374,6 +374,11 @@ def _memory_cycles(window: WindowProfile, instructions: Mapping[int, Instruction
             if region not in cached:
                 total += counts[REGIONS.index(region)] * cycles
     return total
+
+
+def model_name(core: CoreTiming, memory: MemorySystem) -> str:
+    """The name an estimate carries: the core, the real board whose memory system it uses, its clock."""
+    return f"{core.name} on {memory.board} at {memory.clock_hz / 1e6:g} MHz"
 
 
 def model_for(board_name: str, core_choice: str = "auto") -> tuple[CoreTiming, MemorySystem]:

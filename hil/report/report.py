@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hil.cycles.estimated import ESTIMATED_METRIC, ESTIMATED_UNIT
 from hil.firmware_build.planlayout import PlanLayout
 from hil.errors import LabError
 from hil.experiments.regressions import Regression, find_regressions
@@ -61,7 +62,10 @@ RERUN_HINTS = {
     "tflm": "bench it here with a TFLM library (--tflm-dir or TINYLAB_TFLM_DIR)",
     "tflm-cmsis-nn": "bench it here with a TFLM library with CMSIS-NN (--tflm-dir or TINYLAB_TFLM_DIR)",
 }
-LUT_METRICS = frozenset({"layer_latency", "overhead_latency", "latency_predicted", "patch_op_latency", "patch_base_latency"})
+# A latency table's figures; those of a table in estimated cycles (nas.lutunit.table_metric) are
+# prefixed "estimated_".
+LUT_METRICS = frozenset({metric for base in ("layer_latency", "overhead_latency", "latency_predicted", "patch_op_latency",
+                                             "patch_base_latency") for metric in (base, f"estimated_{base}")})
 TREND_METRICS = ("latency", "mlperf_latency", "peak_sram", "flash", "arena_planned", "stack_high_water")
 
 
@@ -71,6 +75,9 @@ class ReportError(LabError):
 
 QUANTITIES = (
     Quantity("latency", "latency", ("latency",), {"tflite-micro": ()}),
+    # Cycles estimated from the profile of an emulated run (--cycle-model): their own row, never
+    # merged with or compared against a measured latency.
+    Quantity("estimated_latency", "estimated latency", (ESTIMATED_METRIC,), {"tflite-micro": ()}),
     Quantity("peak_sram", "peak SRAM", ("peak_sram",), {"tflite-micro": ()}),
     Quantity("flash", "flash", ("flash",), {"tflite-micro": ()}),
     Quantity("arena", "arena", ("arena_planned",),
@@ -132,12 +139,24 @@ def _cell(latest: pandas.DataFrame, engine: str, metrics: tuple[str, ...]) -> Ce
         found = latest[(latest["engine"] == engine) & (latest["metric"] == metric)]
         if len(found):
             row = next(found.itertuples(index=False))
-            return Cell(engine, metric, float(row.value), row.unit, row.run_id, store_row(row))
+            return Cell(engine, metric, float(row.value), row.unit, row.run_id, store_row(row),
+                        **_estimate_of(row))
     return None
+
+
+def _estimate_of(row: Any) -> dict[str, Any]:
+    """A row of estimated cycles: its model, error bar and estimated milliseconds (from its extra)."""
+    if row.unit != ESTIMATED_UNIT:
+        return {}
+    extra = _extra(row.extra)
+    return {"cycle_model": str(extra.get("cycle_model") or "unnamed model"), "error_bar": str(extra.get("error_bar", "")),
+            "estimated_ms": _number_or_none(extra.get("estimated_ms"))}
 
 
 def _ratio(ours: Cell | None, baseline: Cell | None) -> float | None:
     if ours is None or baseline is None or ours.unit != baseline.unit or ours.unit == "bool":
+        return None
+    if ours.cycle_model != baseline.cycle_model:  # two models' estimates are not compared
         return None
     return ours.value / baseline.value if baseline.value else None
 
@@ -294,7 +313,7 @@ def trends(frame: pandas.DataFrame, history: list[Regression]) -> list[Trend]:
 
 # --- NAS searches -------------------------------------------------------------------------------
 
-SEARCH_CONTEXT = ("dataset", "width", "resolution")  # what the page names of a search's setting
+SEARCH_CONTEXT = ("dataset", "width", "resolution", "cycle_model")  # what the page names of a search's setting
 
 
 def search_run_ids(frame: pandas.DataFrame) -> set[str]:
@@ -333,8 +352,10 @@ def _deployed(role: str, architecture: str, model: str, rows: list[tuple[Any, di
     def flag(metric: str) -> bool | None:
         return bool(figures[metric][0]) if metric in figures else None
 
-    latency = figures.get("latency")
     predicted = figures.get("nas_predicted_latency")
+    # measured in the prediction's unit: with a table in estimated cycles, the estimate of the run
+    estimated = predicted is not None and predicted[1] == ESTIMATED_UNIT
+    latency = figures.get(ESTIMATED_METRIC if estimated else "latency")
     return DeployedNetwork(
         role=role, architecture=architecture, model=model,
         int8_accuracy=value("int8_accuracy"), float_accuracy=value("float_accuracy"),

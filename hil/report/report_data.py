@@ -77,6 +77,18 @@ class Cell:
     unit: str
     run_id: str
     row: StoreRow
+    # An estimate (unit estimated_cycles): the model that made it, its error bar, and its milliseconds
+    # at the real board's clock, never shown without the other two.
+    cycle_model: str = ""
+    error_bar: str = ""
+    estimated_ms: float | None = None
+
+    def estimate_note(self) -> str:
+        """The model and error bar of an estimate (with its milliseconds); "" for a measurement."""
+        if not self.cycle_model:
+            return ""
+        ms = f": {self.estimated_ms:,.3g} ms estimated" if self.estimated_ms is not None else ""
+        return f"estimated by {self.cycle_model}, error {self.error_bar or 'not validated'}{ms}"
 
     def shown(self) -> str:
         if self.unit == "bool":

@@ -47,7 +47,7 @@ class DeployedNetwork:
     int8_accuracy: float | None  # test split, the quantised network
     float_accuracy: float | None
     latency: float | None  # measured
-    latency_unit: str | None  # instructions (QEMU) or cycles (hardware)
+    latency_unit: str | None  # instructions (QEMU), cycles (hardware), or estimated_cycles with a table in them
     peak_sram: float | None  # measured, bytes
     flash: float | None  # measured, bytes
     matches_reference: bool | None  # the run's output bit-exact with TFLM's
