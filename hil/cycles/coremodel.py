@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import AbstractSet as Set, Any, Mapping
 
 from hil.cycles.disassembly import Instruction
@@ -96,6 +95,11 @@ class MemorySystem:
     uncached_access_cycles: dict[str, float]  # region -> cycles an uncached data access adds
     notes: str = ""
 
+    def plugin_caches(self) -> dict[str, str]:
+        """The profiler's cache arguments (hil.cycles.profile.Profiler.caches) for this memory system."""
+        return {name: spec.plugin_argument() for name, spec in (("dcache", self.dcache), ("icache", self.icache))
+                if spec is not None}
+
 
 def _read(folder: str, name: str) -> tuple[Mapping[str, Any], str]:
     path = boards_dir() / folder / f"{name}.yaml"
@@ -129,13 +133,13 @@ def load_core(name: str) -> CoreTiming:
         multiple_per_register=_number(multiple, "per_register", shown),
         branch_taken=_number(branch, "taken", shown),
         branch_not_taken=_number(branch, "not_taken", shown),
-        mispredict_penalty=float(branch.get("mispredict_penalty", {}).get("cycles", 0)) if branch.get("mispredict_penalty") else 0.0,
+        mispredict_penalty=_number(branch, "mispredict_penalty", shown) if "mispredict_penalty" in branch else 0.0,
         predicted=bool(branch.get("predicted", False)),
         pairs=frozenset(tuple(pair) for pair in data.get("dual_issue", {}).get("pairs", [])),
         sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
         rules={kind: _number(data.get("rules", {}), kind, shown) for kind in data.get("rules", {})},
-        unaligned_wide_target_extra=float(branch.get("unaligned_wide_target_extra", {}).get("cycles", 0))
-        if branch.get("unaligned_wide_target_extra") else 0.0,
+        unaligned_wide_target_extra=(_number(branch, "unaligned_wide_target_extra", shown)
+                                     if "unaligned_wide_target_extra" in branch else 0.0),
         error_bar=str(data.get("validation", {}).get("error_bar", "not validated")),
     )
 

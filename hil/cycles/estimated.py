@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from hil.cycles.coremodel import CycleEstimate, CycleModelError, estimate, model_for
+from hil.cycles.coremodel import CoreTiming, CycleEstimate, CycleModelError, MemorySystem, estimate, model_for
 from hil.cycles.disassembly import disassemble
 from hil.cycles.profile import Profiler, ProfileError
 from hil.firmware_build.firmware import Firmware
@@ -43,23 +43,29 @@ def cycle_estimation(runner: Runner, board: BoardSpec, choice: str | None) -> It
     if not hasattr(runner, "profiler"):
         raise CycleModelError(f"--cycle-model needs an emulated run: the {runner.backend} backend of board "
                               f"{board.name} measures {runner.unit} itself")
-    caches = {name: spec.plugin_argument() for name, spec in (("dcache", memory.dcache), ("icache", memory.icache))
-              if spec is not None}
+    caches = memory.plugin_caches()
     with tempfile.TemporaryDirectory(prefix="tinylab-profile-") as folder:
         runner.profiler = Profiler(board, Path(folder), caches)
 
         def estimate_last(firmware: Firmware, measured: Latency) -> CycleEstimate:
-            profile = runner.profiler.collect()
-            if not profile.windows:
-                raise ProfileError("the profiled run has no timed window")
-            window = min(profile.windows, key=lambda w: w.instructions)
-            check_window(window.instructions, measured)
-            return estimate(profile, window, disassemble(firmware.elf), core, memory)
+            return estimate_timed_window(runner.profiler, firmware, measured, core, memory)
 
         try:
             yield estimate_last
         finally:
             runner.profiler = None
+
+
+def estimate_timed_window(profiler: Profiler, firmware: Firmware, measured: Latency, core: CoreTiming,
+                          memory: MemorySystem) -> CycleEstimate:
+    """The estimate of the fastest timed window of `profiler`'s last run of `firmware`, once its
+    instruction count is checked against the `measured` latency of that window."""
+    profile = profiler.collect()
+    if not profile.windows:
+        raise ProfileError("the profiled run has no timed window")
+    window = min(profile.windows, key=lambda w: w.instructions)
+    check_window(window.instructions, measured)
+    return estimate(profile, window, disassemble(firmware.elf), core, memory)
 
 
 def check_window(profiled: int, measured: Latency) -> None:

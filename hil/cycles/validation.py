@@ -13,9 +13,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from engine.cache import cache_root
-from hil.cycles.coremodel import CycleEstimate, CycleModelError, MemorySystem, estimate, load_core, memory_systems
-from hil.cycles.disassembly import disassemble
-from hil.cycles.estimated import check_window
+from hil.cycles.coremodel import CycleModelError, MemorySystem, load_core, memory_systems
+from hil.cycles.estimated import estimate_timed_window
 from hil.cycles.profile import Profiler
 from hil.cycles.published import PublishedLatency, Recipe, SourceFolder
 from hil.errors import LabError
@@ -119,8 +118,7 @@ def run_pair(pair: PublishedLatency, recipe: Recipe, folders: Mapping[str, Path]
     core = load_core(memory.core)
     firmware = recipe.build(pair, folders, cache)
     runner = runner_for(firmware.board, timeout_s=900.0)
-    caches = {name: spec.plugin_argument() for name, spec in (("dcache", memory.dcache), ("icache", memory.icache))
-              if spec is not None}
+    caches = memory.plugin_caches()
     scratch = cache / "profiles"
     scratch.mkdir(parents=True, exist_ok=True)
     runner.profiler = Profiler(firmware.board, scratch, caches)
@@ -128,13 +126,9 @@ def run_pair(pair: PublishedLatency, recipe: Recipe, folders: Mapping[str, Path]
         size = int(link.profile().get("input-bytes", "0"))
         link.load_input(firmware.input_wire.encode(validation_input(size)))
         report = link.infer(count=1, warmup=1, timeout_s=3600.0)
-    measured = runner.latency(report.ticks_min)
-    profile = runner.profiler.collect()
-    window = min(profile.windows, key=lambda w: w.instructions)
-    check_window(window.instructions, measured)
-    result: CycleEstimate = estimate(profile, window, disassemble(firmware.elf), core, memory)
+    result = estimate_timed_window(runner.profiler, firmware, runner.latency(report.ticks_min), core, memory)
     return PairResult(pair.software, pair.model, pair.board, pair.clock_hz, pair.latency_ms, pair.source,
-                      instructions=window.instructions, estimated_cycles=result.cycles, parts=result.to_json())
+                      instructions=result.instructions, estimated_cycles=result.cycles, parts=result.to_json())
 
 
 def validate(pairs: list[PublishedLatency], recipes: Mapping[str, Recipe], cache: Path | None = None,
