@@ -13,7 +13,7 @@ from hil.cycles.coremodel import CycleModelError, load_core, load_memory_system,
 from hil.cycles.disassembly import decode
 from hil.cycles.estimated import ESTIMATED_METRIC, ESTIMATED_UNIT
 from hil.cycles.profile import REGIONS
-from hil.cycles.validation import PairResult, spearman, summarise, validation_input
+from hil.cycles_validation.validation import PairResult, spearman, summarise, validation_input
 from hil.experiments.modelrun import run_model
 from hil.experiments.models import default_input, resolve_model
 from hil.run.runners import runner_for
@@ -146,7 +146,7 @@ def test_the_validation_input_is_valid_for_any_input_type():
 
 
 def test_validate_without_sources_names_each_variable_and_how_to_get_it(capsys, monkeypatch):
-    from hil.cycles.recipes import RECIPES
+    from hil.cycles_validation.recipes import RECIPES
 
     for recipe in RECIPES.values():
         for source in recipe.sources:

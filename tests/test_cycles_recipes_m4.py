@@ -1,7 +1,7 @@
 """The Cortex-M4 validation pairs: MLPerf Tiny's v0.5 reference submission (TFLM 2.3.1 + CMSIS-NN,
-hil/cycles/recipes/tflm_reference.py) and OctoML's v1.0 microTVM submissions
-(hil/cycles/recipes/microtvm.py) rebuilt for qemu-l4r5, and their published latencies
-(hil/cycles/published/mlperf-tiny.yaml). The builds and runs need the fetched sources and skip
+hil/cycles_validation/recipes/tflm_reference.py) and OctoML's v1.0 microTVM submissions
+(hil/cycles_validation/recipes/microtvm.py) rebuilt for qemu-l4r5, and their published latencies
+(hil/cycles_validation/published/mlperf-tiny.yaml). The builds and runs need the fetched sources and skip
 naming their environment variables where they are not set."""
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import yaml
 
-from hil.cycles.published import PublishedLatency
-from hil.cycles.recipes import RECIPES
-from hil.cycles.recipes.microtvm import CMSIS_5, MICROTVM_NATIVE, RESULTS_V1_0, read_project
-from hil.cycles.recipes.sourcetree import SourceFolderError
-from hil.cycles.recipes.tflm_reference import RESULTS_V0_5, TFLM_2_3_TREE, TFLM_REFERENCE
+from hil.cycles_validation.published import PublishedLatency
+from hil.cycles_validation.recipes import RECIPES
+from hil.cycles_validation.recipes.microtvm import CMSIS_5, MICROTVM_NATIVE, RESULTS_V1_0, read_project
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError
+from hil.cycles_validation.recipes.tflm_reference import RESULTS_V0_5, TFLM_2_3_TREE, TFLM_REFERENCE
 from hil.targets.boards import load_board
 
-PAIRS_FILE = Path(__file__).resolve().parent.parent / "hil/cycles/published/mlperf-tiny.yaml"
+PAIRS_FILE = Path(__file__).resolve().parent.parent / "hil/cycles_validation/published/mlperf-tiny.yaml"
 SOURCES = {env: os.environ.get(env) for env in (RESULTS_V1_0.env, CMSIS_5.env)}
 needs_sources = pytest.mark.skipif(
     not all(SOURCES.values()),

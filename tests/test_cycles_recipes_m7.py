@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from engine.cache import cache_root
-from hil.cycles.published import PublishedLatency
-from hil.cycles.recipes import RECIPES
-from hil.cycles.recipes.pinned import software_versions
-from hil.cycles.recipes.sourcetree import SourceFolderError
-from hil.cycles.recipes.tinyengine import GENERATOR_PYTHON, TINYENGINE, TINYENGINE_CMSIS
+from hil.cycles_validation.published import PublishedLatency
+from hil.cycles_validation.recipes import RECIPES
+from hil.cycles_validation.recipes.pinned import software_versions
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError
+from hil.cycles_validation.recipes.tinyengine import GENERATOR_PYTHON, TINYENGINE, TINYENGINE_CMSIS
 
-PAIRS_FILE = Path(__file__).resolve().parents[1] / "hil" / "cycles" / "published" / "tinyengine-h743.yaml"
+PAIRS_FILE = Path(__file__).resolve().parents[1] / "hil" / "cycles_validation" / "published" / "tinyengine-h743.yaml"
 TINYENGINE_SOURCES = (TINYENGINE.source.env, TINYENGINE_CMSIS.source.env, GENERATOR_PYTHON.env)
 missing_sources = [env for env in TINYENGINE_SOURCES if not os.environ.get(env)]
 README_FLASH_KB = {"mcunet-vww1": 521}  # TinyEngine's README, Flash table, TinyEngine column
@@ -101,7 +101,7 @@ def test_tflm_with_cmsis_nn_at_713b6ed_runs_mcunet_in3_bit_exact_with_the_oracle
     import numpy as np
 
     from engine.oracle import run_tflm
-    from hil.cycles.recipes.mcunet_models import model_source
+    from hil.cycles_validation.recipes.mcunet_models import model_source
     from hil.run.runners import runner_for
     from hil.run.target import open_with_input
 

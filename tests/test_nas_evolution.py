@@ -166,7 +166,7 @@ def test_nas_search_command(tmp_path, monkeypatch, capsys):
     assert main(search) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["budget"] == {"sram_bytes": 65536, "flash_bytes": 524288, "latency": 1e9,
-                                "latency_unit": "instructions"}
+                                "latency_unit": "instructions", "cycle_model": None}
     assert report["validation_images"] == 100
     for method in ("evolution", "random"):
         best = report[method]

@@ -4,6 +4,7 @@ Regressions (hil.experiments.regressions) on rows written to a real SQLite store
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import re
@@ -322,7 +323,7 @@ def test_an_estimate_is_its_own_row_with_its_model_and_error_bar(benched: Path, 
         (estimate.value, "estimated_cycles", extra["cycle_model"])]
     assert "data-cycle-model" not in latency[0]
     row = text.split('<tr data-quantity="estimated_latency">')[1].split("</tr>")[0]
-    assert f"estimated by {extra['cycle_model']}, error {extra['error_bar']}" in row
+    assert html.escape(f"estimated by {extra['cycle_model']}, error {extra['error_bar']}") in row
     assert f"{extra['estimated_ms']:,.3g} ms estimated" in row
     latency_row = text.split('<tr data-quantity="latency">')[1].split("</tr>")[0]
     assert "estimated" not in latency_row and " ms" not in latency_row  # instructions give no milliseconds

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from hil.cycles.coremodel import load_core, memory_systems
-from hil.cycles.validation import (RANKED_BOARD_PAIRS, TARGET_MEDIAN_ERROR, TARGET_SPEARMAN, PairResult, load_pairs,
+from hil.cycles_validation.validation import (RANKED_BOARD_PAIRS, TARGET_MEDIAN_ERROR, TARGET_SPEARMAN, PairResult, load_pairs,
                                    summarise, validate)
 from hil.experiments.models import DEFAULT_MODEL
 from hil.targets.boards import load_board
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return list_models(args)
     if args.action == "cost":
         return profiling_cost(args)
-    from hil.cycles.recipes import RECIPES
+    from hil.cycles_validation.recipes import RECIPES
 
     pairs = [p for p in load_pairs() if not args.only or any(args.only in f for f in (p.software, p.model, p.board))]
 

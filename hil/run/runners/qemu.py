@@ -7,11 +7,10 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import serial
 
-from hil.cycles.profile import Profiler
 from hil.firmware_build.firmware import INPUT_TARGET_SYMBOL, Firmware, symbol_address
 from hil.firmware_build.toolchain import require_qemu
 from hil.errors import RunnerError
@@ -26,6 +25,13 @@ NS_PER_INSTRUCTION = 1.0  # -icount shift=0
 log = logging.getLogger(__name__)
 
 
+class QemuPlugin(Protocol):
+    """Something that adds arguments to each QEMU a runner starts, such as hil.cycles' profiler
+    (which loads its TCG plugin)."""
+
+    def qemu_arguments(self, elf: Path) -> list[str]: ...
+
+
 class QemuProcess(EmulatorProcess):
     """One qemu-system-arm process serving its UART on a TCP port; always cleaned up by stop()."""
 
@@ -37,7 +43,7 @@ class QemuRunner(Runner):
     unit = "instructions"
     can_preload = True  # through QEMU's generic loader device
     last_process: QemuProcess | None = None  # the QEMU most recently started, for inspection
-    profiler: Profiler | None = None  # when set, every QEMU started writes an execution profile
+    profiler: QemuPlugin | None = None  # when set (hil.cycles.profile.Profiler), every QEMU started writes a profile
 
     def ticks_per_unit(self) -> float:
         # SysTick runs on the CPU clock of virtual time; an instruction takes NS_PER_INSTRUCTION ns.

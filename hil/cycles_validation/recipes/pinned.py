@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import SourceFolder
-from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
+from hil.cycles_validation.published import SourceFolder
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError, source_folder
 
 VERSION = re.compile(r"([A-Za-z][\w.-]*?)@([0-9a-f]{7,40})")
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
-from hil.cycles.recipes.pinned import PinnedTree, require_version
-from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
+from hil.cycles_validation.published import PublishedLatency, SourceFolder
+from hil.cycles_validation.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
+from hil.cycles_validation.recipes.pinned import PinnedTree, require_version
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError, source_folder
 from hil.errors import BuildError
 from hil.firmware_build.firmware import Firmware, WorkloadSources, build_firmware, cpu_flags, render_template
 from hil.firmware_build.model_workload import tensor_output_format

@@ -1,4 +1,4 @@
-"""The cycle model against real boards: every published pair (hil/cycles/published/*.yaml) rebuilt
+"""The cycle model against real boards: every published pair (hil/cycles_validation/published/*.yaml) rebuilt
 by its recipe for the board's emulated twin, run once under QEMU with the execution profiler, and
 estimated with the board's core and memory system at the published clock. Beside it, the naive
 estimate: one cycle per instruction at that clock."""
@@ -16,7 +16,7 @@ from engine.cache import cache_root
 from hil.cycles.coremodel import CycleModelError, MemorySystem, load_core, memory_systems
 from hil.cycles.estimated import estimate_timed_window
 from hil.cycles.profile import Profiler
-from hil.cycles.published import PublishedLatency, Recipe, SourceFolder
+from hil.cycles_validation.published import PublishedLatency, Recipe, SourceFolder
 from hil.errors import LabError
 from hil.run.runners import runner_for
 from hil.targets.yamlfile import read_yaml

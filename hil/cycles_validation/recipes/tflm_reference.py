@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.archive import CompileUnit, static_library
-from hil.cycles.recipes.microtvm import CMSIS_5
-from hil.cycles.recipes.sourcetree import SourceFolderError, require_files, source_folder
+from hil.cycles_validation.published import PublishedLatency, SourceFolder
+from hil.cycles_validation.recipes.archive import CompileUnit, static_library
+from hil.cycles_validation.recipes.microtvm import CMSIS_5
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError, require_files, source_folder
 from hil.errors import BuildError
 from hil.firmware_build.firmware import COMPILER, CXX_COMPILER, Firmware, WorkloadSources, build_firmware, \
     cpu_flags, render_template

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
-from hil.cycles.recipes.pinned import PinnedTree, git_blob_id, require_version
-from hil.cycles.recipes.sourcetree import SourceFolderError
+from hil.cycles_validation.published import PublishedLatency, SourceFolder
+from hil.cycles_validation.recipes.mcunet_models import MCUNET_MODELS, TINYENGINE_SOURCE, model_source
+from hil.cycles_validation.recipes.pinned import PinnedTree, git_blob_id, require_version
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError
 from hil.experiments.tflm_baseline import arena_room, sizing_arena
 from hil.firmware_build.firmware import Firmware, build_firmware
 from hil.firmware_build.tflm_baseline_library import TflmLibrary, load_tflm_library

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import SourceFolder
-from hil.cycles.recipes.sourcetree import SourceFolderError, source_folder
+from hil.cycles_validation.published import SourceFolder
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError, source_folder
 from hil.experiments.models import ModelSource, read_model_file
 
 MCUNET_ZOO_URL = "https://hanlab18.mit.edu/projects/tinyml/mcunet/release/"  # model_zoo.py's url_base
@@ -57,7 +57,7 @@ def model_source(model: str, folders: Mapping[str, Path] | None) -> ModelSource:
     """The model `model` (a net_id) read from its folder (`folders`, else the environment)."""
     if model not in MODEL_FILES:
         raise SourceFolderError(f"model {model!r}: no .tflite file known for it "
-                                f"(hil/cycles/recipes/mcunet_models.py knows {', '.join(MODEL_FILES)})")
+                                f"(hil/cycles_validation/recipes/mcunet_models.py knows {', '.join(MODEL_FILES)})")
     where = MODEL_FILES[model]
     root = source_folder(MODEL_FOLDERS[where.env], folders)
     path = root / where.path

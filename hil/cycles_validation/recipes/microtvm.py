@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import PublishedLatency, SourceFolder
-from hil.cycles.recipes.archive import CompileUnit, static_library
-from hil.cycles.recipes.sourcetree import SourceFolderError, require_files, source_folder
+from hil.cycles_validation.published import PublishedLatency, SourceFolder
+from hil.cycles_validation.recipes.archive import CompileUnit, static_library
+from hil.cycles_validation.recipes.sourcetree import SourceFolderError, require_files, source_folder
 from hil.errors import BuildError
 from hil.firmware_build.firmware import COMPILER, Firmware, cpu_flags, WorkloadSources, build_firmware, render_template
 from hil.firmware_build.toolchain import require_tool
@@ -180,7 +180,7 @@ def library_sources(recipe: MicroTvmRecipe, project: MicroTvmProject, cmsis: Pat
 
 
 def submission_library(recipe: MicroTvmRecipe, project: MicroTvmProject, cmsis: Path | None, cache: Path) -> Path:
-    """The submission's code as a static library built with its own flags (hil/cycles/recipes/archive.py)."""
+    """The submission's code as a static library built with its own flags (hil/cycles_validation/recipes/archive.py)."""
     includes = (*project.include_dirs, *(_cmsis_includes(cmsis) if cmsis is not None else ()))
     flags = (*ZEPHYR_C_FLAGS, *(f"-I{d}" for d in includes))
     units = [CompileUnit(source, COMPILER, flags) for source in library_sources(recipe, project, cmsis)]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from hil.cycles.published import SourceFolder
+from hil.cycles_validation.published import SourceFolder
 from hil.errors import LabError
 
 
