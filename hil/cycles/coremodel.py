@@ -301,9 +301,9 @@ def _pipelining_broken(rules: Mapping[str, float], previous: Instruction, instru
         return True
     if rules.get("unaligned_wide_load_not_pipelined") and size == 4 and instruction.pc % 4 == 2:
         return True
-    if rules.get("indexed_chain_not_pipelined") and previous.writeback and instruction.writeback \
-            and set(previous.reads[:1]) == set(address_registers(instruction)) & set(previous.reads[:1]):
-        return bool(set(previous.reads[:1]))
+    if rules.get("indexed_chain_not_pipelined") and previous.writeback and instruction.writeback:
+        base = set(previous.reads[:1])  # a load's first read is its base register
+        return bool(base) and base <= address_registers(instruction)
     return False
 
 
