@@ -35,17 +35,25 @@ def add_cycle_model_argument(parser: argparse.ArgumentParser) -> None:
 @contextmanager
 def cycle_estimation(runner: Runner, board: BoardSpec, choice: str | None) -> Iterator[Estimator | None]:
     """While open, `runner`'s QEMU runs write an execution profile; the yielded function
-    estimates the last run's timed window (None when `choice` is None)."""
+    estimates the last run's timed window (None when `choice` is None) with the model `choice`
+    names for `board` (hil.cycles.coremodel.model_for)."""
     if choice is None:
         yield None
         return
     core, memory = model_for(board.name, choice)
+    with profiled(runner, board, core, memory) as estimator:
+        yield estimator
+
+
+@contextmanager
+def profiled(runner: Runner, board: BoardSpec, core: CoreTiming, memory: MemorySystem) -> Iterator[Estimator]:
+    """While open, `runner`'s QEMU runs write an execution profile (with `memory`'s caches) into a
+    temporary folder; the yielded function estimates the last run's timed window with `core`."""
     if not hasattr(runner, "profiler"):
         raise CycleModelError(f"--cycle-model needs an emulated run: the {runner.backend} backend of board "
                               f"{board.name} measures {runner.unit} itself")
-    caches = memory.plugin_caches()
     with tempfile.TemporaryDirectory(prefix="tinylab-profile-") as folder:
-        runner.profiler = Profiler(board, Path(folder), caches)
+        runner.profiler = Profiler(board, Path(folder), memory.plugin_caches())
 
         def estimate_last(firmware: Firmware, measured: Latency) -> CycleEstimate:
             return estimate_timed_window(runner.profiler, firmware, measured, core, memory)

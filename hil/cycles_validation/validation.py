@@ -14,8 +14,7 @@ import numpy as np
 
 from engine.cache import cache_root
 from hil.cycles.coremodel import CycleModelError, MemorySystem, load_core, memory_systems
-from hil.cycles.estimated import estimate_timed_window
-from hil.cycles.profile import Profiler
+from hil.cycles.estimated import profiled
 from hil.cycles_validation.published import PublishedLatency, Recipe, SourceFolder
 from hil.errors import LabError
 from hil.run.runners import runner_for
@@ -118,15 +117,12 @@ def run_pair(pair: PublishedLatency, recipe: Recipe, folders: Mapping[str, Path]
     core = load_core(memory.core)
     firmware = recipe.build(pair, folders, cache)
     runner = runner_for(firmware.board, timeout_s=900.0)
-    caches = memory.plugin_caches()
-    scratch = cache / "profiles"
-    scratch.mkdir(parents=True, exist_ok=True)
-    runner.profiler = Profiler(firmware.board, scratch, caches)
-    with runner.open(firmware) as link:
-        size = int(link.profile().get("input-bytes", "0"))
-        link.load_input(firmware.input_wire.encode(validation_input(size)))
-        report = link.infer(count=1, warmup=1, timeout_s=3600.0)
-    result = estimate_timed_window(runner.profiler, firmware, runner.latency(report.ticks_min), core, memory)
+    with profiled(runner, firmware.board, core, memory) as estimator:
+        with runner.open(firmware) as link:
+            size = int(link.profile().get("input-bytes", "0"))
+            link.load_input(firmware.input_wire.encode(validation_input(size)))
+            report = link.infer(count=1, warmup=1, timeout_s=3600.0)
+        result = estimator(firmware, runner.latency(report.ticks_min))
     return PairResult(pair.software, pair.model, pair.board, pair.clock_hz, pair.latency_ms, pair.source,
                       instructions=result.instructions, estimated_cycles=result.cycles, parts=result.to_json())
 
