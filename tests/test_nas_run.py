@@ -145,6 +145,14 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
     html = written.index.read_text()
     assert winner["architecture"] in html
 
+    runs = tmp_path / "runs"  # the co-design table reads this record as one of its runs
+    runs.mkdir()
+    (runs / "64K-s0.json").write_text(json.dumps(report))
+    assert main(["nas", "codesign", "--runs", str(runs), "--srams", "64K", "--seeds", "0", "--table-only"]) == 0
+    table = capsys.readouterr().out
+    assert f"| (c) evolution | {winner['int8_accuracy'] * 100:.2f} |" in table
+    assert "one seed, so inconclusive" in table
+
 
 def test_the_predictor_learns_a_fitness_and_reports_its_error():
     import random

@@ -2,7 +2,8 @@
 `tinylab nas space`: search-space optimisation (MCUNet §3.1) on a board under SRAM and flash
 budgets; `tinylab nas train`: training the supernet of the chosen (W, R) (`tinylab_cli/nas_train.py`);
 `tinylab nas search`: evolution over its subnets (`tinylab_cli/nas_search.py`); `tinylab nas
-deploy`: one subnet measured on the board (`tinylab_cli/nas_deploy.py`).
+deploy`: one subnet measured on the board (`tinylab_cli/nas_deploy.py`); `tinylab nas codesign`:
+the co-design table, `nas run` over SRAM budgets and seeds (`tinylab_cli/nas_codesign.py`).
 They need the search (`nas`), so they live here, above the lab, and import `nas` only when they
 run."""
 from __future__ import annotations
@@ -21,10 +22,12 @@ from hil.targets.boards import load_board
 
 SUMMARY = ("the search: all of it with its baselines, measured on the board (run); choose the width and resolution whose networks fit the budget best (space), "
            "train their supernet (train), search its subnets under the budgets (search), "
-           "deploy one on the board (deploy)")
+           "deploy one on the board (deploy); the co-design table over SRAM budgets and seeds (codesign)")
 EXAMPLES = """\
   tinylab nas run --board qemu-f412 --sram 64K --flash 512K --budget quick --json
   tinylab nas run --board qemu-f412 --sram 64K --flash 512K --latency median --budget full --seed 1
+  tinylab nas codesign --board qemu-f412 --flash 512K --srams 64K,32K --seeds 0,1,2 --budget full
+  tinylab nas codesign --runs results/codesign-qemu-f412-full --table-only
   tinylab nas space --board qemu-f412 --sram 64K --flash 512K
   tinylab nas space --board my-board --space my-space.yaml --sram 48K --flash 1M --samples 300 --json
   tinylab nas train --width 0.7 --resolution 28 --epochs 5
@@ -45,16 +48,18 @@ DEFAULT_MIN_FIT = 0.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nas.lutunit import add_unit_arguments
+    from tinylab_cli.nas_codesign import add_codesign_arguments
     from tinylab_cli.nas_deploy import add_deploy_arguments
     from tinylab_cli.nas_run import add_run_arguments
     from tinylab_cli.nas_search import add_search_arguments
     from tinylab_cli.nas_train import add_train_arguments
 
-    parser.add_argument("action", choices=("run", "space", "train", "search", "deploy"),
+    parser.add_argument("action", choices=("run", "space", "train", "search", "deploy", "codesign"),
                         help="run: all of the steps below in one, with the baselines (--budget quick|full); "
                              "space: choose (W, R) of the space for the budget; train: train the supernet of one "
                              "(W, R); search: evolution over its subnets under the budgets; deploy: one subnet "
-                             "quantised, compiled and measured on the board")
+                             "quantised, compiled and measured on the board; codesign: "
+                             "the co-design table, run over --srams and --seeds (MCUNet's Table 2)")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board name or file (default: {DEFAULT_BOARD})")
     parser.add_argument("--sram", type=byte_count, default=byte_count("64K"), metavar="BYTES",
                         help="peak SRAM budget of the model: arena, its statics and stack (default: 64K)")
@@ -82,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser)
     add_deploy_arguments(parser)
     add_run_arguments(parser)
+    add_codesign_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         from tinylab_cli.nas_deploy import run_deploy
 
         return run_deploy(args)
+    if args.action == "codesign":
+        from tinylab_cli.nas_codesign import run_codesign
+
+        return run_codesign(args)
     return run_space(args)
 
 

@@ -76,6 +76,16 @@ class Steps:
 
 
 def run_nas(args: argparse.Namespace) -> int:
+    report = nas_run_report(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_summary(report)
+    return 0
+
+
+def nas_run_report(args: argparse.Namespace) -> dict:
+    """Every step of `nas run`, its progress printed unless `args.json`; the run's record."""
     from hil.store.results import open_store
     from hil.experiments.modelrun import engine_provenance
     from hil.targets.boards import load_board
@@ -216,11 +226,7 @@ def run_nas(args: argparse.Namespace) -> int:
     report["timing"] = {**{f"{k}_seconds": round(v, 1) for k, v in steps.seconds.items()},
                         "total_seconds": round(total, 1),
                         "total_without_latency_table_seconds": round(total - steps.seconds.get("latency_table", 0), 1)}
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print_summary(report)
-    return 0
+    return report
 
 
 def search_rows(provenance, evolution, control, predictor, figures_of, context: dict) -> list:
