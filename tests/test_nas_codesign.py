@@ -75,37 +75,41 @@ def test_runs_made_differently_are_refused():
 
 
 def test_the_command_runs_only_what_is_missing_with_the_first_runs_median(tmp_path, monkeypatch, capsys):
-    """The first run of the plan resolves `median`; every later run gets its number. A recorded
-    run is read, not run again; each new record is written as its run ends."""
+    """The first run of the plan resolves `median`; every later run gets its number, and so do the
+    runs of a later call on the same folder. A recorded run is read, not run again; each new record
+    is written as its run ends."""
     import tinylab_cli.nas_run
     from tinylab_cli.main import main
 
     runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "32K-s0.json").write_text(json.dumps(record(32768, 0, 0.91, 0.90, 0.89)))
     asked = []
 
     def nas_run_report(args):
         asked.append((args.sram, args.seed, args.latency, args.budget))
-        assert len(list(runs.glob("*.json"))) == len(asked)  # the earlier runs' records are written already
-        return record(args.sram, args.seed, 0.92, 0.91, 0.90, latency=LATENCY if args.latency == "median"
-                      else args.latency)
+        assert len(list(runs.glob("*.json"))) == len(asked) - 1  # the earlier runs' records are written already
+        return record(args.sram, args.seed, 0.92, 0.91, 0.90 - 0.01 * args.seed,
+                      latency=LATENCY if args.latency == "median" else args.latency)
 
     monkeypatch.setattr(tinylab_cli.nas_run, "nas_run_report", nas_run_report)
+    assert main(["nas", "codesign", "--srams", "64K,32K", "--seeds", "0", "--budget", "full",
+                 "--runs", str(runs)]) == 0
+    assert asked == [(65536, 0, "median", "full"), (32768, 0, LATENCY, "full")]
+    out = capsys.readouterr().out
+    assert "=== co-design run 1/2: SRAM 64K, seed 0, latency budget median" in out
+    assert "=== co-design run 2/2: SRAM 32K, seed 0, latency budget 10,000,000" in out
+
     assert main(["nas", "codesign", "--srams", "64K,32K", "--seeds", "0,1", "--budget", "full",
                  "--runs", str(runs)]) == 0
-    assert asked == [(65536, 0, "median", "full"), (65536, 1, LATENCY, "full"), (32768, 1, LATENCY, "full")]
+    assert asked[2:] == [(65536, 1, LATENCY, "full"), (32768, 1, LATENCY, "full")]
     assert sorted(p.name for p in runs.iterdir()) == ["32K-s0.json", "32K-s1.json", "64K-s0.json", "64K-s1.json"]
-    out = capsys.readouterr().out
-    assert "=== co-design run 1/4: SRAM 64K, seed 0, latency budget median" in out
-    assert "| (a) uniform (k3 e6, full depth, from scratch) | 89.00 / 90.00 | 89.50 % |" in out
+    assert "| (a) uniform (k3 e6, full depth, from scratch) | 90.00 / 89.00 | 89.50 % |" in capsys.readouterr().out
 
     assert main(["nas", "codesign", "--srams", "64K,32K,16K", "--seeds", "0,1", "--runs", str(runs),
                  "--table-only", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
-    assert [b["sram_bytes"] for b in table["budgets"]] == [65536, 32768] and table["missing"] == ["16K-s0.json",
-                                                                                                 "16K-s1.json"]
-    assert len(asked) == 3  # --table-only ran nothing
+    assert [b["sram_bytes"] for b in table["budgets"]] == [65536, 32768]
+    assert table["missing"] == ["16K-s0.json", "16K-s1.json"]
+    assert len(asked) == 4  # --table-only ran nothing
 
 
 def test_bad_codesign_settings_are_refused(tmp_path, capsys):
@@ -120,3 +124,14 @@ def test_bad_codesign_settings_are_refused(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["nas", "codesign", "--table-only", *flags])
         assert "is not a list of" in capsys.readouterr().err
+
+
+def test_a_latency_budget_other_than_the_recorded_runs_is_refused(tmp_path, capsys):
+    from tinylab_cli.main import main
+
+    (tmp_path / "64K-s0.json").write_text(json.dumps(record(65536, 0, 0.9, 0.9, 0.9)))
+    assert main(["nas", "codesign", "--runs", str(tmp_path), "--latency", "5000000"]) != 0
+    assert "--latency 5,000,000, but the runs recorded" in capsys.readouterr().err
+    (tmp_path / "64K-s1.json").write_text(json.dumps(record(65536, 1, 0.9, 0.9, 0.9, latency=LATENCY + 1)))
+    assert main(["nas", "codesign", "--runs", str(tmp_path)]) != 0
+    assert "made with different latency budgets" in capsys.readouterr().err

@@ -84,24 +84,38 @@ def run_all(args: argparse.Namespace, folder: Path, plan: list[tuple[int, int]])
     from tinylab_cli.nas_run import nas_run_report
 
     folder.mkdir(parents=True, exist_ok=True)
-    latency = args.latency if args.latency is not None else "median"
-    records = {}
+    records = {key: read_record(record_path(folder, *key)) for key in plan if record_path(folder, *key).exists()}
+    latency = recorded_latency(args.latency, records, folder)
     for number, (sram, seed) in enumerate(plan, 1):
+        if (sram, seed) in records:
+            continue
+        if not args.json:
+            print(f"=== co-design run {number}/{len(plan)}: SRAM {size_label(sram)}, seed {seed}, latency "
+                  f"budget {latency if isinstance(latency, str) else format(latency, ',.0f')}", flush=True)
+        run_args = copy.copy(args)
+        run_args.sram, run_args.seed, run_args.latency = sram, seed, latency
+        records[(sram, seed)] = record = nas_run_report(run_args)
         path = record_path(folder, sram, seed)
-        if path.exists():
-            records[(sram, seed)] = read_record(path)
-        else:
-            if not args.json:
-                print(f"=== co-design run {number}/{len(plan)}: SRAM {size_label(sram)}, seed {seed}, latency "
-                      f"budget {latency if isinstance(latency, str) else format(latency, ',.0f')}", flush=True)
-            run_args = copy.copy(args)
-            run_args.sram, run_args.seed, run_args.latency = sram, seed, latency
-            records[(sram, seed)] = record = nas_run_report(run_args)
-            partial = path.with_suffix(".part")
-            partial.write_text(json.dumps(record, indent=2))
-            partial.replace(path)
-        latency = records[(sram, seed)]["budget"]["latency"]  # the first run's median binds every later run
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps(record, indent=2))
+        partial.replace(path)
+        latency = record["budget"]["latency"]  # the first run's median binds every later one
     return records
+
+
+def recorded_latency(asked: float | str | None, records: dict, folder: Path) -> float | str:
+    """The latency budget of the runs still to make: `asked` (default `median`), or where `median`
+    was asked and runs are recorded already, the budget they were made with."""
+    latency = "median" if asked is None else asked
+    made_with = sorted({record["budget"]["latency"] for record in records.values()}, key=str)
+    if len(made_with) > 1:
+        raise LabError(f"the runs recorded in {folder} were made with different latency budgets: {made_with}")
+    if not made_with:
+        return latency
+    if latency != "median" and latency != made_with[0]:
+        raise LabError(f"--latency {latency:,.0f}, but the runs recorded in {folder} were made with a latency budget "
+                       f"of {made_with[0]}; give that budget, or another --runs folder")
+    return made_with[0]
 
 
 def read_record(path: Path) -> dict:
