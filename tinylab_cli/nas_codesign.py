@@ -63,7 +63,7 @@ def run_codesign(args: argparse.Namespace) -> int:
     folder = args.runs or results_dir() / f"codesign-{Path(args.board).stem}-{args.budget}"
     plan = [(sram, seed) for sram in args.srams for seed in args.seeds]
     if args.table_only:
-        records = {key: read_record(record_path(folder, *key)) for key in plan if record_path(folder, *key).exists()}
+        records = recorded(folder, plan)
         if not records:
             raise LabError(f"{folder} holds no run record of these budgets and seeds (files like "
                            f"{record_path(folder, *plan[0]).name}); run without --table-only to make them")
@@ -84,7 +84,7 @@ def run_all(args: argparse.Namespace, folder: Path, plan: list[tuple[int, int]])
     from tinylab_cli.nas_run import nas_run_report
 
     folder.mkdir(parents=True, exist_ok=True)
-    records = {key: read_record(record_path(folder, *key)) for key in plan if record_path(folder, *key).exists()}
+    records = recorded(folder, plan)
     latency = recorded_latency(args.latency, records, folder)
     for number, (sram, seed) in enumerate(plan, 1):
         if (sram, seed) in records:
@@ -116,6 +116,11 @@ def recorded_latency(asked: float | str | None, records: dict, folder: Path) -> 
         raise LabError(f"--latency {latency:,.0f}, but the runs recorded in {folder} were made with a latency budget "
                        f"of {made_with[0]}; give that budget, or another --runs folder")
     return made_with[0]
+
+
+def recorded(folder: Path, plan: list[tuple[int, int]]) -> dict:
+    """The records of the plan's runs that `folder` holds, by (SRAM budget, seed)."""
+    return {key: read_record(record_path(folder, *key)) for key in plan if record_path(folder, *key).exists()}
 
 
 def read_record(path: Path) -> dict:
