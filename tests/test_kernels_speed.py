@@ -144,6 +144,34 @@ def test_forced_modes_are_the_modes_meant():
             assert requant_mode(mults, shifts) == expected[name.split("-")[1]], name
 
 
+
+def test_a_few_slow_channels_leave_the_rest_of_a_depthwise_layer_fast():
+    """A depthwise layer with a few channels that only a slow mode serves (the forced graphs' channels
+    1 and 4, as a trained network's dead channels) runs its other channels in TL_RQ_EVEN_ZP: the C
+    has the rows loop twice, one literal mode each; layers whose channels share one mode stay whole."""
+    from engine.codegen.requant import RQ_BASE, requant_mode, split_modes
+    from engine.ops.quant_params import scale_of
+    from engine.ops.weighted import channel_multipliers
+
+    assert split_modes([1 << 30] * 3, [-5, -9, -23]) is None  # every channel fast
+    assert split_modes([1 << 30] * 3, [1, 0, -1]) is None  # every channel slow: nothing to split
+    assert split_modes([1 << 30] * 2, [-5, -30]) is None  # RQ_EVEN serves both
+    expected = {"portable": RQ_PORTABLE, "any": RQ_ANY}
+    for mode in expected:
+        graph = dict(SINGLE_OP_GRAPHS)[f"mode-{mode}-dw"]
+        op = graph.ops[0]
+        x, w, y = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        mults, shifts = channel_multipliers(scale_of(x, ""), w, scale_of(y, ""), w.shape[3], "")
+        fast_mode, slow_mode, fast = split_modes(mults, shifts)
+        assert (fast_mode & RQ_BASE, slow_mode & RQ_BASE) == (RQ_EVEN_ZP, expected[mode])
+        assert not fast[1] and all(fast[c] for c in range(w.shape[3]) if c not in (1, 4))  # channel 4: 1/3 the scale
+        assert requant_mode(mults, shifts) & RQ_BASE == expected[mode]  # the layer's common mode is the slow one
+        generated = generate_c(graph, plan_memory(graph, kernel_scratch(graph, "optimized")), "model", "optimized")
+        source = generated.files["model.c"]
+        assert "if (q[3]) {" in source
+        assert f"tl_out8(a00, m, h, sh, {fast_mode}," in source and f"tl_out8(a00, m, h, sh, {slow_mode}," in source
+        assert "dw:rq-per-channel" in generated.variants[0]
+
 # ---- regression: MCUNet's F746 first layer ----
 MCUNET = MODELS.parent / "models-mcunet" / "mcunet-320kb-1mb_imagenet.tflite"
 

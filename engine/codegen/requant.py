@@ -14,6 +14,7 @@ RQ_BASE = 3  # the mode without its flag
 EVEN_ZP_MAX_SHIFT = 23  # with zp folded into the rounding constant, hi stays within 32 bits
 RQ_CHOICES = ("rq-portable", "rq-any", "rq-even", "rq-even-zp")  # variant choices, by mode
 RQ_SIGNED_CHOICE = "rq-signed"
+RQ_SPLIT_CHOICE = "rq-per-channel"  # the channels of one layer in two modes (see split_modes)
 
 
 def requant_mode(mults: Sequence[int], shifts: Sequence[int]) -> int:
@@ -30,6 +31,24 @@ def requant_mode(mults: Sequence[int], shifts: Sequence[int]) -> int:
     if all(e >= 1 for e in shifts_used):
         return RQ_ANY | signed
     return RQ_PORTABLE
+
+
+def split_modes(mults: Sequence[int], shifts: Sequence[int]) -> tuple[int, int, tuple[bool, ...]] | None:
+    """Where a layer's common mode is one of the slow ones (RQ_PORTABLE, RQ_ANY) only because of some
+    of its channels, as in a trained network whose few dead channels fold into large weight scales:
+    (the mode of the channels that allow an RQ_EVEN mode, the mode of the others, which channels are
+    the fast ones). None where one mode serves the layer as well."""
+    if requant_mode(mults, shifts) & RQ_BASE >= RQ_EVEN:
+        return None
+    fast = tuple(requant_mode([m], [s]) & RQ_BASE >= RQ_EVEN for m, s in zip(mults, shifts))
+    if not any(fast):
+        return None
+
+    def mode_of(group: bool) -> int:
+        chosen = [(m, s) for (m, s), f in zip(zip(mults, shifts), fast) if f == group]
+        return requant_mode([m for m, _ in chosen], [s for _, s in chosen])
+
+    return mode_of(True), mode_of(False), fast
 
 
 def rq_tags(mode: int) -> tuple[str, ...]:
@@ -59,3 +78,15 @@ def rq_rows(bias: np.ndarray, mults: Sequence[int], shifts: Sequence[int], zp: i
         h, sh = rq_params(int(m), int(s), mode, zp)
         rows += [int(b), int(m), h, sh] if with_h else [int(b), int(m), sh]
     return rows, mode
+
+
+def split_rows(bias: np.ndarray, mults: Sequence[int], shifts: Sequence[int], zp: int,
+               split: tuple[int, int, tuple[bool, ...]]) -> list[int]:
+    """Per channel {bias, multiplier, sh, 1 if in the fast group}, flattened, each channel's sh for
+    its group's mode (split: from split_modes)."""
+    fast_mode, slow_mode, fast = split
+    rows = []
+    for b, m, s, f in zip(bias, mults, shifts, fast):
+        _, sh = rq_params(int(m), int(s), fast_mode if f else slow_mode, zp)
+        rows += [int(b), int(m), sh, int(f)]
+    return rows

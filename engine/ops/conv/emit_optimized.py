@@ -22,9 +22,12 @@ from engine.codegen.requant import (
     RQ_EVEN,
     RQ_EVEN_ZP,
     RQ_SIGNED_CHOICE,
+    RQ_SPLIT_CHOICE,
     requant_mode,
     rq_rows,
     rq_tags,
+    split_modes,
+    split_rows,
 )
 from engine.codegen.variants import tags
 from engine.ir import Graph, Op
@@ -47,7 +50,7 @@ CONV_CHOICES = ("window", "pointwise-ascending", "pointwise-descending", "int8-w
                 "long-product", "ragged-depth", *RQ_CHOICES, RQ_SIGNED_CHOICE)
 DEPTHWISE_CHOICES = ("two-rows", "one-row", "odd-columns", "odd-rows", "multiplier", "pair-taps", "single-taps",
                      "explicit-padding", "window-inside-input", "patch-shared", "output-over-input", "clamped", *RQ_CHOICES,
-                     RQ_SIGNED_CHOICE)
+                     RQ_SIGNED_CHOICE, RQ_SPLIT_CHOICE)
 
 
 def conv_wide_weights(graph: Graph, op: Op) -> tuple[int, float] | None:
@@ -90,11 +93,19 @@ def optimized_depthwise(g: EmitContext, position: int, op: Op, shape: DepthwiseS
     variant = tags("dw", "two-rows" if shape.two_rows else "one-row", shape.ow % 2 and "odd-columns",
                    shape.two_rows and shape.oh % 2 and "odd-rows", shape.mult > 1 and "multiplier",
                    "pair" in kinds and "pair-taps", "single" in kinds and "single-taps",
-                   *rq_tags(requant_mode(mults, shifts)), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
+                   *_depthwise_rq_tags(mults, shifts), op.attrs["padding"] == "EXPLICIT" and "explicit-padding",
                    min(shape.pt, shape.pl) < 0 and "window-inside-input", shape.shared is not None and "patch-shared",
                    rule is not None and "output-over-input", clamped(lo, hi) and "clamped")
     args = [*g.tensor_args(op), ("uint8_t *room", g.room(position, op, shape.scratch)), *geometry]
     return Layer(f"{detail}; {how}", [g.function(position, body, args)], variant)
+
+
+def _depthwise_rq_tags(mults: list[int], shifts: list[int]) -> tuple[str, ...]:
+    """The requantisation choices of a depthwise layer: its mode, or its two groups' (split_modes)."""
+    split = split_modes(mults, shifts)
+    if split is None:
+        return rq_tags(requant_mode(mults, shifts))
+    return (*rq_tags(split[0]), *rq_tags(split[1]), RQ_SPLIT_CHOICE)
 
 
 def _conv_geometry(shape: ConvShape) -> Geometry:
@@ -179,8 +190,16 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
                     shifts: list[int], lo: int, hi: int) -> list[str]:
     x, y = g.tensor(op.inputs[0]), g.tensor(op.outputs[0])
     co = shape.c * shape.mult
-    rq, mode = rq_rows(bias_data(g.graph, op, co), mults, shifts, zero_point_of(y), with_h=False)
-    rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel bias, multiplier, shift")
+    # Each channel plane is requantised in one mode, a literal: the layer's, or, where a few channels
+    # need a slow mode (split_modes), the mode of the channel's group, the rows loop written once for each.
+    split = split_modes(mults, shifts)
+    if split is None:
+        rq, mode = rq_rows(bias_data(g.graph, op, co), mults, shifts, zero_point_of(y), with_h=False)
+        modes, what = (mode,), "bias, multiplier, shift"
+    else:
+        rq = split_rows(bias_data(g.graph, op, co), mults, shifts, zero_point_of(y), split)
+        modes, what = split[:2], "bias, multiplier, shift, 1 in the fast group"
+    rqname = g.int32_array(f"op{position}_rq", rq, f"op {op.index}: per channel {what}")
     wname = g.const_array(op.inputs[1])
     width, rows = shape.width, shape.rows
     schedule = _depthwise_schedule(shape.kw, shape.sw)
@@ -255,7 +274,6 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
     geo = Geometry(dict(out_h=shape.oh, out_w=shape.ow, top=min(top, rows), left=min(left, width), copy_rows=copy_rows,
                         copy_cols=copy_cols, skip=(skip_rows * shape.w + skip_cols) * shape.c, in_row=shape.w * shape.c,
                         plane_at=top * width + left, row_bytes=shape.ow * co), shape.shared is not None)
-    out_tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
     body = ["int8_t *plane = (int8_t *)room;", f"const int32_t off2 = {pair_literal(-zero_point_of(x))};", "int c, oy, ox;",
             f"tl_plane_border(plane, {rows}, {width}, {geo['top']}, {geo['left']}, {geo['copy_rows']}, "
             f"{geo['copy_cols']}, {zero_point_of(x)});",
@@ -269,11 +287,19 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
     else:
         body += ["    const int oc = c;"]
         indent = "    "
-    inner += [f"const int8_t *wk = {wname} + oc;", f"const int32_t *q = {rqname} + 3 * oc;",
-              "const int32_t bias = q[0], m = q[1], sh = q[2];",
-              f"const int32_t h = {'tl_rq_h(sh, ' + c_int(zero_point_of(y)) + ', ' + str(mode) + ')' if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else '0'};",
-              *weights,
-              *_rows_loop(shape, geo, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
+    def rows_in(mode: int) -> list[str]:
+        rounding = f"tl_rq_h(sh, {c_int(zero_point_of(y))}, {mode})" if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else "0"
+        out_tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
+        return [f"const int32_t h = {rounding};",
+                *_rows_loop(shape, geo, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
+
+    inner += [f"const int8_t *wk = {wname} + oc;", f"const int32_t *q = {rqname} + {len(rq) // co} * oc;",
+              "const int32_t bias = q[0], m = q[1], sh = q[2];", *weights]
+    if len(modes) == 1:
+        inner += rows_in(modes[0])
+    else:
+        inner += ["if (q[3]) {", *("    " + line for line in rows_in(modes[0])), "} else {",
+                  *("    " + line for line in rows_in(modes[1])), "}"]
     body += [indent + line for line in inner]
     if shape.mult > 1:
         body.append("    }")
