@@ -287,19 +287,22 @@ def _depthwise_body(g: EmitContext, position: int, op: Op, shape: DepthwiseShape
     else:
         body += ["    const int oc = c;"]
         indent = "    "
+
+    def rounding(mode: int) -> str:
+        value = f"tl_rq_h(sh, {c_int(zero_point_of(y))}, {mode})" if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else "0"
+        return f"const int32_t h = {value};"
+
     def rows_in(mode: int) -> list[str]:
-        rounding = f"tl_rq_h(sh, {c_int(zero_point_of(y))}, {mode})" if (mode & RQ_BASE) in (RQ_EVEN, RQ_EVEN_ZP) else "0"
         out_tail = f"{mode}, {c_int(zero_point_of(y))}, {lo}, {hi}"
-        return [f"const int32_t h = {rounding};",
-                *_rows_loop(shape, geo, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)]
+        return _rows_loop(shape, geo, width, co, out_tail, pair_step, tail_step, quad_step, quad_tail, two_rows)
 
     inner += [f"const int8_t *wk = {wname} + oc;", f"const int32_t *q = {rqname} + {len(rq) // co} * oc;",
-              "const int32_t bias = q[0], m = q[1], sh = q[2];", *weights]
+              "const int32_t bias = q[0], m = q[1], sh = q[2];"]
     if len(modes) == 1:
-        inner += rows_in(modes[0])
+        inner += [rounding(modes[0]), *weights, *rows_in(modes[0])]
     else:
-        inner += ["if (q[3]) {", *("    " + line for line in rows_in(modes[0])), "} else {",
-                  *("    " + line for line in rows_in(modes[1])), "}"]
+        inner += [*weights, "if (q[3]) {", *("    " + line for line in [rounding(modes[0]), *rows_in(modes[0])]),
+                  "} else {", *("    " + line for line in [rounding(modes[1]), *rows_in(modes[1])]), "}"]
     body += [indent + line for line in inner]
     if shape.mult > 1:
         body.append("    }")
