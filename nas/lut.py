@@ -13,11 +13,10 @@ so it runs as fast as the table predicts."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.cache import cache_root
+from engine.cache import cache_root, write_text_atomically
 from engine.torch_models import TinyMobileNetConfig
 from hil.errors import LabError
 from nas.layers import network_layers
@@ -73,10 +72,7 @@ def default_table_path(key: LatencyKey, model: CycleModel | None = None) -> Path
 
 def save_table(table: LatencyTable, path: Path) -> None:
     """Write atomically, so that an interrupted build leaves the last complete table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(table.to_json(), indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(table.to_json(), indent=1) + "\n")
 
 
 def load_table(path: Path, key: LatencyKey, model: CycleModel | None = None) -> LatencyTable:

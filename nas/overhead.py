@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from itertools import cycle
 from pathlib import Path
 
-from engine.cache import cache_root
+from engine.cache import cache_root, write_text_atomically
 from engine.torch_models import Stage, TinyMobileNetConfig
 from hil.errors import LabError
 from hil.experiments.modelrun import ModelRun
@@ -159,6 +159,5 @@ def board_overhead(board: BoardSpec, space: SearchSpace, progress=None, refresh:
     if patches and overhead.patch_code_per_op_bytes is None:
         overhead, measured = measure_patch_code(board, space, overhead, progress), True
     if measured:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(overhead.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_text_atomically(path, json.dumps(overhead.to_json(), indent=2) + "\n")
     return overhead, measured

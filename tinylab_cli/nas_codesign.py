@@ -81,6 +81,7 @@ def run_codesign(args: argparse.Namespace) -> int:
 
 def run_all(args: argparse.Namespace, folder: Path, plan: list[tuple[int, int]]) -> dict:
     """Each run of the plan not yet recorded, its record written as it ends; every record."""
+    from engine.cache import write_text_atomically
     from tinylab_cli.nas_run import nas_run_report
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,10 +96,7 @@ def run_all(args: argparse.Namespace, folder: Path, plan: list[tuple[int, int]])
         run_args = copy.copy(args)
         run_args.sram, run_args.seed, run_args.latency = sram, seed, latency
         records[(sram, seed)] = record = nas_run_report(run_args)
-        path = record_path(folder, sram, seed)
-        partial = path.with_suffix(".part")
-        partial.write_text(json.dumps(record, indent=2))
-        partial.replace(path)
+        write_text_atomically(record_path(folder, sram, seed), json.dumps(record, indent=2))
         latency = record["budget"]["latency"]  # the first run's median binds every later one
     return records
 

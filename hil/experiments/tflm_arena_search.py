@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.cache import cache_root
+from engine.cache import cache_root, write_text_atomically
 from hil.errors import ProtocolError
 from hil.experiments.models import ModelSource
 from hil.firmware_build.firmware import TEMPLATES_DIR, Firmware
@@ -144,10 +144,7 @@ class ArenaSearch:
         return found if 0 < found.smallest <= self.room else None
 
     def remember(self, found: ArenaSize) -> None:
-        self.memory.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.memory.with_suffix(f".{id(self)}.tmp")
-        temporary.write_text(json.dumps(found.to_json(), indent=2) + "\n")
-        temporary.replace(self.memory)
+        write_text_atomically(self.memory, json.dumps(found.to_json(), indent=2) + "\n")
 
     def forget(self) -> None:
         self.memory.unlink(missing_ok=True)
