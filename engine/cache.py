@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 
 def cache_root() -> Path:
@@ -12,14 +13,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "tinylab"
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write `path` whole or not at all: a temporary file of this process beside it, then a rename,
-    so that a reader (another process of a parallel test run, say) never sees half a file."""
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Make `path` whole or not at all: `write` fills a temporary file of this process beside it,
+    which is then renamed, so that a reader (another process running beside this one) never sees
+    half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        write(temporary)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """write_atomically for UTF-8 text."""
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))

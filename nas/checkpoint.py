@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from engine.cache import cache_root
+from engine.cache import cache_root, write_atomically
 from hil.errors import LabError
 
 CHECKPOINT_VERSION = 1  # bump when what a checkpoint holds, or how training runs, changes
@@ -43,14 +43,7 @@ def checkpoint_path(space: str, width: float, resolution: int, dataset: str, see
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` atomically (a temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
