@@ -3,10 +3,9 @@ of a search space, built through the engine and run on a board (or QEMU)."""
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import random
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Callable, Iterator
@@ -33,6 +32,7 @@ from nas.lutunit import table_metric
 from nas.patching import SearchPatchPlan, grid_plan, halo_latency, patch_latency
 from nas.shapegraph import network_graph
 from nas.space import SearchSpace
+from nas.workers import process_pool
 
 SEED = 7
 OVERHEAD_KEY = "overhead"
@@ -136,8 +136,7 @@ def run_jobs(jobs: list[Job], workers: int) -> Iterator[tuple[Job, ModelRun]]:
         for job in jobs:
             yield job, job.function(*job.args)
         return
-    # spawn, not fork: the parent may hold torch's threads and an open results store.
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    pool = process_pool(min(workers, len(jobs)))
     try:
         futures = {pool.submit(job.function, *job.args): job for job in jobs}
         for future in as_completed(futures):

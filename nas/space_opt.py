@@ -7,9 +7,7 @@ planned arena, int8 constants, layers and MACs, `nas.footprint`), and `summarise
 measured overhead (`nas.overhead`) and applies a budget, so several budgets reuse one sampling."""
 from __future__ import annotations
 
-import multiprocessing
 import random
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -18,6 +16,7 @@ import numpy as np
 from nas.footprint import footprint, shape_plan
 from nas.overhead import BoardOverhead
 from nas.space import SearchSpace, SpaceError
+from nas.workers import process_pool
 
 # Below this share of fitting networks a space is not chosen, whatever its mean MACs: most of the
 # supernet's subnets could not be deployed and evolution would spend most samples resampling. Half
@@ -116,7 +115,7 @@ def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1,
     if jobs <= 1 or len(work) <= 1:
         yield from map(_sample_job, work)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(min(jobs, len(work))) as pool:
         yield from pool.map(_sample_job, work)
 
 

@@ -1,6 +1,11 @@
 """Rendering and building firmware with the real arm-none-eabi-gcc."""
 from __future__ import annotations
 
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from hil.firmware_build.firmware import WorkloadSources, build_firmware, cpu_flags
@@ -48,6 +53,46 @@ def test_unchanged_firmware_comes_from_the_cache(tmp_path):
     assert not other.from_cache and other.digest != first.digest
     again = build_firmware(board, CalibrationPlan().sources(), optimize="Os", cache_dir=tmp_path)
     assert not again.from_cache and again.optimize == "Os"
+
+
+def calling_table(arena_bytes: int) -> str:
+    """table() whose workload calls lab_scale, a function of a library."""
+    return table(arena_bytes).replace("static void nothing(void) {}", """extern int lab_scale(int x);
+static volatile int sink;
+static void nothing(void) { sink = lab_scale(sink); }""")
+
+
+def test_a_library_is_compiled_once_and_links_the_image_its_sources_would(tmp_path):
+    board, cache = load_board("qemu-f412"), tmp_path / "cache"
+    library = tmp_path / "scale.c"
+    library.write_text("int lab_scale(int x);\nint lab_scale(int x) { return 3 * x + 1; }\n")
+    first = build_firmware(board, WorkloadSources(files={"table.c": calling_table(16)}, library=(library,)),
+                           cache_dir=cache)
+    objects = sorted((cache / "objects").glob("*.o"))
+    assert [o.name.split("-")[0] for o in objects] == ["scale"]
+    compiled_at = objects[0].stat().st_mtime_ns
+    second = build_firmware(board, WorkloadSources(files={"table.c": calling_table(32)}, library=(library,)),
+                            cache_dir=cache)
+    assert not second.from_cache and second.digest != first.digest
+    assert sorted((cache / "objects").glob("*.o")) == objects and objects[0].stat().st_mtime_ns == compiled_at
+
+    # The same link with the C file in place of its object gives the same bytes.
+    direct = tmp_path / "direct"
+    shutil.copytree(first.elf.parent, direct)
+    link = shlex.split((direct / "build-command.txt").read_text().splitlines()[-1])
+    link = [str(library) if word == str(objects[0]) else word for word in link]
+    assert str(library) in link
+    link[link.index("-o") + 1] = "direct.elf"
+    subprocess.run(link, cwd=direct, check=True, capture_output=True)
+    images = []
+    for elf in (first.elf, direct / "direct.elf"):
+        subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(elf) + ".bin"], check=True)
+        images.append(Path(str(elf) + ".bin").read_bytes())
+    assert images[0] == images[1]
+
+    library.write_text("int lab_scale(int x);\nint lab_scale(int x) { return 5 * x + 1; }\n")
+    build_firmware(board, WorkloadSources(files={"table.c": calling_table(16)}, library=(library,)), cache_dir=cache)
+    assert len(list((cache / "objects").glob("*.o"))) == 2  # changed content, compiled anew
 
 
 def test_compiler_error_is_surfaced_with_its_output(tmp_path):

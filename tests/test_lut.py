@@ -218,3 +218,12 @@ def test_a_layers_weights_do_not_depend_on_the_callers_random_state():
     torch.manual_seed(2)
     torch.rand(5)
     assert layer_source(layer, "lut:a").tflite == first
+
+
+def test_the_measuring_workers_run_torch_on_one_thread_each():
+    """Two workers, each with torch's default of a thread per core, made the quantisation of a
+    layer wait behind the other worker's QEMU and gcc: seconds per table entry."""
+    from nas.workers import process_pool
+
+    with process_pool(2) as pool:
+        assert [pool.submit(torch.get_num_threads).result() for _ in range(2)] == [1, 1]

@@ -133,3 +133,32 @@ def test_the_link_records_every_line_sent_and_received_with_its_time():
     offsets = [line.offset_s for line in lines]
     assert offsets == sorted(offsets) and offsets[-1] >= 0.2
     assert link.transcript.tail(2).count("\n") == 2 and "> name%" in link.transcript.text()
+
+
+def test_a_long_reply_over_a_socket_is_read_in_chunks_not_bytes():
+    """A model's output line is tens of kilobytes: pyserial's socket:// port says only whether a
+    byte waits, so it was read a byte at a time; open_url's port says how many."""
+    from hil.run.socket_port import SocketPort, open_url
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    reply = b"m-results-[" + b",".join(b"%d" % i for i in range(6000)) + b"]\r\nm-ready\r\n"
+    port = open_url(f"socket://127.0.0.1:{server.getsockname()[1]}", timeout=0.05)
+    connection, _ = server.accept()
+    assert isinstance(port, SocketPort) and port.in_waiting == 0
+    connection.sendall(reply)
+    deadline = time.monotonic() + 5
+    while port.in_waiting < len(reply) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert port.in_waiting == len(reply)
+    reads = []
+    read = port.read
+    port.read = lambda size=1: reads.append(size) or read(size)
+    lines = DeviceLink(port, "test-board", timeout_s=2).read_until_ready("infer%")
+    assert lines == [reply.split(b"\r\n")[0].decode()] and len(reads) <= 4
+    loop = open_url("loop://", timeout=0.05)  # other URLs as pyserial opens them
+    assert not isinstance(loop, SocketPort) and type(loop) is type(serial.serial_for_url("loop://"))
+    port.close()
+    connection.close()
+    server.close()

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import jinja2
 
-from engine.cache import cache_root
+from engine.cache import cache_root, write_atomically
 from hil.firmware_build.inputwire import RAW, InputWire
 from hil.firmware_build.toolchain import require_tool, tool_version
 from hil.errors import BuildError, RegionOverflowError
@@ -155,11 +155,16 @@ def _common_flags(board: BoardSpec, optimize: str, std: str, include_dirs: tuple
     ]
 
 
+def object_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...],
+                 defines: tuple[str, ...] = ()) -> list[str]:
+    """The flags that turn one C file into an object: compile_flags without the link's."""
+    return [*_common_flags(board, optimize, "gnu11", include_dirs), *(f"-D{d}" for d in defines)]
+
+
 def compile_flags(board: BoardSpec, optimize: str, include_dirs: tuple[Path, ...],
                   defines: tuple[str, ...] = ()) -> list[str]:
     return [
-        *_common_flags(board, optimize, "gnu11", include_dirs),
-        *(f"-D{d}" for d in defines),
+        *object_flags(board, optimize, include_dirs, defines),
         "-nostartfiles",
         "--specs=nano.specs",
         "--specs=nosys.specs",
@@ -273,7 +278,8 @@ def build_firmware(
     for name, text in sources.items():
         (work / name).write_text(text)
     objects = _compile_cxx(board, work, cxx_sources, cxx_flags)
-    inputs = [n for n in sources if n.endswith((".c", ".S"))] + objects + [str(p) for p in workload.library]
+    library = _library_objects(board, workload, optimize, cache_root / "objects")
+    inputs = [n for n in sources if n.endswith((".c", ".S"))] + objects + library
     command = [compiler, *flags, *inputs, *(CXX_LINK_LIBRARIES if objects else ()), "-o", "firmware.elf"]
     result = _build_step(command, work, f"{COMPILER} took more than {BUILD_TIMEOUT_S} s for {board.name}")
     if result.returncode != 0:
@@ -320,6 +326,34 @@ def _compile_cxx(board: BoardSpec, work: Path, names: list[str], flags: list[str
                              f"{(result.stderr + result.stdout).strip()}")
         objects.append(target)
     return objects
+
+
+def _library_objects(board: BoardSpec, workload: WorkloadSources, optimize: str, cache: Path) -> list[str]:
+    """The workload's library as the link takes it: each C file compiled once per compiler, flags
+    and content (its headers included) into an object kept in `cache`; archives as they are. The
+    image is the same as with the C files on the link's command line, which compiles each apart too."""
+    flags = object_flags(board, optimize, workload.include_dirs, workload.defines)
+    linked = []
+    for path in workload.library:
+        if Path(path).suffix != ".c":
+            linked.append(str(path))
+            continue
+        digest = _digest({}, (Path(path),), workload.include_dirs, flags)
+        target = cache / f"{Path(path).stem}-{digest}.o"
+        if not target.is_file():
+            write_atomically(target, lambda temporary: _compile_object(board, path, flags, temporary))
+        linked.append(str(target))
+    return linked
+
+
+def _compile_object(board: BoardSpec, source: Path, flags: list[str], target: Path) -> None:
+    try:
+        result = subprocess.run([require_tool(COMPILER), *flags, "-c", str(source), "-o", str(target)],
+                                cwd=target.parent, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{COMPILER} took more than {BUILD_TIMEOUT_S} s on {source}") from None
+    if result.returncode != 0:
+        raise BuildError(f"{COMPILER} failed on {source} for {board.name}\n{(result.stderr + result.stdout).strip()}")
 
 
 def measure_size(elf: Path) -> ImageSize:

@@ -23,6 +23,7 @@ from hil.errors import LabError, RunnerError
 from hil.run.protocol import DeviceLink
 from hil.run.runners.base import Runner
 from hil.run.runners.port_holders import is_device_path, port_holders
+from hil.run.socket_port import open_url
 from hil.run.transcript import Transcript
 from hil.targets.boards import list_boards
 from hil.targets.boardspec import BoardSpec
@@ -201,7 +202,7 @@ def open_serial_port(url: str, board: str, baud: int = 115200) -> serial.SerialB
     RunnerError with the OS error or the holder."""
     refuse_busy_port(url, board)
     try:
-        return serial.serial_for_url(url, baudrate=baud, timeout=0.05, exclusive=True)
+        return open_url(url, baudrate=baud, timeout=0.05, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as error:
         reason = str(error)
         if "lock" in reason or getattr(error, "errno", None) == 16:  # EBUSY

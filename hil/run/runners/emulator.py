@@ -16,6 +16,7 @@ from typing import TypeVar
 import serial
 
 from hil.errors import RunnerError
+from hil.run.socket_port import open_url
 
 PORT_ATTEMPTS = 5
 
@@ -136,7 +137,7 @@ def connect_uart(board: str, process: EmulatorProcess, timeout_s: float, retry_s
             time.sleep(0.02)
             continue
         try:
-            return serial.serial_for_url(f"socket://127.0.0.1:{process.port}", timeout=0.05)
+            return open_url(f"socket://127.0.0.1:{process.port}", timeout=0.05)
         except serial.SerialException:
             if time.monotonic() > deadline:
                 raise too_late() from None
