@@ -1,9 +1,15 @@
 """Shared fixtures: a private firmware cache and results store per test session."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each of pytest -n's workers has a core of its own: torch (read as it starts, here and in
+    # every process a test starts) keeps to one thread instead of one per core in every worker.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 EMULATED_BOARDS = ("qemu-f746", "qemu-f412", "qemu-h743", "netduinoplus2")
 
@@ -15,6 +21,12 @@ needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None,
     reason="qemu-system-arm is not installed (scripts/install.sh installs it)",
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `longest` run first: under pytest -n, a test of minutes that started last
+    would keep one core busy long after the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

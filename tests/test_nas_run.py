@@ -87,6 +87,7 @@ def test_the_median_latency_budget_binds_half_of_the_fitting_networks():
 
 @needs_arm_gcc
 @needs_qemu
+@pytest.mark.longest
 def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
     """The issue's command, patches allowed (issue 14's joint search): space, its own latency table
     (with the patches' cost), supernet, evolution and random search, the baseline, three networks
