@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hil.errors import LabError
 from hil.firmware_build.firmware import symbol_address
-from engine.cache import cache_root
+from engine.cache import cache_root, write_atomically
 from hil.targets.boardspec import BoardSpec
 
 PLUGIN_SOURCE = Path(__file__).with_name("plugin") / "tl_profile.c"
@@ -134,13 +134,14 @@ def plugin_library() -> Path:
     if compiler is None:
         raise ProfileError("the execution profiler needs a host C compiler (gcc): run scripts/install.sh, "
                            "or: apt-get install gcc")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".so.part")
-    result = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(PLUGIN_SOURCE)],
-                            capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise ProfileError(f"cannot compile the execution profiler {PLUGIN_SOURCE}:\n{result.stderr.strip()}")
-    partial.replace(target)
+
+    def compile_to(partial: Path) -> None:
+        result = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(PLUGIN_SOURCE)],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise ProfileError(f"cannot compile the execution profiler {PLUGIN_SOURCE}:\n{result.stderr.strip()}")
+
+    write_atomically(target, compile_to)
     return target
 
 
