@@ -84,7 +84,7 @@ def code_generator_digest() -> str:
     digest = hashlib.sha256()
     engine = files("engine")
     for name in CODE_GENERATOR_MODULES:
-        for path, source in _python_sources(engine.joinpath(name), name):
+        for path, source in python_sources(engine.joinpath(name), name):
             digest.update(path.encode() + b"\0" + source + b"\0")
     for path in sorted(templates_dir().iterdir()):
         if path.is_file():
@@ -92,14 +92,14 @@ def code_generator_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _python_sources(entry: Traversable, name: str) -> list[tuple[str, bytes]]:
+def python_sources(entry: Traversable, name: str) -> list[tuple[str, bytes]]:
     """(path, bytes) of a module, or of every module of a package and its sub-packages, by path."""
     if entry.is_file():
         return [(name, entry.read_bytes())]
     found = []
     for child in entry.iterdir():
         if (child.is_dir() and child.name != "__pycache__") or child.name.endswith(".py"):
-            found += _python_sources(child, f"{name}/{child.name}")
+            found += python_sources(child, f"{name}/{child.name}")
     return sorted(found)
 
 

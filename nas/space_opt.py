@@ -4,7 +4,9 @@ networks have the highest mean MACs, among those where at least `min_fit` of the
 
 Sampling is separate from the budget: `sample_grid` computes each network's footprint once (its
 planned arena, int8 constants, layers and MACs, `nas.footprint`), and `summarise` adds a board's
-measured overhead (`nas.overhead`) and applies a budget, so several budgets reuse one sampling."""
+measured overhead (`nas.overhead`) and applies a budget, so several budgets reuse one sampling.
+The samples are kept in the cache (`nas.sample_cache`): the commands that choose (W, R) again
+read them instead of sampling again."""
 from __future__ import annotations
 
 import random
@@ -46,6 +48,7 @@ class GridSample:
     # where no plan is needed or none fits.
     patched_arena: np.ndarray | None = None
     patch_ops: np.ndarray | None = None
+    from_cache: bool = False  # read from nas.sample_cache rather than computed now
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,36 @@ def _sample_job(args: tuple) -> GridSample:
 
 
 def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1,
-                patch_limit: int | None = None) -> Iterator[GridSample]:
-    """Every grid point's sample, in grid order, on `jobs` processes (`patch_limit` as sample_point's)."""
+                patch_limit: int | None = None, cache: bool = True) -> Iterator[GridSample]:
+    """Every grid point's sample, in grid order, on `jobs` processes (`patch_limit` as sample_point's).
+    With `cache`, a point sampled before with the same arguments and code is read from the cache
+    (`nas.sample_cache`), and one computed now is kept there."""
+    from nas.sample_cache import load_sample, sample_path, save_sample
+
     if samples < 1:
         raise SpaceError(f"samples must be at least 1, not {samples}")
     work = [(space, w, r, samples, seed, patch_limit) for w, r in space.grid]
-    if jobs <= 1 or len(work) <= 1:
-        yield from map(_sample_job, work)
-        return
-    with process_pool(min(jobs, len(work))) as pool:
-        yield from pool.map(_sample_job, work)
+    paths = [sample_path(*job) if cache else None for job in work]
+    kept = [load_sample(path) if path is not None else None for path in paths]
+    missing = [job for job, sample in zip(work, kept) if sample is None]
+    if jobs <= 1 or len(missing) <= 1:
+        computed = map(_sample_job, missing)
+        pool = None
+    else:
+        pool = process_pool(min(jobs, len(missing)))
+        computed = pool.map(_sample_job, missing)
+    try:
+        for path, sample in zip(paths, kept):
+            if sample is not None:
+                sample.from_cache = True
+            else:
+                sample = next(computed)
+                if path is not None:
+                    save_sample(path, sample)
+            yield sample
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def summarise(sample: GridSample, overhead: BoardOverhead, budget: Budget) -> GridPoint:

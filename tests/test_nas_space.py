@@ -19,7 +19,7 @@ from nas.footprint import footprint
 from nas.shapegraph import network_graph
 from nas.space import (SPACES, SearchSpace, SpaceError, StageChoices, load_space, make_divisible, save_space,
                        space_to_dict)
-from nas.space_opt import GridPoint, choose
+from nas.space_opt import GridPoint, choose, sample_grid
 from conftest import needs_arm_gcc, needs_qemu
 from tinylab_cli.main import main
 
@@ -128,6 +128,35 @@ def test_the_choice_is_the_highest_mean_macs_among_the_spaces_that_fit_often_eno
         choose([_point(0.5, 16, 0)], 0.5)
 
 
+def test_a_grid_s_samples_are_kept_and_read_back_only_under_the_same_arguments_and_code(tmp_path, monkeypatch):
+    import nas.sample_cache as sample_cache
+
+    monkeypatch.setenv("TINYLAB_CACHE", str(tmp_path))
+    space = replace(FASHION, name="small-grid", widths=(0.3,), resolutions=(16, 20))
+    first = list(sample_grid(space, samples=4, seed=5))
+    assert [s.from_cache for s in first] == [False, False]
+    again = list(sample_grid(space, samples=4, seed=5))
+    assert [s.from_cache for s in again] == [True, True]
+    for kept, computed in zip(again, first):
+        assert (kept.width, kept.resolution) == (computed.width, computed.resolution)
+        for name in sample_cache.ARRAYS:
+            assert np.array_equal(getattr(kept, name), getattr(computed, name)) if getattr(computed, name) is not None \
+                else getattr(kept, name) is None
+    # Another seed, another number of networks, another patch limit: sampled anew.
+    assert not any(s.from_cache for s in sample_grid(space, samples=4, seed=6))
+    assert not any(s.from_cache for s in sample_grid(space, samples=3, seed=5))
+    assert not any(s.from_cache for s in sample_grid(space, samples=4, seed=5, patch_limit=4096))
+    # A file that cannot be read is computed again and replaced.
+    broken = sample_cache.sample_path(space, 0.3, 16, 4, 5, None)
+    broken.write_bytes(b"not a sample")
+    assert [s.from_cache for s in sample_grid(space, samples=4, seed=5)] == [False, True]
+    assert sample_cache.load_sample(broken) is not None
+    # Other code (the planner, the footprint, the space's sampling): sampled anew.
+    monkeypatch.setattr(sample_cache, "sampling_code_digest", lambda: "0" * 16)
+    assert not any(s.from_cache for s in sample_grid(space, samples=4, seed=5))
+    assert not any(s.from_cache for s in sample_grid(space, samples=4, seed=5, cache=False))
+
+
 @needs_arm_gcc
 @needs_qemu
 def test_nas_space_runs_end_to_end_on_qemu(tmp_path, capsys):
@@ -149,9 +178,11 @@ def test_nas_space_runs_end_to_end_on_qemu(tmp_path, capsys):
     best = max((p for p in result["grid"] if p["fit_share"] >= 0.5), key=lambda p: p["mean_macs_fitting"])
     assert (result["choice"]["width"], result["choice"]["resolution"]) == (best["width"], best["resolution"])
     assert figure.stat().st_size > 0
-    # The table, from the cached overhead; and a budget nothing fits is refused with the reason.
+    assert result["timing"]["networks_sampled_now"] == 32
+    # The table, from the cached overhead and samples; and a budget nothing fits is refused with the reason.
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "measured before, from the cache" in out and "<- chosen" in out
+    assert "4 of 4 (W, R) sampled before" in out and "(0 sampled now)" in out
     assert main(args[:-6] + ["--sram", "2K", "--samples", "2", "--jobs", "1", "--figure", str(figure)]) == 2
     assert "no (W, R) of the grid has at least 50%" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.resources import results_dir
 from hil.sizes import byte_count
+from engine.cache import cache_root
 from hil.targets.boards import load_board
 
 SUMMARY = ("the search: all of it with its baselines, measured on the board (run); choose the width and resolution whose networks fit the budget best (space), "
@@ -128,6 +129,7 @@ class GridRun:
     refusal: str | None
     seconds: float
     jobs: int
+    cached: int  # grid points whose sample was read from the cache, not computed now
 
 
 def space_grid(args: argparse.Namespace, say) -> GridRun:
@@ -161,19 +163,24 @@ def space_grid(args: argparse.Namespace, say) -> GridRun:
     say(f"sampling {args.samples} networks at each of {len(grid)} (W, R) of {space.name} ({jobs} processes)")
     bar = None if args.json else ProgressBar(len(grid), "nas space")
     started = time.monotonic()
-    points = []
+    points, cached = [], 0
     for sample in sample_grid(space, args.samples, args.seed, jobs, patch_limit):
         point = summarise(sample, overhead, budget)
         points.append(point)
+        cached += sample.from_cache
         if bar is not None:
-            bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit")
+            bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit"
+                        + (" (sampled before)" if sample.from_cache else ""))
     seconds = time.monotonic() - started
+    if cached:
+        say(f"{cached} of {len(grid)} (W, R) sampled before with the same seed, samples and code: read from "
+            f"{cache_root() / 'nas' / 'samples'}")
     try:
         chosen = choose(points, args.min_fit)
         refusal = None
     except SpaceError as error:
         chosen, refusal = None, str(error)
-    return GridRun(board, space, budget, overhead, measured, points, chosen, refusal, seconds, jobs)
+    return GridRun(board, space, budget, overhead, measured, points, chosen, refusal, seconds, jobs, cached)
 
 
 def run_space(args: argparse.Namespace) -> int:
@@ -184,6 +191,7 @@ def run_space(args: argparse.Namespace) -> int:
     board, space, budget, overhead, measured = run.board, run.space, run.budget, run.overhead, run.measured
     points, chosen, refusal, seconds, jobs = run.points, run.chosen, run.refusal, run.seconds, run.jobs
     grid = space.grid
+    computed = args.samples * (len(grid) - run.cached)  # networks sampled now; the rest were read
     figure = args.figure or results_dir() / f"nas-space-{board.name}-{space.name}.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
     cdf_figure(points, chosen, figure, f"{space.name} on {board.name}: SRAM {budget.sram_bytes:,} B, "
@@ -199,13 +207,13 @@ def run_space(args: argparse.Namespace) -> int:
                                                    "fit_share": round(chosen.fit_share, 4),
                                                    "mean_macs_fitting": round(chosen.mean_macs, 1)},
             "refusal": refusal, "figure": str(figure),
-            "timing": {"seconds": round(seconds, 2), "networks": total, "networks_per_second": round(total / seconds, 1),
-                       "jobs": jobs},
+            "timing": {"seconds": round(seconds, 2), "networks": total, "networks_sampled_now": computed,
+                       "networks_per_second": round(computed / seconds, 1) if computed else None, "jobs": jobs},
         }, indent=2))
     else:
         print_table(points, chosen, args.patches == "auto")
-        print(f"{total:,} networks in {seconds:.1f} s ({total / seconds:,.0f} per second, {jobs} processes); "
-              f"figure {figure}")
+        rate = f"{computed / seconds:,.0f} per second, {jobs} processes" if computed else "all read from the cache"
+        print(f"{total:,} networks ({computed:,} sampled now) in {seconds:.1f} s ({rate}); figure {figure}")
         if chosen is not None:
             print(f"chosen: W={chosen.width:g}, R={chosen.resolution} ({chosen.fit_share:.0%} of its networks fit "
                   f"{budget.sram_bytes:,} B of SRAM and {budget.flash_bytes:,} B of flash, mean "
