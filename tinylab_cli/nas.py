@@ -13,12 +13,12 @@ import json
 import time
 from dataclasses import dataclass
 
+from engine.cache import cache_root
 from hil.destinations import add_output_argument
 from hil.errors import LabError
 from hil.progress import ProgressBar
 from hil.resources import results_dir
 from hil.sizes import byte_count
-from engine.cache import cache_root
 from hil.targets.boards import load_board
 
 SUMMARY = ("the search: all of it with its baselines, measured on the board (run); choose the width and resolution whose networks fit the budget best (space), "
