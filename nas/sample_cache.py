@@ -54,7 +54,7 @@ def load_sample(path: Path):
             arrays = {name: data[name] if name in data.files else None for name in ARRAYS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
-    return GridSample(meta["width"], meta["resolution"], **arrays)
+    return GridSample(meta["width"], meta["resolution"], **arrays, from_cache=True)
 
 
 def save_sample(path: Path, sample) -> None:

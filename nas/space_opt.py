@@ -130,9 +130,7 @@ def sample_grid(space: SearchSpace, samples: int, seed: int = 0, jobs: int = 1,
         computed = pool.map(_sample_job, missing)
     try:
         for path, sample in zip(paths, kept):
-            if sample is not None:
-                sample.from_cache = True
-            else:
+            if sample is None:
                 sample = next(computed)
                 if path is not None:
                     save_sample(path, sample)
