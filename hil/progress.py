@@ -1,11 +1,12 @@
 """A progress bar for long lab work (a table build, a nightly suite): redrawn in place on a
-terminal, one line per finished item otherwise (so logs and CI keep every figure)."""
+terminal, one line per finished item otherwise (so logs and CI keep every figure). Bars go to
+stderr, so a command's `--json` output on stdout stays clean while its progress still shows."""
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Callable, TextIO
 
 BAR_WIDTH = 24
 
@@ -19,6 +20,12 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{seconds:02d}s"
     return f"{seconds}s"
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """A command's progress lines: on stdout, or on stderr when stdout carries its JSON."""
+    stream = sys.stderr if as_json else sys.stdout
+    return lambda line: print(line, file=stream, flush=True)
 
 
 @dataclass

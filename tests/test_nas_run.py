@@ -100,7 +100,11 @@ def test_nas_run_quick_end_to_end(tmp_path, monkeypatch, capsys):
     store = tmp_path / "lab.sqlite"
     assert main(["nas", "run", "--board", "qemu-f412", "--sram", "64K", "--flash", "512K", "--budget", "quick",
                  "--patches", "auto", "--json", "--store", str(store)]) == 0
-    report = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)  # stdout is the JSON alone; the progress went to stderr
+    for step in ("== 1/6 search space", "lut build [", "epoch 1/1 [", "evolution [", "random search [",
+                 "deploying the winner network"):
+        assert step in printed.err, step
     print(json.dumps({k: report[k] for k in ("timing", "budget", "space_choice", "latency_table")}, indent=2))
     assert report["latency_table"]["measured_now"] > 0
     winner = report["winner"]
@@ -206,3 +210,23 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["nas", "run", "--latency", "soon"])
     assert "'soon' is not a number of the latency table's unit, nor 'median'" in capsys.readouterr().err
+
+
+def test_an_option_an_action_would_ignore_is_refused_naming_it(capsys):
+    """The nas actions share one parser; `nas run --epochs 3` would train for the budget's epochs."""
+    from tinylab_cli.main import main
+    from tinylab_cli.nas import ACTION_OPTIONS
+
+    assert main(["nas", "run", "--epochs", "3", "--population", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "nas run does not take --epochs, --population; --budget quick|full sets" in err
+    assert main(["nas", "codesign", "--sram", "32K"]) == 2
+    assert "nas codesign does not take --sram (its options: --board, --budget," in capsys.readouterr().err
+    assert main(["nas", "deploy", "--figure", "cdf.png"]) == 2
+    assert "nas deploy does not take --figure" in capsys.readouterr().err
+    assert main(["nas", "run", "--no-store"]) == 2
+    assert "nas run does not take --no-store" in capsys.readouterr().err
+    # A default given again is no change; the refusal comes before any work.
+    assert main(["nas", "space", "--epochs", "5", "--sram", "1M"]) == 2
+    assert "more than qemu-f412's SRAM" in capsys.readouterr().err
+    assert ACTION_OPTIONS["codesign"] >= {"srams", "seeds", "runs", "table_only", "latency", "store"}

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from hil.destinations import add_output_argument
 from hil.errors import LabError
-from hil.progress import ProgressBar
+from hil.progress import ProgressBar, progress_printer
 from hil.store.option import add_store_argument
 from hil.store.results import open_store
 from hil.targets.boards import load_board
@@ -60,15 +60,14 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     jobs = measuring_jobs(args.jobs, board)
     table, path = open_table(args.table, current_key(board), requested_model(board, args.unit, args.cycle_model))
+    say = progress_printer(args.json)
     with open_store(args.store) as store:
         if args.action == "build":
             missing = missing_keys(space, table)
-            if not args.json:
-                print(f"{len(missing)} of {len(space_layers(space)) + 1} entries to measure on {board.name} "
-                      f"({jobs} at once); table {path}", flush=True)
+            say(f"{len(missing)} of {len(space_layers(space)) + 1} entries to measure on {board.name} "
+                f"({jobs} at once); table {path}")
             report = build_table(board, space, table, path, store=store, jobs=jobs,
-                                 progress=None if args.json else ProgressBar(len(missing), "lut build").advance)
-            say = (lambda line: None) if args.json else print
+                                 progress=ProgressBar(len(missing), "lut build").advance)
             costs = measure_patches(board, space, table, path, store, jobs, say) if args.patches is not None else []
             summary = {"table": str(path), "board": board.name, "key": table.key.to_json(),
                        "space": space.name, "keys": report.total_keys, "measured": report.measured,
@@ -101,12 +100,10 @@ def run(args: argparse.Namespace) -> int:
                                f"--patches' first")
             overhead, _ = board_overhead(board, space, patches=True)
             patches = (side, overhead.patch_code_bytes)
-        if not args.json:
-            how = f", each with its first stage on {patches[0]}x{patches[0]} patches" if patches else ""
-            print(f"measuring {args.samples} random networks of {space.name} on {board.name}{how} ({jobs} at once)",
-                  flush=True)
+        how = f", each with its first stage on {patches[0]}x{patches[0]} patches" if patches else ""
+        say(f"measuring {args.samples} random networks of {space.name} on {board.name}{how} ({jobs} at once)")
         result = validate_table(board, space, table, args.samples, seed=args.seed, store=store, jobs=jobs,
-                                progress=None if args.json else ProgressBar(args.samples, "lut validate").advance,
+                                progress=ProgressBar(args.samples, "lut validate").advance,
                                 patches=patches)
         stored = str(store.path)
     if args.json:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from engine.cache import cache_root
 from hil.destinations import add_output_argument
 from hil.errors import LabError
-from hil.progress import ProgressBar
+from hil.progress import ProgressBar, progress_printer
 from hil.resources import results_dir
 from hil.sizes import byte_count
 from hil.targets.boards import load_board
@@ -91,7 +91,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_codesign_arguments(parser)
 
 
+# The options each action reads, so that one given to an action that would ignore it is refused
+# instead. The parser is shared: `tinylab nas --help` lists them all.
+_EVERY_ACTION = {"action", "board", "destinations"}  # destinations: the output paths main checks
+_CHOOSES_SPACE = {"sram", "flash", "space", "samples", "seed", "min_fit", "jobs", "remeasure", "patches"}
+_NAMES_SUPERNET = _CHOOSES_SPACE | {"width", "resolution", "dataset", "train_images", "epochs", "batch_size",
+                                    "subnets", "optimizer", "lr", "label_smoothing", "distill"}
+_RUN = {"sram", "flash", "space", "seed", "min_fit", "jobs", "remeasure", "patches", "unit", "cycle_model",
+        "dataset", "latency", "budget", "finetune_epochs", "store"}
+ACTION_OPTIONS: dict[str, set[str]] = {
+    "space": _CHOOSES_SPACE | {"figure"},
+    "train": _NAMES_SUPERNET | {"random_subnets"},
+    "search": _NAMES_SUPERNET | {"checkpoint", "latency", "population", "generations", "val_images", "unit",
+                                 "cycle_model", "store"},
+    "deploy": _NAMES_SUPERNET | {"checkpoint", "arch", "search_json", "finetune_epochs", "target_images",
+                                 "test_images", "no_store", "store", "unit", "cycle_model"},
+    "run": _RUN,
+    "codesign": (_RUN - {"sram", "seed"}) | {"srams", "seeds", "runs", "table_only"},
+}
+_SET_BY_BUDGET = {"samples", "train_images", "epochs", "batch_size", "subnets", "population", "generations",
+                  "val_images", "target_images", "test_images"}
+
+
+def refuse_options_not_taken(args: argparse.Namespace) -> None:
+    """A LabError naming the options given (other than their defaults) that `args.action` does not read."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([args.action]))
+    given = sorted(dest for dest, default in defaults.items()
+                   if dest not in _EVERY_ACTION | ACTION_OPTIONS[args.action] and getattr(args, dest) != default)
+    if not given:
+        return
+    flags = ", ".join("--" + dest.replace("_", "-") for dest in given)
+    why = ("; --budget quick|full sets the data, training and search sizes"
+           if args.action in ("run", "codesign") and _SET_BY_BUDGET & set(given) else "")
+    taken = sorted(ACTION_OPTIONS[args.action] | {"board"})
+    raise LabError(f"nas {args.action} does not take {flags}{why} (its options: "
+                   f"{', '.join('--' + dest.replace('_', '-') for dest in taken)})")
+
+
 def run(args: argparse.Namespace) -> int:
+    refuse_options_not_taken(args)
     if args.action == "run":
         from tinylab_cli.nas_run import run_nas
 
@@ -161,16 +201,15 @@ def space_grid(args: argparse.Namespace, say) -> GridRun:
         say(f"patches allowed: a network whose arena is over {patch_limit:,} B may fit with a patch plan (code "
             f"{overhead.patch_code_base_bytes:,} B + {overhead.patch_code_per_op_bytes:,.1f} B per patch op)")
     say(f"sampling {args.samples} networks at each of {len(grid)} (W, R) of {space.name} ({jobs} processes)")
-    bar = None if args.json else ProgressBar(len(grid), "nas space")
+    bar = ProgressBar(len(grid), "nas space")
     started = time.monotonic()
     points, cached = [], 0
     for sample in sample_grid(space, args.samples, args.seed, jobs, patch_limit):
         point = summarise(sample, overhead, budget)
         points.append(point)
         cached += sample.from_cache
-        if bar is not None:
-            bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit"
-                        + (" (sampled before)" if sample.from_cache else ""))
+        bar.advance(f"W={point.width:g} R={point.resolution}: {point.fit_share:.0%} fit"
+                    + (" (sampled before)" if sample.from_cache else ""))
     seconds = time.monotonic() - started
     if cached:
         say(f"{cached} of {len(grid)} (W, R) sampled before with the same seed, samples and code: read from "
@@ -186,7 +225,7 @@ def space_grid(args: argparse.Namespace, say) -> GridRun:
 def run_space(args: argparse.Namespace) -> int:
     from nas.space_opt import cdf_figure
 
-    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    say = progress_printer(args.json)
     run = space_grid(args, say)
     board, space, budget, overhead, measured = run.board, run.space, run.budget, run.overhead, run.measured
     points, chosen, refusal, seconds, jobs = run.points, run.chosen, run.refusal, run.seconds, run.jobs

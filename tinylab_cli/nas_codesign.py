@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from hil.errors import LabError
+from hil.progress import progress_printer
 from hil.sizes import byte_count
 
 DEFAULT_SRAMS = "64K,32K"
@@ -87,12 +88,12 @@ def run_all(args: argparse.Namespace, folder: Path, plan: list[tuple[int, int]])
     folder.mkdir(parents=True, exist_ok=True)
     records = recorded(folder, plan)
     latency = recorded_latency(args.latency, records, folder)
+    say = progress_printer(args.json)
     for number, (sram, seed) in enumerate(plan, 1):
         if (sram, seed) in records:
             continue
-        if not args.json:
-            print(f"=== co-design run {number}/{len(plan)}: SRAM {size_label(sram)}, seed {seed}, latency "
-                  f"budget {latency if isinstance(latency, str) else format(latency, ',.0f')}", flush=True)
+        say(f"=== co-design run {number}/{len(plan)}: SRAM {size_label(sram)}, seed {seed}, latency "
+            f"budget {latency if isinstance(latency, str) else format(latency, ',.0f')}")
         run_args = copy.copy(args)
         run_args.sram, run_args.seed, run_args.latency = sram, seed, latency
         records[(sram, seed)] = record = nas_run_report(run_args)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from hil.errors import LabError
+from hil.progress import progress_printer
 from hil.store.option import add_store_argument
 
 DEFAULT_TARGET_IMAGES = 50
@@ -59,7 +60,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     from tinylab_cli.nas import check_budget
     from tinylab_cli.nas_search import latency_table, supernet_of
 
-    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    say = progress_printer(args.json)
     if args.finetune_epochs < 0 or args.target_images < 0 or args.test_images < 0:
         raise LabError("--finetune-epochs, --target-images and --test-images must be 0 or more")
     arch = chosen_arch(args)

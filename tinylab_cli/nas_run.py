@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 from hil.errors import LabError
-from hil.progress import ProgressBar
+from hil.progress import ProgressBar, progress_printer
 
 DEFAULT_BUDGET = "quick"
 BUDGET_CHOICES = ("quick", "full")  # nas.budgets.BUDGETS; tests/test_nas_run.py keeps them equal
@@ -31,9 +31,11 @@ BUDGET_CHOICES = ("quick", "full")  # nas.budgets.BUDGETS; tests/test_nas_run.py
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run", "the whole search: space, table, supernet, evolution, baseline, deployment")
     group.add_argument("--budget", choices=BUDGET_CHOICES, default=DEFAULT_BUDGET,
-                       help="how much work: quick (about 5 minutes: a data subset, 1 epoch, a small population; "
-                            "checks the path, not the accuracy) or full (the whole training split, 10 epochs, "
-                            f"population 50 over 20 generations, 2,000 validation images) (default: {DEFAULT_BUDGET})")
+                       help="how much work; it sets the data, training and search sizes, so 'nas run' takes none "
+                            "of those flags: quick (about 3 minutes on 2 cores: 2,048 training images, 1 epoch, "
+                            "population 6 over 1 generation; checks the path, not the accuracy) or full (the whole "
+                            "training split, 10 epochs, population 50 over 20 generations, 2,000 validation images; "
+                            f"about 80 minutes) (default: {DEFAULT_BUDGET})")
 
 
 def latency_argument(text: str) -> float | str:
@@ -51,16 +53,12 @@ def latency_argument(text: str) -> float | str:
 
 
 class Steps:
-    """Says what each step does and times it."""
+    """Says what each step does (on stderr when stdout carries the JSON) and times it."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self, as_json: bool) -> None:
+        self.say = progress_printer(as_json)
         self.seconds: dict[str, float] = {}
         self.started = time.monotonic()
-
-    def say(self, line: str) -> None:
-        if not self.quiet:
-            print(line, flush=True)
 
     @contextmanager
     def step(self, name: str, what: str) -> Iterator[None]:
@@ -85,7 +83,7 @@ def run_nas(args: argparse.Namespace) -> int:
 
 
 def nas_run_report(args: argparse.Namespace) -> dict:
-    """Every step of `nas run`, its progress printed unless `args.json`; the run's record."""
+    """Every step of `nas run`, its progress printed as it goes; the run's record."""
     from hil.store.results import open_store
     from hil.experiments.modelrun import engine_provenance
     from hil.targets.boards import load_board
@@ -142,7 +140,7 @@ def nas_run_report(args: argparse.Namespace) -> dict:
                          recalibration_images=budget.recalibration_images, train_images=budget.train_images)
     with steps.step("train", f"3/6 supernet: {config.epochs} epoch(s), largest + {config.subnets} random subnet(s) "
                     "per step"):
-        trained = trained_net(config, args.json)
+        trained = trained_net(config)
         say(f"checkpoint {trained.checkpoint} ({len(trained.data.train):,} training images)")
 
     provenance = engine_provenance(board, board.backend)  # one run id for every row of the search
@@ -164,7 +162,7 @@ def nas_run_report(args: argparse.Namespace) -> dict:
                     "and random search"):
         data = validation_subset(trained.data, budget.val_images, args.seed)
         fitness = SupernetFitness(trained.supernet, data, config)
-        evolution, control, predictor = run_searches(constraints, fitness, budget, args.seed, args.json, say)
+        evolution, control, predictor = run_searches(constraints, fitness, budget, args.seed, say)
         for result in (evolution, control):
             say(f"{result.method}: best {result.fitness:.1%} on {len(data.validation):,} validation images after "
                 f"{result.evaluations} evaluations: {result.best}")
@@ -261,7 +259,7 @@ class PredictedSearch:
                 "seconds": round(self.seconds, 2)}
 
 
-def run_searches(constraints, fitness, budget, seed: int, quiet: bool, say):
+def run_searches(constraints, fitness, budget, seed: int, say):
     """Evolution and random search with as many evaluations. With `budget.predictor_samples`,
     both score candidates with an accuracy predictor trained on that many subnets scored for
     real, and each one's `budget.finalists` best are scored for real to pick its best."""
@@ -274,15 +272,15 @@ def run_searches(constraints, fitness, budget, seed: int, quiet: bool, say):
     if budget.predictor_samples:
         started = time.monotonic()
         samples = random_search(constraints, fitness, budget.predictor_samples, replace(config, seed=seed + 1_000_003),
-                                generation_bar("predictor samples", batches, quiet))
+                                generation_bar("predictor samples", batches))
         score = AccuracyPredictor(constraints.space.stages, seed)
         error = score.fit(samples.evaluated)
         say(f"accuracy predictor: {len(samples.evaluated)} subnets scored for real; on {error.held_out} held out, "
             f"RMSE {error.rmse * 100:.2f} points, MAE {error.mae * 100:.2f}, Spearman {error.spearman:.3f}")
         predicted = PredictedSearch(samples.evaluated, error, {}, time.monotonic() - started)
-    evolution = evolve(constraints, score, config, generation_bar("evolution", budget.generations + 1, quiet))
+    evolution = evolve(constraints, score, config, generation_bar("evolution", budget.generations + 1))
     control = random_search(constraints, score, evolution.evaluations, config,
-                            generation_bar("random search", -(-evolution.evaluations // budget.population), quiet))
+                            generation_bar("random search", -(-evolution.evaluations // budget.population)))
     if predicted is None:
         return evolution, control, None
     results = []
@@ -295,18 +293,16 @@ def run_searches(constraints, fitness, budget, seed: int, quiet: bool, say):
     return results[0], results[1], predicted
 
 
-def trained_net(config, quiet: bool):
+def trained_net(config):
     from nas.train import train
 
     from tinylab_cli.nas_train import epoch_bars
 
-    return train(config, progress=None if quiet else epoch_bars(config.epochs))
+    return train(config, progress=epoch_bars(config.epochs))
 
 
-def generation_bar(label: str, total: int, quiet: bool):
-    """A search's progress callback: one bar, advanced once per generation (None when quiet)."""
-    if quiet:
-        return None
+def generation_bar(label: str, total: int):
+    """A search's progress callback: one bar, advanced once per generation."""
     bar = ProgressBar(max(total, 1), label)
     return lambda g: bar.advance(
         f"best {g.best:.1%}, mean {g.mean:.1%}, {g.evaluations} evaluated, {sum(g.rejected.values())} rejected")
@@ -335,7 +331,7 @@ def uniform_baseline_of(board, space, overhead, args, latency, config, say, tabl
     say(f"baseline {baseline.arch} at W={baseline.width:g}, R={baseline.resolution}, {baseline.macs / 1e6:.2f} MMACs")
     base_config = replace(config, width=baseline.width, resolution=baseline.resolution, subnets=0,
                           fixed_arch=str(baseline.arch))
-    return baseline, base_config, trained_net(base_config, args.json)
+    return baseline, base_config, trained_net(base_config)
 
 
 def print_summary(report: dict) -> None:

@@ -10,7 +10,7 @@ import json
 import time
 
 from hil.errors import LabError
-from hil.progress import ProgressBar
+from hil.progress import ProgressBar, progress_printer
 from tinylab_cli.nas_run import generation_bar, latency_argument
 
 DEFAULT_POPULATION = 100  # nas.evolution.EvolutionConfig's defaults; tests/test_nas_evolution.py keeps them equal
@@ -46,7 +46,7 @@ def run_search(args: argparse.Namespace) -> int:
     from hil.targets.boards import load_board
     from tinylab_cli.nas import check_budget
 
-    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    say = progress_printer(args.json)
     if args.latency == "median":
         raise LabError("--latency median is for 'nas run'; 'nas search' takes a number in the table's unit")
     board = load_board(args.board)
@@ -75,10 +75,10 @@ def run_search(args: argparse.Namespace) -> int:
     say(f"searching under {constraints.describe()}: population {config.population}, {config.generations} "
         f"generations, fitness on {len(data.validation):,} validation images")
 
-    evolution = evolve(constraints, fitness, config, generation_bar("evolution", config.generations + 1, args.json))
+    evolution = evolve(constraints, fitness, config, generation_bar("evolution", config.generations + 1))
     evaluation_seconds = fitness.seconds
     control = random_search(constraints, fitness, evolution.evaluations, config,
-                            generation_bar("random search", -(-evolution.evaluations // config.population), args.json))
+                            generation_bar("random search", -(-evolution.evaluations // config.population)))
     evaluations = fitness.calls
     report = {
         "board": board.name, "space": space.name, "width": width, "resolution": resolution, "checkpoint": str(path),
@@ -163,9 +163,8 @@ def latency_table(board, space, args: argparse.Namespace, say):
     with open_store(getattr(args, "store", None)) as store:
         if missing:
             say(f"measuring {len(missing)} latency table entries on {board.name} ({jobs} at once)")
-            bar = None if args.json else ProgressBar(len(missing), "lut build")
             measured += len(build_table(board, space, table, path, store=store, jobs=jobs,
-                                        progress=None if bar is None else bar.advance).measured)
+                                        progress=ProgressBar(len(missing), "lut build").advance).measured)
         if patch_cost:
             measure_patches(board, space, table, path, store, jobs, say)
             measured += 1

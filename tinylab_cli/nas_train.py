@@ -10,7 +10,7 @@ import json
 import random
 
 from hil.errors import LabError
-from hil.progress import ProgressBar
+from hil.progress import ProgressBar, progress_printer
 
 # nas.train.TrainConfig's defaults, named here so that building the parser does not import torch;
 # tests/test_nas_train.py keeps them equal.
@@ -75,7 +75,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.width is None:
         from tinylab_cli.nas import space_grid
 
-        say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+        say = progress_printer(args.json)
         grid = space_grid(args, say)
         if grid.chosen is None:
             raise LabError(f"no --width and --resolution given, and 'nas space' chose none: {grid.refusal}")
@@ -88,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, subnets=args.subnets, seed=args.seed,
                          optimizer=args.optimizer, lr=args.lr, label_smoothing=args.label_smoothing,
                          distill=args.distill, train_images=args.train_images)
-    result = train(config, progress=None if args.json else epoch_bars(config.epochs))
+    result = train(config, progress=epoch_bars(config.epochs))
     net, data = result.supernet, result.data
     rng = random.Random(f"{config.seed}:score")
     archs = [("largest", net.largest()), ("smallest", net.smallest())]
