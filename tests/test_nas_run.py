@@ -189,7 +189,7 @@ def test_searches_with_a_predictor_score_only_its_samples_and_the_finalists_for_
         return 0.5 + 0.03 * k7_count(arch)
 
     budget = replace(run_budget("quick"), population=10, generations=3, predictor_samples=40, finalists=3)
-    evolution, control, predicted = run_searches(constraints(), fitness, budget, 0, True, lambda line: None)
+    evolution, control, predicted = run_searches(constraints(), fitness, budget, 0, lambda line: None)
     assert len(predicted.samples) == 40 and set(predicted.finalists) == {"evolution", "random"}
     assert len(real_calls) == 40 + 3 + 3  # the samples, then each search's finalists
     for result in (evolution, control):
