@@ -230,3 +230,11 @@ def test_an_option_an_action_would_ignore_is_refused_naming_it(capsys):
     assert main(["nas", "space", "--epochs", "5", "--sram", "1M"]) == 2
     assert "more than qemu-f412's SRAM" in capsys.readouterr().err
     assert ACTION_OPTIONS["codesign"] >= {"srams", "seeds", "runs", "table_only", "latency", "store"}
+    # Every option of the shared parser is read by some action: a new flag needs its row in the table.
+    import argparse
+
+    from tinylab_cli.nas import add_arguments
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    read = set().union(*ACTION_OPTIONS.values()) | {"action", "board", "destinations"}
+    assert set(vars(parser.parse_args(["run"]))) <= read
