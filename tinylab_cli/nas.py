@@ -97,8 +97,8 @@ _EVERY_ACTION = {"action", "board", "destinations"}  # destinations: the output 
 _CHOOSES_SPACE = {"sram", "flash", "space", "samples", "seed", "min_fit", "jobs", "remeasure", "patches"}
 _NAMES_SUPERNET = _CHOOSES_SPACE | {"width", "resolution", "dataset", "train_images", "epochs", "batch_size",
                                     "subnets", "optimizer", "lr", "label_smoothing", "distill"}
-_RUN = {"sram", "flash", "space", "seed", "min_fit", "jobs", "remeasure", "patches", "unit", "cycle_model",
-        "dataset", "latency", "budget", "finetune_epochs", "store"}
+_RUN = (_CHOOSES_SPACE - {"samples"}) | {"unit", "cycle_model", "dataset", "latency", "budget", "finetune_epochs",
+                                         "store"}  # the budget sets the samples
 ACTION_OPTIONS: dict[str, set[str]] = {
     "space": _CHOOSES_SPACE | {"figure"},
     "train": _NAMES_SUPERNET | {"random_subnets"},
@@ -122,12 +122,13 @@ def refuse_options_not_taken(args: argparse.Namespace) -> None:
                    if dest not in _EVERY_ACTION | ACTION_OPTIONS[args.action] and getattr(args, dest) != default)
     if not given:
         return
-    flags = ", ".join("--" + dest.replace("_", "-") for dest in given)
+    def flags(dests) -> str:
+        return ", ".join("--" + dest.replace("_", "-") for dest in dests)
+
     why = ("; --budget quick|full sets the data, training and search sizes"
            if args.action in ("run", "codesign") and _SET_BY_BUDGET & set(given) else "")
-    taken = sorted(ACTION_OPTIONS[args.action] | {"board"})
-    raise LabError(f"nas {args.action} does not take {flags}{why} (its options: "
-                   f"{', '.join('--' + dest.replace('_', '-') for dest in taken)})")
+    raise LabError(f"nas {args.action} does not take {flags(given)}{why} (its options: "
+                   f"{flags(sorted(ACTION_OPTIONS[args.action] | {'board'}))})")
 
 
 def run(args: argparse.Namespace) -> int:
