@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.torch_models import activation_module, same_padding
+from nas.depthwise import depthwise_conv
 
 
 class ElasticBatchNorm(nn.BatchNorm2d):
@@ -76,7 +77,7 @@ class ElasticBlock(nn.Module):
     def forward(self, x: torch.Tensor, kernel: int, expand: int) -> torch.Tensor:
         w = self.weights(kernel, expand)
         y = self.act(self.expand_bn(F.conv2d(x, w["expand"])))
-        y = F.conv2d(pad_same(y, kernel, self.stride), w["depthwise"], stride=self.stride, groups=y.shape[1])
+        y = depthwise_conv(pad_same(y, kernel, self.stride), w["depthwise"], self.stride)
         y = self.project_bn(F.conv2d(self.act(self.depthwise_bn(y)), w["project"]))
         return x + y if self.use_residual else y
 

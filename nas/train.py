@@ -27,6 +27,7 @@ from hil.errors import LabError
 from nas.arch import Arch
 from nas.checkpoint import checkpoint_path, load_checkpoint, run_key, save_checkpoint
 from nas.data import Dataset, Split, load_dataset
+from nas.depthwise import weight_grad_library
 from nas.space import SearchSpace, load_space, space_to_dict
 from nas.supernet import Supernet, recalibrate_bn
 
@@ -122,7 +123,9 @@ def run_checkpoint(config: TrainConfig, space: SearchSpace, root: Path | None = 
     if dataset not in ("fashion-mnist", "digits") and path.exists():
         stat = path.stat()
         source = {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
-    key = run_key({"config": asdict(config), "space": space_to_dict(space), "data": source})
+    gradient = "tinylab" if weight_grad_library() is not None else "torch"  # the weights differ by rounding
+    key = run_key({"config": asdict(config), "space": space_to_dict(space), "data": source,
+                   "depthwise_weight_grad": gradient})
     return checkpoint_path(space.name, config.width, config.resolution, dataset, config.seed, key, root)
 
 
