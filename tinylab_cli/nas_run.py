@@ -35,7 +35,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                             "of those flags: quick (about 3 minutes on 2 cores: 2,048 training images, 1 epoch, "
                             "population 6 over 1 generation; checks the path, not the accuracy) or full (the whole "
                             "training split, 10 epochs, population 50 over 20 generations, 2,000 validation images; "
-                            f"about 100 minutes) (default: {DEFAULT_BUDGET})")
+                            f"about 75 minutes) (default: {DEFAULT_BUDGET})")
 
 
 def latency_argument(text: str) -> float | str:
