@@ -7,7 +7,8 @@ torch's forward and input gradient and takes the weight gradient from
 `kernels/depthwise_weight_grad.c`, compiled with the host's gcc into the cache on first use. It
 runs on torch's own OpenMP threads (the library's libgomp.so.1 is the one torch has loaded), on
 torch's thread count: threads of its own would compete with torch's, which spin for a while after
-each parallel op (measured: such a version gained 1.15× per training step, this one more).
+each parallel op. `scripts/bench_training_step.py` measures the gain per training step (1.28× at
+W 0.7, R 28 on 2 cores; 1.15× when the kernel ran on Python threads of its own).
 
 3×3 kernels keep torch's gradient (faster there), and so does everything when no C compiler is at
 hand (with one warning). The two gradients agree to float rounding, not bit for bit, so a supernet
