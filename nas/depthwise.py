@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import platform
-import shutil
 import subprocess
 import warnings
 from contextlib import contextmanager
@@ -29,17 +27,13 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from engine.cache import cache_root, write_atomically
+from engine.hostlib import HostLibraryError, host_library
 
 SOURCE = Path(__file__).with_name("kernels") / "depthwise_weight_grad.c"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 KERNELS = range(5, 12)  # square kernel sizes the C gradient takes (MAX_KERNEL is 11 in the source)
 
 _settings = {"torch_gradient_only": False}
-
-
-class _BuildFailed(Exception):
-    pass
 
 
 def _cpu_signature() -> bytes:
@@ -54,26 +48,11 @@ def _cpu_signature() -> bytes:
 @functools.lru_cache(maxsize=None)
 def weight_grad_library() -> ctypes.CDLL | None:
     """The compiled kernel (built into the cache on first use), or None where it cannot be built."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_signature()).hexdigest()[:12]
-    target = cache_root() / "nas" / f"depthwise_weight_grad-{key}.so"
-    if not target.exists():
-        compiler = shutil.which("gcc") or shutil.which("cc")
-
-        def compile_to(partial: Path) -> None:
-            result = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE)], capture_output=True,
-                                    text=True, timeout=120)
-            if result.returncode != 0:
-                raise _BuildFailed(result.stderr.strip())
-
-        try:
-            if compiler is None:
-                raise _BuildFailed("no C compiler (gcc) on the PATH; scripts/install.sh installs it")
-            write_atomically(target, compile_to)
-        except (_BuildFailed, OSError, subprocess.SubprocessError) as error:
-            warnings.warn(f"training uses torch's slower depthwise weight gradient: cannot compile {SOURCE}: {error}",
-                          RuntimeWarning, stacklevel=2)
-            return None
+    try:
+        target = host_library("nas", "depthwise_weight_grad", SOURCE, FLAGS, key_extra=_cpu_signature())
+    except (HostLibraryError, OSError, subprocess.SubprocessError) as error:
+        warnings.warn(f"training uses torch's slower depthwise weight gradient: {error}", RuntimeWarning, stacklevel=2)
+        return None
     library = ctypes.CDLL(str(target))
     library.tl_depthwise_weight_grad.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 9
     library.tl_depthwise_weight_grad.restype = ctypes.c_int

@@ -68,7 +68,7 @@ def test_without_a_compiler_training_falls_back_to_torchs_gradient_with_a_warnin
     monkeypatch.setattr(shutil, "which", lambda name: None)
     weight_grad_library.cache_clear()
     try:
-        with pytest.warns(RuntimeWarning, match="no C compiler"):
+        with pytest.warns(RuntimeWarning, match="no host C compiler"):
             assert weight_grad_library() is None
         x, weight = torch.randn(2, 16, 8, 8), torch.randn(16, 1, 5, 5)
         with warnings.catch_warnings():

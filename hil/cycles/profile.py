@@ -5,16 +5,13 @@ RAM, stack, other). The window is the harness's: it opens and closes at entries 
 from __future__ import annotations
 
 import functools
-import hashlib
-import shutil
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hil.errors import LabError
 from hil.firmware_build.firmware import symbol_address
-from engine.cache import cache_root, write_atomically
+from engine.hostlib import HostLibraryError, host_library
 from hil.targets.boardspec import BoardSpec
 
 PLUGIN_SOURCE = Path(__file__).with_name("plugin") / "tl_profile.c"
@@ -126,23 +123,10 @@ def _read_record(kind: str, fields: list[str], blocks: dict[int, tuple[int, int]
 
 def plugin_library() -> Path:
     """The plugin, compiled with the host's C compiler into the cache on first use."""
-    source = PLUGIN_SOURCE.read_bytes() + PLUGIN_HEADER.read_bytes()
-    target = cache_root() / "cycles" / f"tl_profile-{hashlib.sha256(source).hexdigest()[:12]}.so"
-    if target.exists():
-        return target
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise ProfileError("the execution profiler needs a host C compiler (gcc): run scripts/install.sh, "
-                           "or: apt-get install gcc")
-
-    def compile_to(partial: Path) -> None:
-        result = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(PLUGIN_SOURCE)],
-                                capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise ProfileError(f"cannot compile the execution profiler {PLUGIN_SOURCE}:\n{result.stderr.strip()}")
-
-    write_atomically(target, compile_to)
-    return target
+    try:
+        return host_library("cycles", "tl_profile", PLUGIN_SOURCE, ("-O2", "-shared", "-fPIC"), (PLUGIN_HEADER,))
+    except HostLibraryError as error:
+        raise ProfileError(f"the execution profiler: {error}") from None
 
 
 @dataclass
