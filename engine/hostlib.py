@@ -32,8 +32,11 @@ def host_library(folder: str, name: str, source: Path, flags: Sequence[str], hea
         raise HostLibraryError("no host C compiler (gcc): run scripts/install.sh, or: apt-get install gcc")
 
     def compile_to(partial: Path) -> None:
-        result = subprocess.run([compiler, *flags, "-o", str(partial), str(source)], capture_output=True, text=True,
-                                timeout=COMPILE_TIMEOUT_S)
+        try:
+            result = subprocess.run([compiler, *flags, "-o", str(partial), str(source)], capture_output=True,
+                                    text=True, timeout=COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise HostLibraryError(f"compiling {source} took over {COMPILE_TIMEOUT_S} s") from None
         if result.returncode != 0:
             raise HostLibraryError(f"cannot compile {source}:\n{result.stderr.strip()}")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import platform
-import subprocess
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +49,7 @@ def weight_grad_library() -> ctypes.CDLL | None:
     """The compiled kernel (built into the cache on first use), or None where it cannot be built."""
     try:
         target = host_library("nas", "depthwise_weight_grad", SOURCE, FLAGS, key_extra=_cpu_signature())
-    except (HostLibraryError, OSError, subprocess.SubprocessError) as error:
+    except (HostLibraryError, OSError) as error:
         warnings.warn(f"training uses torch's slower depthwise weight gradient: {error}", RuntimeWarning, stacklevel=2)
         return None
     library = ctypes.CDLL(str(target))
